@@ -1,0 +1,107 @@
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::Confirmation;
+use lapin::{BasicProperties, Channel, Connection};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::topology::WORK_ROUTING_KEY;
+use super::{connect, AmqpError, JobMessage, Topology};
+
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Publishes job ids with publisher confirms and `mandatory`, so "published" means the
+/// broker has the message in a queue. Reconnects lazily after the connection drops.
+pub struct Publisher {
+    url: String,
+    topology: Topology,
+    link: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Publisher {
+    pub fn new(url: &str, topology: Topology) -> Self {
+        Self {
+            url: url.to_string(),
+            topology,
+            link: Mutex::new(None),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    async fn channel(&self) -> Result<Channel, AmqpError> {
+        let mut link = self.link.lock().await;
+        if let Some((conn, channel)) = link.as_ref() {
+            if conn.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        *link = None;
+        let conn = connect(&self.url, "b24flow-publisher").await?;
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        self.topology.declare(&channel).await?;
+        *link = Some((conn, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn drop_link(&self) {
+        *self.link.lock().await = None;
+    }
+
+    /// True when a connection is open (or can be opened now).
+    pub async fn is_ready(&self) -> bool {
+        self.channel().await.is_ok()
+    }
+
+    pub async fn publish_job(&self, job_id: Uuid) -> Result<(), AmqpError> {
+        let result = self.try_publish(job_id).await;
+        if result.is_err() {
+            self.drop_link().await;
+        }
+        result
+    }
+
+    async fn try_publish(&self, job_id: Uuid) -> Result<(), AmqpError> {
+        let channel = self.channel().await?;
+        let payload = serde_json::to_vec(&JobMessage { job_id }).unwrap_or_default();
+        let confirm = channel
+            .basic_publish(
+                self.topology.jobs_exchange().into(),
+                WORK_ROUTING_KEY.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &payload,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into())
+                    .with_message_id(job_id.to_string().into()),
+            )
+            .await?;
+        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+            .await
+            .map_err(|_| AmqpError::ConfirmTimeout)??;
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(returned)) => Err(AmqpError::Unroutable(format!(
+                "{} {}",
+                returned.reply_code, returned.reply_text
+            ))),
+            Confirmation::Nack(_) => Err(AmqpError::Nacked(format!("job {job_id}"))),
+            Confirmation::NotRequested => Ok(()),
+        }
+    }
+
+    pub async fn close(&self) {
+        if let Some((conn, _)) = self.link.lock().await.take() {
+            let _ = conn.close(200, "bye".into()).await;
+        }
+    }
+}

@@ -1,0 +1,134 @@
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+use super::AmqpError;
+
+/// Names of every exchange and queue, all under one prefix so test runs and deployments
+/// can share a broker.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub prefix: String,
+    /// Deliveries of one message before RabbitMQ dead-letters it (a poison message).
+    pub delivery_limit: i32,
+}
+
+pub const WORK_ROUTING_KEY: &str = "work";
+
+impl Topology {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            delivery_limit: 5,
+        }
+    }
+    pub fn jobs_exchange(&self) -> String {
+        format!("{}.jobs", self.prefix)
+    }
+    pub fn work_queue(&self) -> String {
+        format!("{}.work", self.prefix)
+    }
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dlx", self.prefix)
+    }
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    /// Declares everything (idempotent). Quorum queues: replicated, and the only kind with
+    /// delivery limits and at-least-once dead-lettering on RabbitMQ 3.10.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), AmqpError> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .exchange_declare(
+                self.jobs_exchange().into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_declare(
+                self.dead_letter_exchange().into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+
+        let mut dead_args = FieldTable::default();
+        dead_args.insert("x-queue-type".into(), string("quorum"));
+        channel
+            .queue_declare(
+                self.dead_letter_queue().into(),
+                QueueDeclareOptions::durable(),
+                dead_args,
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.dead_letter_queue().into(),
+                self.dead_letter_exchange().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+
+        let mut work_args = FieldTable::default();
+        work_args.insert("x-queue-type".into(), string("quorum"));
+        work_args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(self.delivery_limit),
+        );
+        work_args.insert(
+            "x-dead-letter-exchange".into(),
+            string(&self.dead_letter_exchange()),
+        );
+        // at-least-once dead-lettering requires reject-publish overflow.
+        work_args.insert("x-dead-letter-strategy".into(), string("at-least-once"));
+        work_args.insert("x-overflow".into(), string("reject-publish"));
+        channel
+            .queue_declare(
+                self.work_queue().into(),
+                QueueDeclareOptions::durable(),
+                work_args,
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.work_queue().into(),
+                self.jobs_exchange().into(),
+                WORK_ROUTING_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Removes everything (tests clean up after themselves).
+    pub async fn delete(&self, channel: &Channel) -> Result<(), AmqpError> {
+        for queue in [self.work_queue(), self.dead_letter_queue()] {
+            channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        for exchange in [self.jobs_exchange(), self.dead_letter_exchange()] {
+            channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}

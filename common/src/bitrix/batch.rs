@@ -1,0 +1,181 @@
+//! `batch`: up to 50 sub-calls in one HTTP request (protocol.md §6.5).
+use serde_json::{Map, Value};
+
+use super::error::B24Error;
+
+/// Bitrix24 refuses longer batches (`BATCH_MAX_LENGTH`).
+pub const MAX_COMMANDS: usize = 50;
+
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    halt: bool,
+    commands: Vec<(String, String)>,
+}
+
+impl Batch {
+    /// `halt`: stop at the first failing sub-call; needed when later calls use
+    /// `$result[...]` of earlier ones (methods.md §0.3).
+    pub fn new(halt: bool) -> Self {
+        Self {
+            halt,
+            commands: Vec::new(),
+        }
+    }
+
+    /// Adds `method?params`, the params encoded as a PHP query string (brackets, indexed
+    /// lists). Values may be `$result[key][field]` references to earlier sub-calls.
+    pub fn push(&mut self, key: &str, method: &str, params: &Value) -> &mut Self {
+        let query = match params {
+            Value::Object(map) if !map.is_empty() => {
+                serde_qs::to_string(params).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        let command = if query.is_empty() {
+            method.to_string()
+        } else {
+            format!("{method}?{query}")
+        };
+        self.commands.push((key.to_string(), command));
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.commands.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.commands.is_empty()
+    }
+
+    pub(crate) fn to_params(&self) -> Value {
+        let cmd: Map<String, Value> = self
+            .commands
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        serde_json::json!({ "halt": if self.halt { 1 } else { 0 }, "cmd": cmd })
+    }
+}
+
+/// The answer to a batch: per-key results and per-key errors.
+#[derive(Clone, Debug, Default)]
+pub struct BatchResult {
+    pub results: Map<String, Value>,
+    pub errors: Map<String, Value>,
+    pub totals: Map<String, Value>,
+}
+
+impl BatchResult {
+    pub(crate) fn from_result(result: Value) -> Self {
+        // Empty members come back as `[]` instead of `{}` (protocol.md §6.5).
+        let take = |v: Option<&Value>| match v {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        Self {
+            results: take(result.get("result")),
+            errors: take(result.get("result_error")),
+            totals: take(result.get("result_total")),
+        }
+    }
+
+    /// The result of one sub-call, or its error as a [`B24Error`].
+    pub fn get(&self, key: &str) -> Result<&Value, B24Error> {
+        if let Some(err) = self.errors.get(key) {
+            let code = err
+                .get("error")
+                .map(|c| match c {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            let description = err
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            return Err(B24Error::Api {
+                method: format!("batch[{key}]"),
+                status: 400,
+                code,
+                description,
+            });
+        }
+        self.results.get(key).ok_or_else(|| B24Error::Api {
+            method: format!("batch[{key}]"),
+            status: 400,
+            code: "NO_RESULT".into(),
+            description: "the batch returned no result for this command".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn commands_are_php_query_strings() {
+        let mut batch = Batch::new(true);
+        batch.push("u", "user.get", &json!({"filter": {"ID": 5}}));
+        batch.push(
+            "d",
+            "department.get",
+            &json!({"ID": "$result[u][0][UF_DEPARTMENT]"}),
+        );
+        batch.push("i", "app.info", &json!({}));
+        let params = batch.to_params();
+        let u = params["cmd"]["u"].as_str().unwrap();
+        let decoded = percent_decode(u);
+        assert_eq!(decoded, "user.get?filter[ID]=5");
+        assert_eq!(
+            percent_decode(params["cmd"]["d"].as_str().unwrap()),
+            "department.get?ID=$result[u][0][UF_DEPARTMENT]"
+        );
+        assert_eq!(params["cmd"]["i"], "app.info");
+        assert_eq!(params["halt"], 1);
+    }
+
+    fn percent_decode(s: &str) -> String {
+        url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned()
+    }
+
+    #[test]
+    fn empty_members_and_sub_errors_are_read() {
+        let r = BatchResult::from_result(json!({
+            "result": {"a": [1]}, "result_error": [], "result_total": []
+        }));
+        assert_eq!(r.get("a").unwrap(), &json!([1]));
+        let r = BatchResult::from_result(json!({
+            "result": [], "result_error": {"b": {"error": "ACCESS_DENIED", "error_description": "no"}}
+        }));
+        let err = r.get("b").unwrap_err();
+        assert_eq!(err.code(), Some("ACCESS_DENIED"));
+    }
+}
+
+#[cfg(test)]
+mod encoding_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_with_query_syntax_survive_the_round_trip() {
+        let mut batch = Batch::new(false);
+        let text = "a&b=c+d 50% Привет #1";
+        batch.push("x", "m", &json!({"fields": {"TITLE": text}, "list": [1, 2]}));
+        let cmd = batch.to_params()["cmd"]["x"].as_str().unwrap().to_string();
+        let query = cmd.strip_prefix("m?").unwrap();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        assert!(pairs.contains(&("fields[TITLE]".to_string(), text.to_string())), "{pairs:?}");
+        assert!(pairs.contains(&("list[1]".to_string(), "2".to_string())), "{pairs:?}");
+    }
+}

@@ -1,0 +1,328 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, RwLock};
+
+use super::batch::{Batch, BatchResult, MAX_COMMANDS};
+use super::error::{B24Error, ErrorKind};
+use super::oauth::OAuthApp;
+use crate::crypto::SecretBox;
+use crate::db::{self, Pool};
+use crate::metrics;
+
+/// Bitrix24 cloud answers within 60 s or not at all (protocol.md §6.1).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(65);
+
+/// The client for all portals; cheap to clone.
+#[derive(Clone)]
+pub struct Bitrix {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    db: Pool,
+    secrets: SecretBox,
+    oauth: OAuthApp,
+    sessions: DashMap<i64, Arc<PortalSession>>,
+}
+
+/// Per-portal state shared by every job of that portal in this process.
+struct PortalSession {
+    portal_id: i64,
+    endpoint: String,
+    token: RwLock<Option<CachedToken>>,
+    /// One refresh at a time per portal in this process; the row lock covers other processes.
+    refresh_gate: Mutex<()>,
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    access_token: String,
+    version: i64,
+}
+
+/// A successful REST answer (protocol.md §6.2).
+#[derive(Clone, Debug)]
+pub struct RestResponse {
+    pub result: Value,
+    pub total: Option<u64>,
+    pub next: Option<u64>,
+}
+
+impl Bitrix {
+    pub fn new(db: Pool, secrets: SecretBox, oauth: OAuthApp) -> Self {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("b24flow/", env!("CARGO_PKG_VERSION")))
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()
+            .expect("a reqwest client with static settings builds");
+        Self {
+            inner: Arc::new(Inner {
+                http,
+                db,
+                secrets,
+                oauth,
+                sessions: DashMap::new(),
+            }),
+        }
+    }
+
+    /// The client for one portal. Its endpoint is the one stored at install, never one
+    /// taken from a request.
+    pub async fn portal(&self, portal_id: i64) -> Result<PortalClient, B24Error> {
+        if let Some(session) = self.inner.sessions.get(&portal_id) {
+            return Ok(PortalClient {
+                inner: self.inner.clone(),
+                session: session.clone(),
+            });
+        }
+        let client = self.inner.db.get().await.map_err(db::DbError::from)?;
+        let portal = db::portals::get(&client, portal_id)
+            .await?
+            .filter(|p| p.is_installed())
+            .ok_or(B24Error::NotInstalled(portal_id))?;
+        let session = self
+            .inner
+            .sessions
+            .entry(portal_id)
+            .or_insert_with(|| {
+                Arc::new(PortalSession {
+                    portal_id,
+                    endpoint: portal.client_endpoint.clone(),
+                    token: RwLock::new(None),
+                    refresh_gate: Mutex::new(()),
+                })
+            })
+            .clone();
+        Ok(PortalClient {
+            inner: self.inner.clone(),
+            session,
+        })
+    }
+
+    /// Forgets what this process cached about a portal (after a reinstall or uninstall).
+    pub fn forget_portal(&self, portal_id: i64) {
+        self.inner.sessions.remove(&portal_id);
+    }
+
+    /// One call with a token that is not (yet) the portal's stored one, e.g. to let the
+    /// portal confirm a token before we trust its sender. No refresh, no retry.
+    pub async fn call_with_token(
+        &self,
+        endpoint: &str,
+        access_token: &str,
+        method: &str,
+        params: Value,
+    ) -> Result<RestResponse, B24Error> {
+        send(&self.inner.http, endpoint, access_token, method, params).await
+    }
+}
+
+/// Every REST request of one portal passes through here.
+#[derive(Clone)]
+pub struct PortalClient {
+    inner: Arc<Inner>,
+    session: Arc<PortalSession>,
+}
+
+impl PortalClient {
+    pub fn portal_id(&self) -> i64 {
+        self.session.portal_id
+    }
+
+    /// Calls one method. An auth error refreshes the token once and repeats the call.
+    pub async fn call(&self, method: &str, params: Value) -> Result<RestResponse, B24Error> {
+        let token = self.current_token().await?;
+        match send(
+            &self.inner.http,
+            &self.session.endpoint,
+            &token.access_token,
+            method,
+            params.clone(),
+        )
+        .await
+        {
+            Err(e) if e.kind() == ErrorKind::Auth => {
+                tracing::info!(portal.id = self.session.portal_id, %method, code = ?e.code(), "token refused; refreshing");
+                let fresh = self.refresh(token.version).await?;
+                send(
+                    &self.inner.http,
+                    &self.session.endpoint,
+                    &fresh.access_token,
+                    method,
+                    params,
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    /// Runs a batch (≤ 50 commands) as one HTTP request.
+    pub async fn batch(&self, batch: &Batch) -> Result<BatchResult, B24Error> {
+        if batch.len() > MAX_COMMANDS {
+            return Err(B24Error::Api {
+                method: "batch".into(),
+                status: 400,
+                code: "ERROR_BATCH_LENGTH_EXCEEDED".into(),
+                description: format!("{} commands, at most {MAX_COMMANDS}", batch.len()),
+            });
+        }
+        let response = self.call("batch", batch.to_params()).await?;
+        Ok(BatchResult::from_result(response.result))
+    }
+
+    async fn current_token(&self) -> Result<CachedToken, B24Error> {
+        if let Some(token) = self.session.token.read().await.clone() {
+            return Ok(token);
+        }
+        let client = self.inner.db.get().await.map_err(db::DbError::from)?;
+        let tokens = db::portals::load_tokens(&client, &self.inner.secrets, self.session.portal_id)
+            .await?
+            .ok_or(B24Error::NotInstalled(self.session.portal_id))?;
+        let token = CachedToken {
+            access_token: tokens.access_token,
+            version: tokens.version,
+        };
+        *self.session.token.write().await = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Refreshes the portal's tokens unless someone already replaced the version that failed.
+    async fn refresh(&self, failed_version: i64) -> Result<CachedToken, B24Error> {
+        let _gate = self.session.refresh_gate.lock().await;
+        if let Some(token) = self.session.token.read().await.clone() {
+            if token.version > failed_version {
+                return Ok(token);
+            }
+        }
+        let mut client = self.inner.db.get().await.map_err(db::DbError::from)?;
+        // The row lock spans the OAuth call on purpose: the refresh token is single-use, so
+        // two processes refreshing at once would leave one holding a spent token.
+        let tx = client.transaction().await.map_err(db::DbError::from)?;
+        let stored = db::portals::lock_tokens(&tx, &self.inner.secrets, self.session.portal_id)
+            .await?
+            .ok_or(B24Error::NotInstalled(self.session.portal_id))?;
+        if stored.version > failed_version {
+            tx.commit().await.map_err(db::DbError::from)?;
+            let token = CachedToken {
+                access_token: stored.access_token,
+                version: stored.version,
+            };
+            *self.session.token.write().await = Some(token.clone());
+            return Ok(token);
+        }
+        let refreshed = match self
+            .inner
+            .oauth
+            .refresh(&self.inner.http, &stored.refresh_token)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                metrics::OAUTH_REFRESHES.with_label_values(&["error"]).inc();
+                drop(tx);
+                if e.kind() == ErrorKind::Permanent {
+                    tracing::error!(portal.id = self.session.portal_id, error = %e, "token refresh refused; the portal must reinstall the app");
+                }
+                return Err(e);
+            }
+        };
+        let version = db::portals::save_tokens(
+            &tx,
+            &self.inner.secrets,
+            self.session.portal_id,
+            &refreshed.access_token,
+            &refreshed.refresh_token,
+            refreshed.expires_in_secs(),
+        )
+        .await?;
+        tx.commit().await.map_err(db::DbError::from)?;
+        metrics::OAUTH_REFRESHES.with_label_values(&["ok"]).inc();
+        tracing::info!(portal.id = self.session.portal_id, version, "token refreshed");
+        let token = CachedToken {
+            access_token: refreshed.access_token,
+            version,
+        };
+        *self.session.token.write().await = Some(token.clone());
+        Ok(token)
+    }
+}
+
+/// One HTTP request: JSON body, token in `auth` (protocol.md §6.1).
+async fn send(
+    http: &reqwest::Client,
+    endpoint: &str,
+    access_token: &str,
+    method: &str,
+    params: Value,
+) -> Result<RestResponse, B24Error> {
+    let mut body = match params {
+        Value::Object(map) => map,
+        Value::Null => Map::new(),
+        other => {
+            let mut m = Map::new();
+            m.insert("params".into(), other);
+            m
+        }
+    };
+    body.insert("auth".into(), Value::String(access_token.to_string()));
+    let url = format!("{}/{method}", endpoint.trim_end_matches('/'));
+    let outcome = |o: &str| metrics::REST_REQUESTS.with_label_values(&[method, o]).inc();
+    let response = match http.post(url).json(&body).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            outcome("transport_error");
+            return Err(B24Error::transport(method, e));
+        }
+    };
+    let status = response.status().as_u16();
+    let bytes = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            outcome("transport_error");
+            return Err(B24Error::transport(method, e));
+        }
+    };
+    let json: Option<Value> = serde_json::from_slice(&bytes).ok();
+    match json {
+        Some(Value::Object(mut map)) if status < 300 && map.contains_key("result") => {
+            outcome("ok");
+            Ok(RestResponse {
+                result: map.remove("result").unwrap_or(Value::Null),
+                total: map.get("total").and_then(Value::as_u64),
+                next: map.get("next").and_then(Value::as_u64),
+            })
+        }
+        Some(Value::Object(map)) if map.contains_key("error") => {
+            outcome("error");
+            let code = match map.get("error") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            Err(B24Error::Api {
+                method: method.to_string(),
+                status,
+                code,
+                description: map
+                    .get("error_description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+        }
+        _ => {
+            outcome("bad_response");
+            Err(B24Error::BadResponse {
+                method: method.to_string(),
+                status,
+            })
+        }
+    }
+}

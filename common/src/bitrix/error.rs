@@ -1,0 +1,133 @@
+use serde::Serialize;
+
+use crate::db::DbError;
+
+/// What the caller should do about an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Try again later (network, 5xx, limits, locks).
+    Transient,
+    /// Retrying cannot help (bad input, missing rights, not found).
+    Permanent,
+    /// The token is not accepted: refresh it once, then retry.
+    Auth,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum B24Error {
+    #[error("{method}: {code} (HTTP {status}): {description}")]
+    Api {
+        method: String,
+        status: u16,
+        code: String,
+        description: String,
+    },
+    #[error("{method}: request failed: {message}")]
+    Transport { method: String, message: String },
+    #[error("{method}: unreadable answer (HTTP {status})")]
+    BadResponse { method: String, status: u16 },
+    #[error("OAuth refresh failed: {message}")]
+    Refresh { message: String, kind: ErrorKind },
+    #[error("portal {0} is not installed or has no tokens")]
+    NotInstalled(i64),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Maps an HTTP status and a Bitrix24 error code to a kind (protocol.md §2, §6.3, §7).
+pub fn classify(status: u16, code: &str) -> ErrorKind {
+    match code {
+        "expired_token" | "invalid_token" | "NO_AUTH_FOUND" => return ErrorKind::Auth,
+        // Rate limits: 503 now, 429 in older docs (protocol.md §8.1); per-method time limit.
+        "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT" | "OVERLOAD_LIMIT" => {
+            return ErrorKind::Transient
+        }
+        // The workflow instance is locked (protocol.md §5.1).
+        "423" => return ErrorKind::Transient,
+        "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" => return ErrorKind::Transient,
+        _ => {}
+    }
+    match status {
+        401 => ErrorKind::Auth,
+        408 | 423 | 425 | 429 => ErrorKind::Transient,
+        s if s >= 500 => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
+    }
+}
+
+impl B24Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            B24Error::Api { status, code, .. } => classify(*status, code),
+            B24Error::Transport { .. } => ErrorKind::Transient,
+            B24Error::BadResponse { status, .. } => {
+                if *status >= 500 || *status == 429 || *status == 0 {
+                    ErrorKind::Transient
+                } else {
+                    ErrorKind::Permanent
+                }
+            }
+            B24Error::Refresh { kind, .. } => *kind,
+            B24Error::NotInstalled(_) => ErrorKind::Permanent,
+            B24Error::Db(_) => ErrorKind::Transient,
+        }
+    }
+
+    /// The Bitrix24 error code, when the portal gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            B24Error::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The portal's own words, for `error_text` shown in the workflow.
+    pub fn description(&self) -> String {
+        match self {
+            B24Error::Api {
+                code, description, ..
+            } if !description.is_empty() => {
+                if code.is_empty() {
+                    description.clone()
+                } else {
+                    format!("{description} ({code})")
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+
+    pub(crate) fn transport(method: &str, err: reqwest::Error) -> Self {
+        // without_url: some URLs (OAuth, Disk downloads) carry secrets in the query.
+        let message = if err.is_timeout() {
+            "timed out".to_string()
+        } else {
+            err.without_url().to_string()
+        };
+        B24Error::Transport {
+            method: method.to_string(),
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_errors_fall_into_their_classes() {
+        assert_eq!(classify(401, "expired_token"), ErrorKind::Auth);
+        assert_eq!(classify(401, "invalid_token"), ErrorKind::Auth);
+        assert_eq!(classify(503, "QUERY_LIMIT_EXCEEDED"), ErrorKind::Transient);
+        assert_eq!(classify(429, "QUERY_LIMIT_EXCEEDED"), ErrorKind::Transient);
+        assert_eq!(classify(429, "OPERATION_TIME_LIMIT"), ErrorKind::Transient);
+        assert_eq!(classify(400, "423"), ErrorKind::Transient);
+        assert_eq!(classify(500, "INTERNAL_SERVER_ERROR"), ErrorKind::Transient);
+        assert_eq!(classify(403, "ACCESS_DENIED"), ErrorKind::Permanent);
+        assert_eq!(classify(400, "404"), ErrorKind::Permanent);
+        assert_eq!(classify(404, "ERROR_METHOD_NOT_FOUND"), ErrorKind::Permanent);
+        assert_eq!(classify(400, "ERROR_CORE"), ErrorKind::Permanent);
+    }
+}

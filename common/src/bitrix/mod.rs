@@ -1,0 +1,13 @@
+//! The Bitrix24 REST client. Every request to a portal goes through [`PortalClient`], the one
+//! place where OAuth refresh happens and where the per-portal rate limiter and cross-job
+//! batching attach. Protocol facts: `../shared/bitrix/protocol.md`.
+mod batch;
+mod client;
+mod error;
+pub mod form;
+mod oauth;
+
+pub use batch::{Batch, BatchResult};
+pub use client::{Bitrix, PortalClient, RestResponse};
+pub use error::{classify, B24Error, ErrorKind};
+pub use oauth::OAuthApp;

@@ -1,0 +1,104 @@
+//! OAuth 2.0 refresh against `B24FLOW_OAUTH_URL` (protocol.md §2).
+use serde::Deserialize;
+
+use super::error::{B24Error, ErrorKind};
+
+/// The app's credentials and where its OAuth server is.
+#[derive(Clone)]
+pub struct OAuthApp {
+    pub oauth_url: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for OAuthApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthApp")
+            .field("oauth_url", &self.oauth_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RefreshedTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    #[serde(default)]
+    pub expires_in: Option<serde_json::Value>,
+}
+
+impl RefreshedTokens {
+    pub fn expires_in_secs(&self) -> i64 {
+        match &self.expires_in {
+            Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(3600),
+            Some(serde_json::Value::String(s)) => s.parse().unwrap_or(3600),
+            _ => 3600,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct OAuthErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+impl OAuthApp {
+    /// Exchanges a refresh token for a new pair. The old refresh token is spent afterwards:
+    /// the caller must persist the new one before anything else can fail.
+    pub(crate) async fn refresh(
+        &self,
+        http: &reqwest::Client,
+        refresh_token: &str,
+    ) -> Result<RefreshedTokens, B24Error> {
+        let (Some(client_id), Some(client_secret)) = (&self.client_id, &self.client_secret) else {
+            return Err(B24Error::Refresh {
+                message: "B24FLOW_CLIENT_ID and B24FLOW_CLIENT_SECRET are not set".into(),
+                kind: ErrorKind::Permanent,
+            });
+        };
+        // A GET per the docs (protocol.md §2); the query holds secrets, so the URL is never logged.
+        let url = format!("{}/oauth/token/", self.oauth_url);
+        let response = http
+            .get(url)
+            .query(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", client_id),
+                ("client_secret", client_secret),
+                ("refresh_token", refresh_token),
+            ])
+            .send()
+            .await
+            .map_err(|e| B24Error::Refresh {
+                message: B24Error::transport("oauth", e).to_string(),
+                kind: ErrorKind::Transient,
+            })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| B24Error::Refresh {
+            message: B24Error::transport("oauth", e).to_string(),
+            kind: ErrorKind::Transient,
+        })?;
+        if status == 200 {
+            if let Ok(tokens) = serde_json::from_slice::<RefreshedTokens>(&body) {
+                return Ok(tokens);
+            }
+        }
+        let (code, description) = match serde_json::from_slice::<OAuthErrorBody>(&body) {
+            Ok(e) => (e.error, e.error_description),
+            Err(_) => (String::new(), format!("HTTP {status}")),
+        };
+        // invalid_grant: the refresh token is dead, only a reinstall helps; invalid_client:
+        // our credentials are wrong. Both need a human, retrying cannot help.
+        let kind = if status >= 500 || status == 429 {
+            ErrorKind::Transient
+        } else {
+            ErrorKind::Permanent
+        };
+        Err(B24Error::Refresh {
+            message: format!("{code}: {description} (HTTP {status})"),
+            kind,
+        })
+    }
+}

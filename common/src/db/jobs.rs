@@ -1,0 +1,580 @@
+//! The job repository. Every state change is one guarded statement that also appends to
+//! `job_events`, so the history operators read can never disagree with the row, and a stale
+//! attempt (wrong `attempt` or no longer `running`) changes nothing.
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::DbError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// An activity call from a workflow.
+    Activity,
+    /// Registering all activities on a portal (`bizproc.activity.add`).
+    Register,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Activity => "activity",
+            JobKind::Register => "register",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        if s == "register" {
+            JobKind::Register
+        } else {
+            JobKind::Activity
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Discarded,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Discarded => "discarded",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            "discarded" => JobState::Discarded,
+            _ => return None,
+        })
+    }
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Discarded
+        )
+    }
+}
+
+/// The result of running an activity, stored before it is reported so that a failed
+/// `bizproc.event.send` is retried without running the activity again.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub success: bool,
+    pub return_values: serde_json::Map<String, Value>,
+    pub log_message: String,
+    pub error_text: String,
+}
+
+pub struct NewJob {
+    pub portal_id: i64,
+    pub kind: JobKind,
+    pub code: String,
+    pub event_token: Option<String>,
+    pub workflow_id: Option<String>,
+    pub document_id: Value,
+    pub properties: Value,
+    pub timeout_duration: i64,
+    pub max_attempts: i32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: Uuid,
+    pub portal_id: i64,
+    pub kind: JobKind,
+    pub code: String,
+    pub event_token: Option<String>,
+    pub workflow_id: Option<String>,
+    pub document_id: Value,
+    pub properties: Value,
+    pub timeout_duration: i64,
+    pub state: JobState,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub outcome: Option<Outcome>,
+    pub result: Option<Value>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    /// When the workflow stops waiting for us, if it ever does (`timeout_duration` 0 = never).
+    pub fn workflow_deadline(&self) -> Option<DateTime<Utc>> {
+        (self.timeout_duration > 0)
+            .then(|| self.created_at + chrono::Duration::seconds(self.timeout_duration))
+    }
+}
+
+const COLUMNS: &str = "id, portal_id, kind, code, event_token, workflow_id, document_id, \
+    properties, timeout_duration, state, attempt, max_attempts, outcome, result, last_error, \
+    created_at, updated_at, finished_at";
+
+fn from_row(row: &tokio_postgres::Row) -> Result<Job, DbError> {
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    let outcome: Option<Value> = row.try_get("outcome")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        portal_id: row.try_get("portal_id")?,
+        kind: JobKind::parse(&kind),
+        code: row.try_get("code")?,
+        event_token: row.try_get("event_token")?,
+        workflow_id: row.try_get("workflow_id")?,
+        document_id: row
+            .try_get::<_, Option<Value>>("document_id")?
+            .unwrap_or(Value::Null),
+        properties: row.try_get("properties")?,
+        timeout_duration: row.try_get("timeout_duration")?,
+        state: JobState::parse(&state).unwrap_or(JobState::Failed),
+        attempt: row.try_get("attempt")?,
+        max_attempts: row.try_get("max_attempts")?,
+        outcome: outcome.and_then(|v| serde_json::from_value(v).ok()),
+        result: row.try_get("result")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    New(Uuid),
+    /// A job with this `event_token` already exists for the portal.
+    Duplicate(Uuid),
+}
+
+impl Inserted {
+    pub fn id(self) -> Uuid {
+        match self {
+            Inserted::New(id) | Inserted::Duplicate(id) => id,
+        }
+    }
+}
+
+/// Inserts a job (and its encrypted secret, if any). Duplicate `event_token`s create nothing.
+pub async fn insert(
+    client: &impl GenericClient,
+    job: &NewJob,
+    secret_enc: Option<&[u8]>,
+) -> Result<Inserted, DbError> {
+    let id = Uuid::new_v4();
+    let row = client
+        .query_opt(
+            "WITH ins AS (
+                 INSERT INTO jobs (id, portal_id, kind, code, event_token, workflow_id, document_id,
+                                   properties, timeout_duration, max_attempts)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (portal_id, event_token) DO NOTHING
+                 RETURNING id
+             ), ev AS (
+                 INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
+                 SELECT id, 0, NULL, 'queued', 'accepted' FROM ins
+             ), sec AS (
+                 INSERT INTO job_secrets (job_id, secret_enc)
+                 SELECT id, $11 FROM ins WHERE $11::bytea IS NOT NULL
+             )
+             SELECT id FROM ins",
+            &[
+                &id,
+                &job.portal_id,
+                &job.kind.as_str(),
+                &job.code,
+                &job.event_token,
+                &job.workflow_id,
+                &job.document_id,
+                &job.properties,
+                &job.timeout_duration,
+                &job.max_attempts,
+                &secret_enc,
+            ],
+        )
+        .await?;
+    if row.is_some() {
+        return Ok(Inserted::New(id));
+    }
+    let existing = client
+        .query_one(
+            "SELECT id FROM jobs WHERE portal_id = $1 AND event_token = $2",
+            &[&job.portal_id, &job.event_token],
+        )
+        .await?;
+    Ok(Inserted::Duplicate(existing.try_get(0)?))
+}
+
+pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
+    client
+        .query_opt(&sql, &[&id])
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()
+}
+
+pub async fn secret(client: &impl GenericClient, id: Uuid) -> Result<Option<Vec<u8>>, DbError> {
+    Ok(client
+        .query_opt("SELECT secret_enc FROM job_secrets WHERE job_id = $1", &[&id])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?)
+}
+
+/// The broker confirmed the message carrying this job.
+pub async fn mark_published(client: &impl GenericClient, id: Uuid) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE jobs SET published_at = now() WHERE id = $1 AND state = 'queued'",
+            &[&id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Takes a queued, due job for one attempt. `None` when someone else owns it, it is not
+/// due yet, or it is finished: the delivery that asked is stale and can be dropped.
+pub async fn claim(
+    client: &impl GenericClient,
+    id: Uuid,
+    lease: Duration,
+) -> Result<Option<Job>, DbError> {
+    let sql = format!(
+        "WITH upd AS (
+             UPDATE jobs SET state = 'running', attempt = attempt + 1,
+                 lease_until = now() + make_interval(secs => $2), updated_at = now()
+             WHERE id = $1 AND state = 'queued' AND run_at <= now()
+             RETURNING {COLUMNS}
+         ), ev AS (
+             INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
+             SELECT id, attempt, 'queued', 'running', NULL FROM upd
+         )
+         SELECT * FROM upd"
+    );
+    client
+        .query_opt(&sql, &[&id, &lease.as_secs_f64()])
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()
+}
+
+/// Extends the lease of a running attempt; false when the attempt lost the job.
+pub async fn heartbeat(
+    client: &impl GenericClient,
+    id: Uuid,
+    attempt: i32,
+    lease: Duration,
+) -> Result<bool, DbError> {
+    let n = client
+        .execute(
+            "UPDATE jobs SET lease_until = now() + make_interval(secs => $3)
+             WHERE id = $1 AND attempt = $2 AND state = 'running'",
+            &[&id, &attempt, &lease.as_secs_f64()],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Stores the activity's outcome before it is reported.
+pub async fn record_outcome(
+    client: &impl GenericClient,
+    id: Uuid,
+    attempt: i32,
+    outcome: &Outcome,
+) -> Result<bool, DbError> {
+    let value = serde_json::to_value(outcome).unwrap_or(Value::Null);
+    let n = client
+        .execute(
+            "WITH upd AS (
+                 UPDATE jobs SET outcome = $3, updated_at = now()
+                 WHERE id = $1 AND attempt = $2 AND state = 'running'
+                 RETURNING id, attempt
+             )
+             INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
+             SELECT id, attempt, 'running', 'running', $4 FROM upd",
+            &[
+                &id,
+                &attempt,
+                &value,
+                &format!(
+                    "ran: {}",
+                    if outcome.success { "success" } else { "error" }
+                ),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Ends the job. Its secrets are erased in the same statement.
+pub async fn finish(
+    client: &impl GenericClient,
+    id: Uuid,
+    attempt: i32,
+    state: JobState,
+    result: Option<&Value>,
+    error: Option<&str>,
+    message: &str,
+) -> Result<bool, DbError> {
+    debug_assert!(state.is_terminal());
+    let row = client
+        .query_opt(
+            "WITH upd AS (
+                 UPDATE jobs SET state = $3, result = $4, last_error = COALESCE($5, last_error),
+                     lease_until = NULL, finished_at = now(), reported_at = now(), updated_at = now()
+                 WHERE id = $1 AND attempt = $2 AND state = 'running'
+                 RETURNING id, attempt
+             ), ev AS (
+                 INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
+                 SELECT id, attempt, 'running', $3, $6 FROM upd
+             ), sec AS (
+                 DELETE FROM job_secrets WHERE job_id IN (SELECT id FROM upd)
+             )
+             SELECT id FROM upd",
+            &[&id, &attempt, &state.as_str(), &result, &error, &message],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Hands the job back for another attempt at `run_at`; the sweeper publishes it then.
+pub async fn schedule_retry(
+    client: &impl GenericClient,
+    id: Uuid,
+    attempt: i32,
+    run_at: DateTime<Utc>,
+    error: &str,
+) -> Result<bool, DbError> {
+    let row = client
+        .query_opt(
+            "WITH upd AS (
+                 UPDATE jobs SET state = 'queued', run_at = $3, published_at = NULL,
+                     lease_until = NULL, last_error = $4, updated_at = now()
+                 WHERE id = $1 AND attempt = $2 AND state = 'running'
+                 RETURNING id, attempt
+             ), ev AS (
+                 INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
+                 SELECT id, attempt, 'running', 'queued', $5 FROM upd
+             )
+             SELECT id FROM upd",
+            &[
+                &id,
+                &attempt,
+                &run_at,
+                &error,
+                &format!("retry at {} after: {error}", run_at.format("%H:%M:%S%.3f")),
+            ],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Gives a running attempt back without counting against it (graceful shutdown).
+pub async fn release(client: &impl GenericClient, id: Uuid, attempt: i32) -> Result<bool, DbError> {
+    let row = client
+        .query_opt(
+            "WITH upd AS (
+                 UPDATE jobs SET state = 'queued', attempt = attempt - 1, run_at = now(),
+                     published_at = NULL, lease_until = NULL, updated_at = now()
+                 WHERE id = $1 AND attempt = $2 AND state = 'running'
+                 RETURNING id, attempt
+             ), ev AS (
+                 INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
+                 SELECT id, attempt, 'running', 'queued', 'handed back at shutdown' FROM upd
+             )
+             SELECT id FROM upd",
+            &[&id, &attempt],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Queued jobs that need a (re-)publish: never confirmed by the broker (outbox), retries
+/// that are due, and messages confirmed long ago whose delivery must have been lost.
+/// `grace` keeps the sweeper off jobs the ingress is publishing right now.
+pub async fn due_for_publish(
+    client: &impl GenericClient,
+    grace: Duration,
+    stale_after: Duration,
+    limit: i64,
+) -> Result<Vec<Uuid>, DbError> {
+    let rows = client
+        .query(
+            "SELECT id FROM jobs
+             WHERE state = 'queued' AND run_at <= now()
+               AND ((published_at IS NULL AND updated_at <= now() - make_interval(secs => $1))
+                    OR published_at <= now() - make_interval(secs => $2))
+             ORDER BY run_at
+             LIMIT $3",
+            &[&grace.as_secs_f64(), &stale_after.as_secs_f64(), &limit],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Running attempts whose lease ran out (their worker died) go back to the queue.
+pub async fn reap_expired(client: &impl GenericClient) -> Result<Vec<Uuid>, DbError> {
+    let rows = client
+        .query(
+            "WITH upd AS (
+                 UPDATE jobs SET state = 'queued', run_at = now(), published_at = NULL,
+                     lease_until = NULL, last_error = 'worker lost (lease expired)', updated_at = now()
+                 WHERE state = 'running' AND lease_until < now()
+                 RETURNING id, attempt
+             ), ev AS (
+                 INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
+                 SELECT id, attempt, 'running', 'queued', 'lease expired: worker lost' FROM upd
+             )
+             SELECT id FROM upd",
+            &[],
+        )
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct JobEvent {
+    pub at: DateTime<Utc>,
+    pub attempt: i32,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub message: Option<String>,
+}
+
+pub async fn history(client: &impl GenericClient, id: Uuid) -> Result<Vec<JobEvent>, DbError> {
+    let rows = client
+        .query(
+            "SELECT at, attempt, from_state, to_state, message FROM job_events
+             WHERE job_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(JobEvent {
+                at: r.try_get(0)?,
+                attempt: r.try_get(1)?,
+                from_state: r.try_get(2)?,
+                to_state: r.try_get(3)?,
+                message: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Jobs for operators, newest first, optionally of one state.
+pub async fn list(
+    client: &impl GenericClient,
+    state: Option<JobState>,
+    limit: i64,
+) -> Result<Vec<Job>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR state = $1)
+         ORDER BY created_at DESC LIMIT $2"
+    );
+    let state = state.map(|s| s.as_str());
+    client
+        .query(&sql, &[&state, &limit])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Counts per state, for progress displays and the dashboard.
+pub async fn count_by_state(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, i64)>, DbError> {
+    let rows = client
+        .query("SELECT state, count(*) FROM jobs GROUP BY state", &[])
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Attempts a job may take before it fails for good, unless an activity says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
+
+/// The idempotency marker of one side effect of a job (`started` or `done` with its value).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SideEffect {
+    Started,
+    Done(Value),
+}
+
+pub async fn side_effect(
+    client: &impl GenericClient,
+    id: Uuid,
+    key: &str,
+) -> Result<Option<SideEffect>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT state, value FROM job_side_effects WHERE job_id = $1 AND key = $2",
+            &[&id, &key],
+        )
+        .await?;
+    Ok(row
+        .map(|r| -> Result<SideEffect, DbError> {
+            let state: String = r.try_get(0)?;
+            let value: Option<Value> = r.try_get(1)?;
+            Ok(if state == "done" {
+                SideEffect::Done(value.unwrap_or(Value::Null))
+            } else {
+                SideEffect::Started
+            })
+        })
+        .transpose()?)
+}
+
+/// Records that a side effect is about to happen (before the request that causes it).
+pub async fn side_effect_started(
+    client: &impl GenericClient,
+    id: Uuid,
+    key: &str,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO job_side_effects (job_id, key, state) VALUES ($1, $2, 'started')
+             ON CONFLICT (job_id, key) DO NOTHING",
+            &[&id, &key],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records that a side effect happened, with what it produced (e.g. the new invoice's id).
+pub async fn side_effect_done(
+    client: &impl GenericClient,
+    id: Uuid,
+    key: &str,
+    value: &Value,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO job_side_effects (job_id, key, state, value) VALUES ($1, $2, 'done', $3)
+             ON CONFLICT (job_id, key) DO UPDATE SET state = 'done', value = $3, updated_at = now()",
+            &[&id, &key, value],
+        )
+        .await?;
+    Ok(())
+}

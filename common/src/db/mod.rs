@@ -1,0 +1,49 @@
+//! Postgres: the pool, migrations, and the repositories of portals and jobs.
+pub mod jobs;
+mod migrate;
+pub mod portals;
+
+pub use deadpool_postgres::{GenericClient, Pool, PoolError};
+pub use migrate::{ensure_database, migrate};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("migrations: {0}")]
+    Migrate(String),
+    #[error("stored secret cannot be decrypted: {0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
+}
+
+pub fn pool(database_url: &str, max_size: usize) -> Result<Pool, DbError> {
+    let pg: tokio_postgres::Config = database_url
+        .parse()
+        .map_err(|e| DbError::Config(format!("B24FLOW_DATABASE_URL: {e}")))?;
+    let manager = deadpool_postgres::Manager::from_config(
+        pg,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Config(e.to_string()))
+}
+
+/// True when a connection can be had and answers.
+pub async fn ping(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,94 @@
+//! Every metric name in one place so the ingress, the worker and the dashboard stay in step.
+//! Metrics live in the process-wide default registry that `/metrics` renders.
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec,
+    IntCounterVec, IntGauge,
+};
+
+/// Activity calls answered by the ingress, by `outcome` (accepted, duplicate, or a rejection code).
+pub static INGRESS_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "b24flow_ingress_calls_total",
+        "Activity calls received by the ingress, by outcome",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Jobs that reached a terminal state, by activity code and state.
+pub static JOBS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "b24flow_jobs_finished_total",
+        "Jobs that reached a terminal state",
+        &["code", "state"]
+    )
+    .expect("metric registers once")
+});
+
+/// Attempts that ended in a retry, by activity code and error kind.
+pub static JOB_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "b24flow_job_retries_total",
+        "Job attempts scheduled for a retry",
+        &["code", "kind"]
+    )
+    .expect("metric registers once")
+});
+
+/// Seconds from the call's acceptance to its `bizproc.event.send`.
+pub static JOB_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "b24flow_job_seconds",
+        "Seconds from accepting a call to reporting its result",
+        &["code"],
+        vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Bitrix24 REST requests, by method (`batch` for batches) and outcome class.
+pub static REST_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "b24flow_rest_requests_total",
+        "HTTP requests sent to Bitrix24 portals",
+        &["method", "outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// OAuth refreshes, by outcome.
+pub static OAUTH_REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "b24flow_oauth_refreshes_total",
+        "OAuth token refreshes",
+        &["outcome"]
+    )
+    .expect("metric registers once")
+});
+
+/// Jobs currently being run by this process.
+pub static JOBS_IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("b24flow_jobs_in_flight", "Jobs running in this process")
+        .expect("metric registers once")
+});
+
+/// Messages re-published by the sweeper (never confirmed, retry due, or orphaned).
+pub static SWEPT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "b24flow_sweeper_jobs_total",
+        "Jobs handled by the sweeper",
+        &["action"]
+    )
+    .expect("metric registers once")
+});
+
+/// Renders the default registry in the Prometheus text format.
+pub fn render() -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let encoder = prometheus::TextEncoder::new();
+    let _ = encoder.encode(&prometheus::gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}

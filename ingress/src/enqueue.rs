@@ -1,0 +1,37 @@
+//! Committing a job and handing it to RabbitMQ. The row is committed first: if publishing
+//! fails, the sweeper publishes it later (outbox), so an accepted call is never lost.
+use b24flow_common::db::jobs::{self, Inserted, NewJob};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub async fn store_and_publish(
+    state: &AppState,
+    job: &NewJob,
+    secret: Option<&[u8]>,
+) -> Result<Inserted, ApiError> {
+    let client = state.db.get().await?;
+    let inserted = jobs::insert(&client, job, secret).await?;
+    drop(client);
+    if let Inserted::New(id) = inserted {
+        publish(state, id).await;
+    }
+    Ok(inserted)
+}
+
+/// Publishes and records the confirmation; a failure is logged and left to the sweeper.
+pub async fn publish(state: &AppState, id: Uuid) {
+    match state.publisher.publish_job(id).await {
+        Ok(()) => {
+            if let Ok(client) = state.db.get().await {
+                if let Err(e) = jobs::mark_published(&client, id).await {
+                    tracing::warn!(job.id = %id, error = %e, "published but not marked; the sweeper may publish it again");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(job.id = %id, error = %e, "publish failed; the sweeper will publish the stored job");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! `POST /b24/activity`: one activity call from a workflow (protocol.md §4). Verified,
+//! committed, published, answered 200. Bitrix24 never retries this call, so once we said
+//! 200 the job must reach its workflow whatever fails later.
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use b24flow_common::bitrix::form;
+use b24flow_common::db::jobs::{Inserted, JobKind, NewJob, DEFAULT_MAX_ATTEMPTS};
+use b24flow_common::db::portals::{self, Portal};
+use b24flow_common::{metrics, secrets};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::body::read_form;
+use crate::enqueue;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Longest `event_token` we store; real ones are about 100 characters.
+const MAX_EVENT_TOKEN: usize = 512;
+
+pub async fn accept(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let result = accept_inner(&state, &headers, body).await;
+    match &result {
+        Ok(_) => {}
+        Err(e) => {
+            metrics::INGRESS_CALLS.with_label_values(&[e.code]).inc();
+        }
+    }
+    result
+}
+
+async fn accept_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let form = read_form(headers, body).await?;
+    let text = |path: &[&str]| {
+        form::str_at(&form, path)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let required = |path: &[&str]| {
+        text(path).ok_or_else(|| {
+            ApiError::bad_request("missing_field", format!("the call lacks {}", path.join(".")))
+        })
+    };
+    let member_id = required(&["auth", "member_id"])?;
+    let app_token = required(&["auth", "application_token"])?;
+    let code = required(&["code"])?;
+    let event_token = required(&["event_token"])?;
+    if event_token.len() > MAX_EVENT_TOKEN {
+        return Err(ApiError::bad_request("malformed_body", "event_token is too long"));
+    }
+    if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        return Err(ApiError::bad_request("malformed_body", "code is not an activity code"));
+    }
+    let mut properties = match form.get("properties") {
+        None => json!({}),
+        Some(Value::Object(map)) => Value::Object(map.clone()),
+        // PHP sends an empty array as nothing at all; anything else is not a property map.
+        Some(Value::String(s)) if s.is_empty() => json!({}),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "malformed_body",
+                "properties must be key=value pairs",
+            ))
+        }
+    };
+    let timeout_duration = match text(&["timeout_duration"]) {
+        None => 0,
+        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_request("malformed_body", "timeout_duration is not a number")
+        })?,
+    };
+
+    let client = state.db.get().await?;
+    let portal = portals::find_by_member_id(&client, &member_id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "unknown_portal", "this portal has not installed the app"))?;
+    drop(client);
+    if !portal.is_installed() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "portal_not_installed",
+            "this portal uninstalled the app",
+        ));
+    }
+    verify_application_token(state, &portal, &app_token, text(&["auth", "access_token"])).await?;
+
+    let sealed = secrets::split_secrets(&mut properties, &state.config.secrets);
+    let job = NewJob {
+        portal_id: portal.id,
+        kind: JobKind::Activity,
+        code,
+        event_token: Some(event_token),
+        workflow_id: text(&["workflow_id"]),
+        document_id: form.get("document_id").cloned().unwrap_or(Value::Null),
+        properties,
+        timeout_duration,
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+    };
+    let inserted = enqueue::store_and_publish(state, &job, sealed.as_deref()).await?;
+    let (status, outcome) = match inserted {
+        Inserted::New(_) => ("accepted", "accepted"),
+        Inserted::Duplicate(_) => ("duplicate", "duplicate"),
+    };
+    metrics::INGRESS_CALLS.with_label_values(&[outcome]).inc();
+    tracing::info!(job.id = %inserted.id(), portal.member_id = %portal.member_id, activity.code = %job.code, status, "activity call");
+    Ok(Json(json!({ "status": status, "job_id": inserted.id() })))
+}
+
+pub(crate) fn token_matches(stored: Option<&str>, given: &str) -> bool {
+    stored.is_some_and(|s| bool::from(s.as_bytes().ct_eq(given.as_bytes())))
+}
+
+/// Compares `auth[application_token]` with the stored one (protocol.md §1.4). A portal
+/// installed without one gets it pinned by the first call whose access token the portal
+/// itself confirms with `app.info` on the stored endpoint.
+async fn verify_application_token(
+    state: &AppState,
+    portal: &Portal,
+    given: &str,
+    access_token: Option<String>,
+) -> Result<(), ApiError> {
+    let forged = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_application_token",
+            "application_token does not match this portal",
+        )
+    };
+    if portal.application_token.is_some() {
+        return if token_matches(portal.application_token.as_deref(), given) {
+            Ok(())
+        } else {
+            Err(forged())
+        };
+    }
+    let access_token = access_token.ok_or_else(forged)?;
+    state
+        .bitrix
+        .call_with_token(&portal.client_endpoint, &access_token, "app.info", json!({}))
+        .await
+        .map_err(|e| {
+            tracing::warn!(portal.member_id = %portal.member_id, error = %e, "unconfirmed call refused");
+            forged()
+        })?;
+    let client = state.db.get().await?;
+    if portals::pin_application_token(&client, portal.id, given).await? {
+        tracing::info!(portal.member_id = %portal.member_id, "application_token pinned");
+        return Ok(());
+    }
+    // Someone pinned one meanwhile: it must be this one.
+    let current = portals::get(&client, portal.id).await?;
+    if token_matches(current.and_then(|p| p.application_token).as_deref(), given) {
+        Ok(())
+    } else {
+        Err(forged())
+    }
+}

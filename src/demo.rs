@@ -1,0 +1,189 @@
+//! `b24flow demo`: a simulated portal, the app installed on it, and a few hundred
+//! workflows through the real path (ingress → Postgres → RabbitMQ → worker → portal),
+//! with live progress and a latency summary. Needs only local Postgres and RabbitMQ.
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use b24flow_common::Config;
+use b24flow_sim::{ActivityCall, Cloud, CloudConfig, PortalConfig};
+use clap::Args;
+use futures::stream::{self, StreamExt};
+use rand::Rng;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Workflows to fire.
+    #[arg(long, default_value_t = 300)]
+    workflows: usize,
+    /// Calls in flight at once from the simulated portal.
+    #[arg(long, default_value_t = 32)]
+    parallel: usize,
+    /// Enforce Bitrix24's real REST limit (2 requests/s, burst 50) on the portal.
+    #[arg(long)]
+    real_limits: bool,
+}
+
+pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    // A database and AMQP names of its own, so the demo never touches real jobs.
+    config.database_url = demo_database_url(&config.database_url)?;
+    config.amqp_prefix = format!("{}-demo-{}", config.amqp_prefix, std::process::id());
+    reset_database(&config.database_url).await?;
+
+    let cloud = Cloud::start(CloudConfig::default()).await?;
+    let portal = cloud
+        .add_portal(PortalConfig {
+            rate_limit_enabled: args.real_limits,
+            ..PortalConfig::default()
+        })
+        .await?;
+    let users = portal.seed_demo_directory(50);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    config.public_url = format!("http://{address}");
+    config.listen = address;
+    config.oauth_url = cloud.oauth_url();
+    config.client_id = Some(cloud.client_id().to_string());
+    config.client_secret = Some(cloud.client_secret().to_string());
+    config.sweep_interval = Duration::from_secs(1);
+
+    crate::prepare_database(&config).await?;
+    crate::declare_topology(&config).await?;
+    let shutdown = CancellationToken::new();
+    let app = tokio::spawn(crate::run_roles(config.clone(), Some(listener), shutdown.clone()));
+
+    eprintln!("b24flow demo: simulated portal at {}, ingress at {}", portal.base_url(), config.public_url);
+    let status = portal
+        .install(&format!("{}/b24/install", config.public_url))
+        .await?;
+    if !status.is_success() {
+        bail!("install answered {status}");
+    }
+    portal
+        .wait_for_activities(&["user_info"], Duration::from_secs(30))
+        .await
+        .context("activities were not registered")?;
+    eprintln!("installed: {} activities and robots registered", portal.activities().len());
+
+    let total = args.workflows;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let fired = Arc::new(AtomicUsize::new(0));
+    let progress = {
+        let (answered, fired) = (answered.clone(), fired.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let (f, a) = (fired.load(Ordering::Relaxed), answered.load(Ordering::Relaxed));
+                eprint!("\r  fired {f:>5}/{total}   answered {a:>5}/{total}");
+                let _ = std::io::stderr().flush();
+                if a >= total {
+                    eprintln!();
+                    return;
+                }
+            }
+        })
+    };
+
+    let results: Vec<_> = stream::iter(0..total)
+        .map(|i| {
+            let portal = portal.clone();
+            let (answered, fired) = (answered.clone(), fired.clone());
+            // One call in fifty asks for a user that does not exist: errors are answered too.
+            let user = if i % 50 == 49 {
+                999_999
+            } else {
+                users[rand::thread_rng().gen_range(0..users.len())]
+            };
+            async move {
+                let call = ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }));
+                let fired_call = portal.fire(call).await;
+                fired.fetch_add(1, Ordering::Relaxed);
+                let send = match fired_call {
+                    Ok(c) if c.status.is_success() => {
+                        portal.wait_event_send(&c.event_token, Duration::from_secs(120)).await
+                    }
+                    _ => None,
+                };
+                answered.fetch_add(1, Ordering::Relaxed);
+                send
+            }
+        })
+        .buffer_unordered(args.parallel.max(1))
+        .collect()
+        .await;
+    let _ = progress.await;
+
+    let mut latencies: Vec<Duration> = Vec::new();
+    let (mut ok, mut errors, mut missing) = (0, 0, 0);
+    for send in &results {
+        match send {
+            Some(s) => {
+                latencies.push(s.at.duration_since(s.fired_at));
+                let error_text = s.return_values.get("error_text").and_then(|v| v.as_str()).unwrap_or("");
+                if error_text.is_empty() {
+                    ok += 1;
+                } else {
+                    errors += 1;
+                }
+            }
+            None => missing += 1,
+        }
+    }
+    latencies.sort();
+    let pct = |p: f64| -> Duration {
+        if latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        latencies[((latencies.len() as f64 - 1.0) * p).round() as usize]
+    };
+    println!();
+    println!("workflows        {total}");
+    println!("completed        {ok}   (user found, all return values sent)");
+    println!("failed           {errors}   (expected: one in fifty asks for a missing user)");
+    println!("never answered   {missing}");
+    println!("latency p50      {:.1} ms", pct(0.50).as_secs_f64() * 1000.0);
+    println!("latency p99      {:.1} ms", pct(0.99).as_secs_f64() * 1000.0);
+    println!("REST requests    {} (portal side, incl. install)", portal.request_count());
+    println!("wall time        {:.1} s", started.elapsed().as_secs_f64());
+
+    shutdown.cancel();
+    let _ = app.await;
+    cloud.shutdown().await;
+    if missing > 0 {
+        bail!("{missing} workflows were never answered");
+    }
+    Ok(())
+}
+
+fn demo_database_url(url: &str) -> anyhow::Result<String> {
+    let mut parsed = url::Url::parse(url).context("B24FLOW_DATABASE_URL")?;
+    let name = parsed.path().trim_start_matches('/').to_string();
+    let name = if name.is_empty() { "b24flow".to_string() } else { name };
+    parsed.set_path(&format!("/{name}_demo"));
+    Ok(parsed.to_string())
+}
+
+/// Drops and recreates the demo database so every run starts empty.
+async fn reset_database(url: &str) -> anyhow::Result<()> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let name = config.get_dbname().unwrap_or("b24flow_demo").to_string();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, conn) = admin
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connecting to Postgres")?;
+    let conn = tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await?;
+    drop(client);
+    let _ = conn.await;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary: real Postgres, real RabbitMQ, a simulated portal.
+//! Each test gets its own database and AMQP names and removes them afterwards.
+mod support;
+
+mod ingress_checks;
+mod install;
+mod user_info;

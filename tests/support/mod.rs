@@ -1,0 +1,251 @@
+//! `spawn_app()`: the ingress and a worker in-process against a fresh database, fresh AMQP
+//! names and a simulated portal on loopback.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use b24flow_common::amqp::{self, Topology};
+use b24flow_common::crypto::SecretBox;
+use b24flow_common::{db, Config};
+use b24flow_sim::{ActivityCall, Cloud, CloudConfig, EventSend, FiredCall, Portal, PortalConfig};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct TestApp {
+    pub address: String,
+    pub config: Config,
+    pub pool: db::Pool,
+    pub cloud: Cloud,
+    pub portal: Portal,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    db_name: String,
+    cleaned: bool,
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Clone)]
+pub struct AppOptions {
+    pub portal: PortalConfig,
+    /// Install the app on the portal and wait for the activities to be registered.
+    pub install: bool,
+    /// Run a worker (tests of the ingress alone turn it off to look at queued jobs).
+    pub worker: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            portal: PortalConfig {
+                rate_limit_enabled: false,
+                ..PortalConfig::default()
+            },
+            install: true,
+            worker: true,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    b24flow_common::telemetry::init(b24flow_common::config::LogFormat::Text);
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let db_name = format!("b24flow_test_{}", &unique[..16]);
+    let database_url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
+    db::ensure_database(&database_url).await.expect("create test database");
+    let pool = db::pool(&database_url, 8).expect("pool");
+    db::migrate(&pool).await.expect("migrate");
+
+    let cloud = Cloud::start(CloudConfig::default()).await.expect("simulator");
+    let portal = cloud.add_portal(options.portal.clone()).await.expect("portal");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("addr"));
+    let secrets = SecretBox::from_base64(&SecretBox::generate_key(), None).expect("key");
+    let mut config = Config::local(secrets);
+    config.database_url = database_url;
+    config.amqp_url = AMQP_URL.into();
+    config.public_url = address.clone();
+    config.oauth_url = cloud.oauth_url();
+    config.client_id = Some(cloud.client_id().to_string());
+    config.client_secret = Some(cloud.client_secret().to_string());
+    config.amqp_prefix = format!("b24flow-test-{unique}");
+    config.worker_concurrency = 16;
+    config.sweep_interval = Duration::from_millis(300);
+    config.job_lease = Duration::from_secs(5);
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let state = b24flow_ingress::AppState::new(config.clone()).expect("ingress state");
+    {
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = b24flow_ingress::serve(listener, state, shutdown).await;
+        }));
+    }
+    // Declared before anything publishes, as `b24flow all` does.
+    let conn = amqp::connect(AMQP_URL, "test-setup").await.expect("amqp");
+    let channel = conn.create_channel().await.expect("channel");
+    Topology::new(&config.amqp_prefix)
+        .declare(&channel)
+        .await
+        .expect("topology");
+    let _ = conn.close(200, "ok".into()).await;
+    if options.worker {
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = b24flow_worker::run_with_policy(config, fast_retries(), shutdown).await;
+        }));
+    }
+
+    let app = TestApp {
+        address,
+        config,
+        pool,
+        cloud,
+        portal,
+        http: reqwest::Client::new(),
+        shutdown,
+        tasks,
+        db_name,
+        cleaned: false,
+    };
+    if options.install {
+        app.install().await;
+    }
+    app
+}
+
+/// Retries quickly so tests of retry paths stay short.
+pub fn fast_retries() -> b24flow_worker::RetryPolicy {
+    b24flow_worker::RetryPolicy {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(800),
+        multiplier: 2.0,
+        jitter: 0.2,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Installs the app through the install page and waits for the registration job.
+    pub async fn install(&self) {
+        let status = self
+            .portal
+            .install(&self.url("/b24/install"))
+            .await
+            .expect("install request");
+        assert!(status.is_success(), "install answered {status}");
+        if self.tasks.len() > 1 {
+            let codes: Vec<&str> = b24flow_worker::activities::all()
+                .iter()
+                .map(|a| a.definition().code)
+                .collect();
+            self.portal
+                .wait_for_activities(&codes, WAIT)
+                .await
+                .expect("activities registered");
+        }
+    }
+
+    /// Fires an activity call as Bitrix24 would and waits for its `bizproc.event.send`.
+    pub async fn run_activity(&self, code: &str, properties: Value) -> EventSend {
+        let fired = self.fire(code, properties).await;
+        self.portal
+            .wait_event_send(&fired.event_token, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no bizproc.event.send for {code} within {WAIT:?}"))
+    }
+
+    pub async fn fire(&self, code: &str, properties: Value) -> FiredCall {
+        let fired = self
+            .portal
+            .fire(ActivityCall::new(code, properties))
+            .await
+            .expect("fire activity call");
+        assert!(fired.status.is_success(), "handler answered {}: {}", fired.status, fired.body);
+        fired
+    }
+
+    /// POSTs a raw form body to a route of the ingress.
+    pub async fn post_form(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn job_count(&self) -> i64 {
+        let client = self.pool.get().await.expect("db");
+        client
+            .query_one("SELECT count(*) FROM jobs WHERE kind = 'activity'", &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+
+    pub async fn jobs_by_state(&self) -> Vec<(String, i64)> {
+        let client = self.pool.get().await.expect("db");
+        db::jobs::count_by_state(&client).await.expect("counts")
+    }
+
+    /// Stops everything and removes the database and the AMQP names.
+    pub async fn cleanup(mut self) {
+        self.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+        self.cloud.shutdown().await;
+        drop_resources(&self.db_name, &self.config.amqp_prefix).await;
+        self.cleaned = true;
+    }
+}
+
+async fn drop_resources(db_name: &str, prefix: &str) {
+    if let Ok(conn) = amqp::connect(AMQP_URL, "test-cleanup").await {
+        if let Ok(channel) = conn.create_channel().await {
+            let _ = Topology::new(prefix).delete(&channel).await;
+        }
+        let _ = conn.close(200, "ok".into()).await;
+    }
+    if let Ok((client, conn)) = tokio_postgres::connect(PG_ADMIN_URL, tokio_postgres::NoTls).await {
+        let handle = tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"))
+            .await;
+        drop(client);
+        let _ = handle.await;
+    }
+}
+
+impl Drop for TestApp {
+    /// A test that panicked never reached `cleanup`: remove what it made anyway.
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        self.shutdown.cancel();
+        let (db_name, prefix) = (self.db_name.clone(), self.config.amqp_prefix.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(drop_resources(&db_name, &prefix));
+            }
+        })
+        .join();
+    }
+}

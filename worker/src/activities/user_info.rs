@@ -1,0 +1,207 @@
+//! `user_info` (ACTIVITIES.md #6): a user's profile and departments from one batch of
+//! `user.get` + `department.get` (methods.md §6).
+use async_trait::async_trait;
+use b24flow_common::bitrix::Batch;
+use serde_json::{json, Map, Value};
+
+use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::schema::{ActivityDef, PropType, Property, Text};
+
+pub struct UserInfo;
+
+/// Return value, Bitrix24 `user.get` field, type.
+const FIELDS: &[(&str, &str, PropType, &str, &str)] = &[
+    ("is_online", "IS_ONLINE", PropType::Bool, "Online", "В сети"),
+    ("active", "ACTIVE", PropType::Bool, "Active", "Активен"),
+    ("email", "EMAIL", PropType::String, "E-mail", "E-mail"),
+    ("name", "NAME", PropType::String, "First name", "Имя"),
+    ("last_name", "LAST_NAME", PropType::String, "Last name", "Фамилия"),
+    ("second_name", "SECOND_NAME", PropType::String, "Second name", "Отчество"),
+    ("gender", "PERSONAL_GENDER", PropType::String, "Gender", "Пол"),
+    ("profession", "PERSONAL_PROFESSION", PropType::String, "Profession", "Профессия"),
+    ("www", "PERSONAL_WWW", PropType::String, "Web page", "Веб-страница"),
+    ("birthday", "PERSONAL_BIRTHDAY", PropType::Date, "Birthday", "Дата рождения"),
+    ("photo_url", "PERSONAL_PHOTO", PropType::String, "Photo URL", "Фотография"),
+    ("icq", "PERSONAL_ICQ", PropType::String, "ICQ", "ICQ"),
+    ("personal_phone", "PERSONAL_PHONE", PropType::String, "Personal phone", "Личный телефон"),
+    ("fax", "PERSONAL_FAX", PropType::String, "Fax", "Факс"),
+    ("personal_mobile", "PERSONAL_MOBILE", PropType::String, "Mobile phone", "Мобильный телефон"),
+    ("pager", "PERSONAL_PAGER", PropType::String, "Pager", "Пейджер"),
+    ("street", "PERSONAL_STREET", PropType::String, "Street", "Улица"),
+    ("city", "PERSONAL_CITY", PropType::String, "City", "Город"),
+    ("state", "PERSONAL_STATE", PropType::String, "Region", "Область"),
+    ("zip", "PERSONAL_ZIP", PropType::String, "ZIP code", "Индекс"),
+    ("country", "PERSONAL_COUNTRY", PropType::String, "Country", "Страна"),
+    ("work_company", "WORK_COMPANY", PropType::String, "Company", "Компания"),
+    ("work_position", "WORK_POSITION", PropType::String, "Position", "Должность"),
+    ("work_phone", "WORK_PHONE", PropType::String, "Work phone", "Рабочий телефон"),
+    ("interests", "UF_INTERESTS", PropType::String, "Interests", "Интересы"),
+    ("skills", "UF_SKILLS", PropType::String, "Skills", "Навыки"),
+    ("web_sites", "UF_WEB_SITES", PropType::String, "Other sites", "Другие сайты"),
+    ("xing", "UF_XING", PropType::String, "Xing", "Xing"),
+    ("linkedin", "UF_LINKEDIN", PropType::String, "LinkedIn", "LinkedIn"),
+    ("facebook", "UF_FACEBOOK", PropType::String, "Facebook", "Facebook"),
+    ("twitter", "UF_TWITTER", PropType::String, "Twitter", "Twitter"),
+    ("skype", "UF_SKYPE", PropType::String, "Skype", "Skype"),
+    ("district", "UF_DISTRICT", PropType::String, "District", "Район"),
+    ("inner_phone", "UF_PHONE_INNER", PropType::String, "Internal phone", "Внутренний телефон"),
+    ("user_type", "USER_TYPE", PropType::String, "User type", "Тип пользователя"),
+];
+
+#[async_trait]
+impl Activity for UserInfo {
+    fn definition(&self) -> ActivityDef {
+        let mut returns: Vec<Property> = FIELDS
+            .iter()
+            .map(|(key, _, ty, en, ru)| Property::new(key, *ty, en, ru))
+            .collect();
+        returns.push(
+            Property::new("department_ids", PropType::Int, "Department IDs", "ID подразделений")
+                .multiple(),
+        );
+        returns.push(
+            Property::new("department_names", PropType::String, "Departments", "Подразделения")
+                .multiple(),
+        );
+        ActivityDef {
+            code: "user_info",
+            name: Text::new("User info", "Информация о пользователе"),
+            description: Text::new(
+                "Reads a user's profile and departments",
+                "Получает профиль пользователя и его подразделения",
+            ),
+            properties: vec![
+                Property::new("user_id", PropType::User, "User", "Пользователь").required(),
+            ],
+            returns,
+        }
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        let user_id = input.required_user("user_id")?;
+        let mut batch = Batch::new(false);
+        batch.push("user", "user.get", &json!({ "filter": { "ID": user_id } }));
+        // A whole-value reference is replaced by the referenced array itself (Bitrix core
+        // CRestUtil::processBatchElement), so one sub-call reads all of the user's departments.
+        batch.push(
+            "departments",
+            "department.get",
+            &json!({ "ID": "$result[user][0][UF_DEPARTMENT]" }),
+        );
+        let answer = ctx.b24.batch(&batch).await?;
+        let user = answer
+            .get("user")?
+            .as_array()
+            .and_then(|users| users.first())
+            .ok_or_else(|| ActivityError::permanent(format!("user {user_id} does not exist")))?;
+
+        let mut values = Map::new();
+        for (key, field, ty, _, _) in FIELDS {
+            let raw = user.get(*field).unwrap_or(&Value::Null);
+            let value = match ty {
+                PropType::Bool => json!(as_yes_no(raw)),
+                PropType::Date => json!(as_date(raw)),
+                _ => json!(as_text(raw)),
+            };
+            values.insert((*key).to_string(), value);
+        }
+        let department_ids = department_ids(user);
+        // department.get may return more than asked for (e.g. when the user has none);
+        // only the user's own departments count, in the user's order.
+        let departments = answer.get("departments").ok().and_then(Value::as_array);
+        let department_names: Vec<String> = department_ids
+            .iter()
+            .map(|id| {
+                departments
+                    .into_iter()
+                    .flatten()
+                    .find(|d| id_of(d.get("ID")) == Some(*id))
+                    .and_then(|d| d.get("NAME"))
+                    .map(as_text)
+                    .unwrap_or_default()
+            })
+            .collect();
+        values.insert("department_ids".into(), json!(department_ids));
+        values.insert("department_names".into(), json!(department_names));
+        let full_name = [as_text(user.get("NAME").unwrap_or(&Value::Null)), as_text(user.get("LAST_NAME").unwrap_or(&Value::Null))]
+            .join(" ")
+            .trim()
+            .to_string();
+        Ok(Output {
+            return_values: values,
+            log_message: format!("user {user_id} ({full_name}) read"),
+        })
+    }
+}
+
+fn department_ids(user: &Value) -> Vec<u64> {
+    match user.get("UF_DEPARTMENT") {
+        Some(Value::Array(ids)) => ids.iter().filter_map(|v| id_of(Some(v))).collect(),
+        Some(v) => id_of(Some(v)).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+fn id_of(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => as_yes_no(&Value::Bool(*b)).to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(items) => items
+            .iter()
+            .map(as_text)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Object(_) => String::new(),
+    }
+}
+
+/// `user.get` gives `ACTIVE` as a JSON bool and `IS_ONLINE` as `Y`/`N`; workflows want `Y`/`N`.
+fn as_yes_no(v: &Value) -> &'static str {
+    match v {
+        Value::Bool(true) => "Y",
+        Value::String(s) if s.eq_ignore_ascii_case("y") || s == "1" || s == "true" => "Y",
+        Value::Number(n) if n.as_i64() == Some(1) => "Y",
+        _ => "N",
+    }
+}
+
+/// `PERSONAL_BIRTHDAY` comes as an ISO datetime (`1990-05-01T03:00:00+03:00`); the date
+/// part is the birthday whatever the offset.
+fn as_date(v: &Value) -> String {
+    let text = as_text(v);
+    text.split('T').next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_converted_for_the_workflow() {
+        assert_eq!(as_yes_no(&json!(true)), "Y");
+        assert_eq!(as_yes_no(&json!("N")), "N");
+        assert_eq!(as_date(&json!("1990-05-01T03:00:00+03:00")), "1990-05-01");
+        assert_eq!(as_date(&json!("")), "");
+        assert_eq!(as_text(&json!(["a", "", "b"])), "a, b");
+        assert_eq!(department_ids(&json!({"UF_DEPARTMENT": [3, "7"]})), vec![3, 7]);
+    }
+
+    #[test]
+    fn every_listed_return_value_is_declared() {
+        let def = UserInfo.definition();
+        let keys: Vec<&str> = def.returns.iter().map(|p| p.key).collect();
+        assert_eq!(keys.len(), 37);
+        assert!(keys.contains(&"department_names") && keys.contains(&"user_type"));
+    }
+}

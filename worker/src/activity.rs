@@ -1,0 +1,250 @@
+//! What an activity is: its definition (property and return schema, which also produce the
+//! `bizproc.activity.add` registration), and its `run`.
+use async_trait::async_trait;
+use std::collections::HashMap;
+
+use b24flow_common::bitrix::{B24Error, ErrorKind, PortalClient};
+use b24flow_common::db::jobs::{self, Job, SideEffect};
+use b24flow_common::db::{DbError, Pool};
+use serde_json::{Map, Value};
+
+use crate::schema::ActivityDef;
+
+/// What a finished run hands to the workflow.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub return_values: Map<String, Value>,
+    pub log_message: String,
+}
+
+/// Why a run did not succeed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ActivityError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ActivityError {
+    /// Bad or missing input: fail at once, no retries.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Permanent,
+            message: message.into(),
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::invalid(message)
+    }
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            kind: ErrorKind::Transient,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<B24Error> for ActivityError {
+    fn from(e: B24Error) -> Self {
+        // The client already refreshed once; an auth error that survives it is retried
+        // like any transient fault, bounded by the job's attempts.
+        let kind = match e.kind() {
+            ErrorKind::Auth => ErrorKind::Transient,
+            k => k,
+        };
+        Self {
+            kind,
+            message: e.description(),
+        }
+    }
+}
+
+impl From<DbError> for ActivityError {
+    fn from(e: DbError) -> Self {
+        Self::transient(format!("database: {e}"))
+    }
+}
+
+/// What a run may use.
+pub struct RunContext {
+    pub b24: PortalClient,
+    pub job: Job,
+    pub db: Pool,
+}
+
+impl RunContext {
+    /// The idempotency marker of side effect `key` of this job: `None` if it never started,
+    /// `Started` if an earlier attempt began it but did not record the result (it may or may
+    /// not have happened: look it up before acting again), `Done(value)` if it happened.
+    pub async fn side_effect(&self, key: &str) -> Result<Option<SideEffect>, ActivityError> {
+        let client = self.db.get().await.map_err(DbError::from)?;
+        Ok(jobs::side_effect(&client, self.job.id, key).await?)
+    }
+
+    /// Call right before the request that creates something.
+    pub async fn side_effect_started(&self, key: &str) -> Result<(), ActivityError> {
+        let client = self.db.get().await.map_err(DbError::from)?;
+        Ok(jobs::side_effect_started(&client, self.job.id, key).await?)
+    }
+
+    /// Call right after it was created, with what identifies it.
+    pub async fn side_effect_done(&self, key: &str, value: &Value) -> Result<(), ActivityError> {
+        let client = self.db.get().await.map_err(DbError::from)?;
+        Ok(jobs::side_effect_done(&client, self.job.id, key, value).await?)
+    }
+}
+
+/// A REST read whose answer fills select options at registration. The registration job
+/// sends the queries of all activities in one batch (identical queries once).
+#[derive(Clone, Debug)]
+pub struct OptionQuery {
+    /// The activity's own name for the answer.
+    pub key: &'static str,
+    pub method: &'static str,
+    pub params: Value,
+}
+
+/// Answers to an activity's option queries, by its keys.
+pub type OptionAnswers = HashMap<&'static str, Result<Value, B24Error>>;
+
+#[async_trait]
+pub trait Activity: Send + Sync {
+    fn definition(&self) -> ActivityDef;
+
+    /// Portal reads needed for the registration's select options (CRM dictionaries,
+    /// telephony lines...). None by default.
+    fn option_queries(&self) -> Vec<OptionQuery> {
+        Vec::new()
+    }
+
+    /// The definition to register, with options filled from `answers`.
+    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
+        let _ = answers;
+        self.definition()
+    }
+
+    /// Return values sent with an error besides `error_text` (e.g. `result` = `ERROR`).
+    fn failure_values(&self) -> Map<String, Value> {
+        Map::new()
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError>;
+}
+
+/// The call's properties as the workflow gave them (ACTIVITIES.md "Rules for every activity").
+pub struct Input {
+    values: Map<String, Value>,
+}
+
+impl Input {
+    pub fn new(properties: &Value) -> Self {
+        Self {
+            values: properties.as_object().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// All values of a property: a list, or a single scalar; empty strings dropped.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        let scalar = |v: &Value| match v {
+            Value::String(s) => Some(s.trim().to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(if *b { "Y" } else { "N" }.to_string()),
+            _ => None,
+        };
+        match self.values.get(key) {
+            Some(Value::Array(items)) => items.iter().filter_map(scalar).collect(),
+            Some(Value::Object(map)) => map.values().filter_map(scalar).collect(),
+            Some(v) => scalar(v).into_iter().collect(),
+            None => Vec::new(),
+        }
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect()
+    }
+
+    /// The first value of a property, if set.
+    pub fn string(&self, key: &str) -> Option<String> {
+        self.list(key).into_iter().next()
+    }
+
+    pub fn required_string(&self, key: &str) -> Result<String, ActivityError> {
+        self.string(key)
+            .ok_or_else(|| ActivityError::invalid(format!("the required property {key} is empty")))
+    }
+
+    /// A `user` property: `user_5` or `5`; the first one if several.
+    pub fn user(&self, key: &str) -> Result<Option<u64>, ActivityError> {
+        let Some(raw) = self.string(key) else {
+            return Ok(None);
+        };
+        parse_user_id(&raw).map(Some).ok_or_else(|| {
+            ActivityError::invalid(format!("{key}: {raw:?} is not a user (expected user_<id> or <id>)"))
+        })
+    }
+
+    pub fn required_user(&self, key: &str) -> Result<u64, ActivityError> {
+        self.user(key)?
+            .ok_or_else(|| ActivityError::invalid(format!("the required property {key} is empty")))
+    }
+
+    /// An integer, tolerant of spaces (`1 000`).
+    pub fn int(&self, key: &str) -> Result<Option<i64>, ActivityError> {
+        let Some(raw) = self.string(key) else {
+            return Ok(None);
+        };
+        let cleaned: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+        cleaned
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ActivityError::invalid(format!("{key}: {raw:?} is not a whole number")))
+    }
+
+    pub fn required_int(&self, key: &str) -> Result<i64, ActivityError> {
+        self.int(key)?
+            .ok_or_else(|| ActivityError::invalid(format!("the required property {key} is empty")))
+    }
+
+    /// A bool property: `Y`/`N` (also `1`/`0`, `true`/`false`).
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, ActivityError> {
+        let Some(raw) = self.string(key) else {
+            return Ok(None);
+        };
+        match raw.to_ascii_lowercase().as_str() {
+            "y" | "1" | "true" | "yes" => Ok(Some(true)),
+            "n" | "0" | "false" | "no" => Ok(Some(false)),
+            _ => Err(ActivityError::invalid(format!("{key}: {raw:?} is not Y or N"))),
+        }
+    }
+}
+
+/// `user_5` → 5, `5` → 5.
+pub fn parse_user_id(raw: &str) -> Option<u64> {
+    let raw = raw.trim();
+    let digits = raw.strip_prefix("user_").unwrap_or(raw);
+    digits.parse::<u64>().ok().filter(|id| *id > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn user_values_take_both_forms_and_the_first_of_many() {
+        let input = Input::new(&json!({"a": "user_5", "b": "7", "c": ["user_9", "user_3"], "d": "group_1", "e": ""}));
+        assert_eq!(input.user("a").unwrap(), Some(5));
+        assert_eq!(input.user("b").unwrap(), Some(7));
+        assert_eq!(input.user("c").unwrap(), Some(9));
+        assert!(input.user("d").is_err());
+        assert_eq!(input.user("e").unwrap(), None);
+        assert!(input.required_user("e").is_err());
+    }
+
+    #[test]
+    fn numbers_tolerate_spaces_and_bools_take_y_n() {
+        let input = Input::new(&json!({"n": " 1 000 ", "b": "Y", "x": "maybe"}));
+        assert_eq!(input.int("n").unwrap(), Some(1000));
+        assert_eq!(input.bool("b").unwrap(), Some(true));
+        assert!(input.bool("x").is_err());
+    }
+}

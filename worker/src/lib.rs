@@ -1,0 +1,85 @@
+//! The worker: consumes job ids from RabbitMQ, runs the activity, retries transient faults,
+//! records every state change in Postgres and answers the workflow with `bizproc.event.send`.
+pub mod activities;
+pub mod activity;
+mod consumer;
+mod registration;
+mod report;
+mod retry;
+pub mod runner;
+pub mod schema;
+pub mod sweeper;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use b24flow_common::amqp::{Publisher, Topology};
+use b24flow_common::bitrix::{Bitrix, OAuthApp};
+use b24flow_common::db;
+use b24flow_common::Config;
+use tokio_util::sync::CancellationToken;
+
+pub use retry::RetryPolicy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+}
+
+/// How long in-flight jobs get to finish after SIGTERM before they are handed back.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(25);
+
+/// Runs the consumer and the sweeper until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    run_with_policy(config, RetryPolicy::default(), shutdown).await
+}
+
+pub async fn run_with_policy(
+    config: Config,
+    policy: RetryPolicy,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let pool = db::pool(&config.database_url, config.worker_concurrency.min(64) + 4)?;
+    let topology = Topology::new(&config.amqp_prefix);
+    let bitrix = Bitrix::new(
+        pool.clone(),
+        config.secrets.clone(),
+        OAuthApp {
+            oauth_url: config.oauth_url.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+        },
+    );
+    let runner = Arc::new(runner::Runner {
+        db: pool.clone(),
+        bitrix,
+        secrets: config.secrets.clone(),
+        policy,
+        lease: config.job_lease,
+        activities: activities::all(),
+        handler_url: config.activity_handler_url(),
+    });
+    let publisher = Arc::new(Publisher::new(&config.amqp_url, topology.clone()));
+    let sweeper = tokio::spawn(sweeper::run(
+        pool.clone(),
+        publisher.clone(),
+        config.sweep_interval,
+        shutdown.clone(),
+    ));
+    consumer::run(
+        runner,
+        consumer::ConsumerSettings {
+            amqp_url: config.amqp_url.clone(),
+            topology,
+            concurrency: config.worker_concurrency,
+            shutdown_deadline: SHUTDOWN_DEADLINE,
+        },
+        shutdown,
+    )
+    .await;
+    let _ = sweeper.await;
+    publisher.close().await;
+    tracing::info!("worker stopped");
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! When to try again. Delays come from Postgres (`run_at`, re-published by the sweeper)
+//! rather than RabbitMQ TTL queues: the row already decides who owns a job, and one
+//! mechanism then covers retries, the outbox and orphans.
+use std::time::Duration;
+
+use backoff::backoff::Backoff;
+use backoff::ExponentialBackoffBuilder;
+use chrono::{DateTime, Utc};
+
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    pub multiplier: f64,
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(300),
+            multiplier: 2.0,
+            jitter: 0.3,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `attempt + 1`, after `attempt` failed (1-based), with jitter.
+    pub fn delay_after(&self, attempt: i32) -> Duration {
+        let mut backoff = ExponentialBackoffBuilder::new()
+            .with_initial_interval(self.initial)
+            .with_multiplier(self.multiplier)
+            .with_randomization_factor(self.jitter)
+            .with_max_interval(self.max)
+            .with_max_elapsed_time(None)
+            .build();
+        let mut delay = self.initial;
+        for _ in 0..attempt.max(1) {
+            delay = backoff.next_backoff().unwrap_or(self.max);
+        }
+        delay
+    }
+}
+
+/// What to do after a transient failure.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    RetryAt(DateTime<Utc>),
+    /// No attempts left, or the workflow would stop waiting before the next one.
+    GiveUp(String),
+}
+
+pub fn decide(
+    policy: &RetryPolicy,
+    attempt: i32,
+    max_attempts: i32,
+    workflow_deadline: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Decision {
+    if attempt >= max_attempts {
+        return Decision::GiveUp(format!("gave up after {attempt} attempts"));
+    }
+    let delay = policy.delay_after(attempt);
+    let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(300));
+    match workflow_deadline {
+        Some(deadline) if at >= deadline => Decision::GiveUp(
+            "the workflow's timeout would pass before the next attempt".to_string(),
+        ),
+        _ => Decision::RetryAt(at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_and_stay_capped() {
+        let p = RetryPolicy {
+            jitter: 0.0,
+            ..Default::default()
+        };
+        assert_eq!(p.delay_after(1), Duration::from_secs(2));
+        assert_eq!(p.delay_after(2), Duration::from_secs(4));
+        assert_eq!(p.delay_after(3), Duration::from_secs(8));
+        assert_eq!(p.delay_after(20), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn gives_up_when_attempts_run_out_or_the_workflow_stops_waiting() {
+        let p = RetryPolicy::default();
+        let now = Utc::now();
+        assert!(matches!(decide(&p, 8, 8, None, now), Decision::GiveUp(_)));
+        assert!(matches!(decide(&p, 1, 8, None, now), Decision::RetryAt(_)));
+        let soon = now + chrono::Duration::milliseconds(500);
+        assert!(matches!(decide(&p, 1, 8, Some(soon), now), Decision::GiveUp(_)));
+    }
+}

@@ -1,0 +1,350 @@
+//! One job, one attempt: claim → run → record the outcome → report → finish. Each step is
+//! a guarded update, so an attempt that lost its lease changes nothing.
+use std::sync::Arc;
+use std::time::Duration;
+
+use b24flow_common::bitrix::{B24Error, Bitrix, ErrorKind};
+use b24flow_common::crypto::SecretBox;
+use b24flow_common::db::jobs::{self, Job, JobKind, JobState, Outcome};
+use b24flow_common::db::{DbError, Pool};
+use b24flow_common::{metrics, secrets};
+use chrono::Utc;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::activities;
+use crate::activity::{Activity, ActivityError, Input, RunContext};
+use crate::registration;
+use crate::report::{self, Reported};
+use crate::retry::{decide, Decision, RetryPolicy};
+
+/// What to do with the delivery that carried the job id.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// The row now reflects the attempt (or the delivery was stale).
+    Ack,
+    /// The row could not be touched (database down): let RabbitMQ deliver it again.
+    Requeue,
+}
+
+pub struct Runner {
+    pub db: Pool,
+    pub bitrix: Bitrix,
+    pub secrets: SecretBox,
+    pub policy: RetryPolicy,
+    pub lease: Duration,
+    pub activities: Vec<Arc<dyn Activity>>,
+    pub handler_url: String,
+}
+
+enum RunResult {
+    Done(Outcome),
+    Retry { at: chrono::DateTime<Utc>, error: String },
+}
+
+impl Runner {
+    pub async fn handle(&self, job_id: Uuid, cancel: CancellationToken) -> Disposition {
+        let job = match self.claim(job_id).await {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                tracing::debug!(job.id = %job_id, "stale delivery: job not claimable");
+                return Disposition::Ack;
+            }
+            Err(e) => {
+                tracing::warn!(job.id = %job_id, error = %e, "cannot claim job; delivery requeued");
+                return Disposition::Requeue;
+            }
+        };
+        let span = tracing::info_span!("job", job.id = %job.id, portal.id = job.portal_id, activity.code = %job.code, attempt = job.attempt);
+        let heartbeat = self.spawn_heartbeat(&job);
+        metrics::JOBS_IN_FLIGHT.inc();
+        let result = tokio::select! {
+            r = self.execute(&job).instrument(span.clone()) => r,
+            _ = cancel.cancelled() => {
+                // Shutdown deadline: hand the attempt back instead of leaving it to the reaper.
+                match self.db.get().await {
+                    Ok(c) => jobs::release(&c, job.id, job.attempt).await.map(|_| ()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        };
+        metrics::JOBS_IN_FLIGHT.dec();
+        heartbeat.abort();
+        match result {
+            Ok(()) => Disposition::Ack,
+            Err(e) => {
+                // The lease expires and the reaper hands the job to someone else.
+                tracing::warn!(parent: &span, error = %e, "job state not recorded; the lease will expire and the job will be retried");
+                Disposition::Requeue
+            }
+        }
+    }
+
+    async fn claim(&self, job_id: Uuid) -> Result<Option<Job>, DbError> {
+        let client = self.db.get().await?;
+        jobs::claim(&client, job_id, self.lease).await
+    }
+
+    fn spawn_heartbeat(&self, job: &Job) -> tokio::task::JoinHandle<()> {
+        let db = self.db.clone();
+        let lease = self.lease;
+        let (id, attempt) = (job.id, job.attempt);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Ok(c) = db.get().await {
+                    match jobs::heartbeat(&c, id, attempt, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(job.id = %id, attempt, "lost the job's lease");
+                            return;
+                        }
+                        Err(e) => tracing::warn!(job.id = %id, error = %e, "heartbeat failed"),
+                    }
+                }
+            }
+        })
+    }
+
+    async fn execute(&self, job: &Job) -> Result<(), DbError> {
+        match job.kind {
+            JobKind::Register => self.execute_registration(job).await,
+            JobKind::Activity => self.execute_activity(job).await,
+        }
+    }
+
+    async fn execute_registration(&self, job: &Job) -> Result<(), DbError> {
+        let handler = job
+            .properties
+            .get("handler")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.handler_url)
+            .to_string();
+        let result = match self.bitrix.portal(job.portal_id).await {
+            Ok(b24) => registration::register_all(&b24, &self.activities, &handler).await,
+            Err(e) => Err(ActivityError::from(e)),
+        };
+        match result {
+            Ok(summary) => {
+                self.finish(job, JobState::Succeeded, Some(&summary), None, "registered")
+                    .await
+            }
+            Err(e) if e.kind == ErrorKind::Transient => {
+                match decide(&self.policy, job.attempt, job.max_attempts, None, Utc::now()) {
+                    Decision::RetryAt(at) => self.retry(job, at, &e.message).await,
+                    Decision::GiveUp(why) => {
+                        let msg = format!("{}; {why}", e.message);
+                        self.finish(job, JobState::Failed, None, Some(&msg), &msg).await
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e.message, "registration refused by the portal");
+                self.finish(job, JobState::Failed, None, Some(&e.message), &e.message)
+                    .await
+            }
+        }
+    }
+
+    async fn execute_activity(&self, job: &Job) -> Result<(), DbError> {
+        let outcome = match &job.outcome {
+            // Ran in an earlier attempt; only the report is missing.
+            Some(outcome) => outcome.clone(),
+            None => match self.run_activity(job).await? {
+                RunResult::Done(outcome) => {
+                    let client = self.db.get().await?;
+                    if !jobs::record_outcome(&client, job.id, job.attempt, &outcome).await? {
+                        tracing::warn!("lost the job before recording its outcome");
+                        return Ok(());
+                    }
+                    outcome
+                }
+                RunResult::Retry { at, error } => return self.retry(job, at, &error).await,
+            },
+        };
+        self.report(job, &outcome).await
+    }
+
+    async fn run_activity(&self, job: &Job) -> Result<RunResult, DbError> {
+        let Some(activity) = activities::find(&job.code) else {
+            return Ok(RunResult::Done(failure(
+                None,
+                format!("b24flow has no activity {:?}", job.code),
+            )));
+        };
+        let b24 = match self.bitrix.portal(job.portal_id).await {
+            Ok(b24) => b24,
+            Err(e) => return Ok(self.transient_or_done(job, &activity, e.into())),
+        };
+        let properties = {
+            let client = self.db.get().await?;
+            let sealed = jobs::secret(&client, job.id).await?;
+            match secrets::merge_secrets(&job.properties, sealed.as_deref(), &self.secrets) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Ok(RunResult::Done(failure(
+                        Some(&activity),
+                        format!("the job's secret properties cannot be read: {e}"),
+                    )))
+                }
+            }
+        };
+        let ctx = RunContext {
+            b24,
+            job: job.clone(),
+            db: self.db.clone(),
+        };
+        let input = Input::new(&properties);
+        Ok(match activity.run(&ctx, &input).await {
+            Ok(output) => RunResult::Done(Outcome {
+                success: true,
+                return_values: output.return_values,
+                log_message: output.log_message,
+                error_text: String::new(),
+            }),
+            Err(e) => self.transient_or_done(job, &activity, e),
+        })
+    }
+
+    fn transient_or_done(
+        &self,
+        job: &Job,
+        activity: &Arc<dyn Activity>,
+        e: ActivityError,
+    ) -> RunResult {
+        if e.kind == ErrorKind::Permanent {
+            return RunResult::Done(failure(Some(activity), e.message));
+        }
+        match decide(
+            &self.policy,
+            job.attempt,
+            job.max_attempts,
+            job.workflow_deadline(),
+            Utc::now(),
+        ) {
+            Decision::RetryAt(at) => RunResult::Retry {
+                at,
+                error: e.message,
+            },
+            Decision::GiveUp(why) => {
+                RunResult::Done(failure(Some(activity), format!("{} ({why})", e.message)))
+            }
+        }
+    }
+
+    async fn report(&self, job: &Job, outcome: &Outcome) -> Result<(), DbError> {
+        let state = if outcome.success {
+            JobState::Succeeded
+        } else {
+            JobState::Failed
+        };
+        let result = serde_json::to_value(outcome).ok();
+        let error = (!outcome.success).then_some(outcome.error_text.as_str());
+        let Some(event_token) = job.event_token.as_deref() else {
+            return self
+                .finish(job, state, result.as_ref(), error, "no event token to report to")
+                .await;
+        };
+        let sent = match self.bitrix.portal(job.portal_id).await {
+            Ok(b24) => report::send(&b24, event_token, outcome).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(Reported::Delivered) => {
+                let message = if outcome.success {
+                    "reported success".to_string()
+                } else {
+                    format!("reported error: {}", outcome.error_text)
+                };
+                self.finish(job, state, result.as_ref(), error, &message).await
+            }
+            Ok(Reported::WorkflowGone) => {
+                self.finish(
+                    job,
+                    state,
+                    result.as_ref(),
+                    error,
+                    "the workflow no longer exists; nobody to report to",
+                )
+                .await
+            }
+            Err(e) => self.report_failed(job, result.as_ref(), e).await,
+        }
+    }
+
+    async fn report_failed(
+        &self,
+        job: &Job,
+        result: Option<&Value>,
+        e: B24Error,
+    ) -> Result<(), DbError> {
+        let message = format!("bizproc.event.send: {}", e.description());
+        if e.kind() != ErrorKind::Permanent {
+            if let Decision::RetryAt(at) = decide(
+                &self.policy,
+                job.attempt,
+                job.max_attempts,
+                job.workflow_deadline(),
+                Utc::now(),
+            ) {
+                return self.retry(job, at, &message).await;
+            }
+        }
+        tracing::error!(error = %message, "the workflow could not be answered");
+        self.finish(job, JobState::Failed, result, Some(&message), &message)
+            .await
+    }
+
+    async fn retry(
+        &self,
+        job: &Job,
+        at: chrono::DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), DbError> {
+        tracing::info!(%error, retry_at = %at, "transient failure; retrying later");
+        metrics::JOB_RETRIES
+            .with_label_values(&[&job.code, "transient"])
+            .inc();
+        let client = self.db.get().await?;
+        jobs::schedule_retry(&client, job.id, job.attempt, at, error).await?;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        job: &Job,
+        state: JobState,
+        result: Option<&Value>,
+        error: Option<&str>,
+        message: &str,
+    ) -> Result<(), DbError> {
+        let client = self.db.get().await?;
+        if jobs::finish(&client, job.id, job.attempt, state, result, error, message).await? {
+            metrics::JOBS_FINISHED
+                .with_label_values(&[&job.code, state.as_str()])
+                .inc();
+            let seconds = (Utc::now() - job.created_at).num_milliseconds() as f64 / 1000.0;
+            metrics::JOB_LATENCY
+                .with_label_values(&[&job.code])
+                .observe(seconds.max(0.0));
+            tracing::info!(state = state.as_str(), %message, "job finished");
+        } else {
+            tracing::warn!("lost the job before finishing it; a newer attempt owns it");
+        }
+        Ok(())
+    }
+}
+
+/// An error outcome with the activity's own failure values (e.g. `result` = `ERROR`).
+fn failure(activity: Option<&Arc<dyn Activity>>, error_text: String) -> Outcome {
+    Outcome {
+        success: false,
+        return_values: activity.map(|a| a.failure_values()).unwrap_or_default(),
+        log_message: String::new(),
+        error_text,
+    }
+}
