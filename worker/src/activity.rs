@@ -70,6 +70,8 @@ pub struct RunContext {
     pub b24: PortalClient,
     pub job: Job,
     pub db: Pool,
+    /// The process configuration (extra CA file, fetch allow-list, ...).
+    pub config: std::sync::Arc<b24flow_common::Config>,
 }
 
 impl RunContext {

@@ -59,6 +59,7 @@ pub async fn run_with_policy(
         lease: config.job_lease,
         activities: activities::all(),
         handler_url: config.activity_handler_url(),
+        config: Arc::new(config.clone()),
     });
     let publisher = Arc::new(Publisher::new(&config.amqp_url, topology.clone()));
     let sweeper = tokio::spawn(sweeper::run(

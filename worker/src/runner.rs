@@ -37,6 +37,7 @@ pub struct Runner {
     pub lease: Duration,
     pub activities: Vec<Arc<dyn Activity>>,
     pub handler_url: String,
+    pub config: Arc<b24flow_common::Config>,
 }
 
 enum RunResult {
@@ -197,6 +198,7 @@ impl Runner {
             b24,
             job: job.clone(),
             db: self.db.clone(),
+            config: self.config.clone(),
         };
         let input = Input::new(&properties);
         Ok(match activity.run(&ctx, &input).await {
