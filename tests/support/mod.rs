@@ -249,3 +249,31 @@ impl Drop for TestApp {
         .join();
     }
 }
+
+/// A hand-made activity call body with this portal's real `application_token`.
+pub fn raw_call(app: &TestApp, code: &str, event_token: &str) -> String {
+    format!(
+        "workflow_id=wf1&code={code}&event_token={event_token}\
+         &document_id%5B0%5D=crm&document_id%5B1%5D=CCrmDocumentDeal&document_id%5B2%5D=DEAL_1\
+         &properties%5Buser_id%5D=user_1&use_subscription=Y&timeout_duration=0&ts=1\
+         &auth%5Bmember_id%5D={}&auth%5Bapplication_token%5D={}",
+        app.portal.member_id(),
+        app.portal.application_token()
+    )
+}
+
+/// Polls `check` until it holds or [`WAIT`] passes.
+pub async fn wait_until<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not reached within {WAIT:?}");
+}
