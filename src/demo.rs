@@ -31,7 +31,7 @@ pub struct DemoArgs {
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     // A database and AMQP names of its own, so the demo never touches real jobs.
-    config.database_url = demo_database_url(&config.database_url)?;
+    config.database_url = scratch_database_url(&config.database_url, "demo")?;
     config.amqp_prefix = format!("{}-demo-{}", config.amqp_prefix, std::process::id());
     reset_database(&config.database_url).await?;
 
@@ -161,16 +161,17 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn demo_database_url(url: &str) -> anyhow::Result<String> {
+/// The configured database's name with a suffix: a scratch database of its own.
+pub fn scratch_database_url(url: &str, suffix: &str) -> anyhow::Result<String> {
     let mut parsed = url::Url::parse(url).context("B24FLOW_DATABASE_URL")?;
     let name = parsed.path().trim_start_matches('/').to_string();
     let name = if name.is_empty() { "b24flow".to_string() } else { name };
-    parsed.set_path(&format!("/{name}_demo"));
+    parsed.set_path(&format!("/{name}_{suffix}"));
     Ok(parsed.to_string())
 }
 
-/// Drops and recreates the demo database so every run starts empty.
-async fn reset_database(url: &str) -> anyhow::Result<()> {
+/// Drops a scratch database so every run starts empty.
+pub async fn reset_database(url: &str) -> anyhow::Result<()> {
     let config: tokio_postgres::Config = url.parse()?;
     let name = config.get_dbname().unwrap_or("b24flow_demo").to_string();
     let mut admin = config.clone();

@@ -1,4 +1,5 @@
 //! `b24flow`: one binary, one subcommand per role (SPEC.md "Processes and commands").
+mod bench;
 mod demo;
 mod jobs_cli;
 
@@ -27,6 +28,11 @@ enum Command {
     Migrate,
     /// Start a simulated portal, install the app and run workflows through the whole path.
     Demo(demo::DemoArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
     /// Operators' command line.
     Jobs {
         #[command(subcommand)]
@@ -56,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(config, args).await,
+        Command::Bench { command } => bench::run(config, command).await,
         Command::Jobs { action } => jobs_cli::run(config, action).await,
     }
 }

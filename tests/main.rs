@@ -5,3 +5,5 @@ mod support;
 mod ingress_checks;
 mod install;
 mod user_info;
+
+mod faults;

@@ -57,6 +57,21 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+fn duration_secs(name: &'static str) -> Result<Option<std::time::Duration>, ConfigError> {
+    var(name)
+        .map(|v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| *s > 0.0 && s.is_finite())
+                .map(std::time::Duration::from_secs_f64)
+                .ok_or(ConfigError::Invalid {
+                    var: name,
+                    reason: format!("{v:?} is not a positive number of seconds"),
+                })
+        })
+        .transpose()
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         let listen_raw = var("B24FLOW_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
@@ -113,6 +128,10 @@ impl Config {
                 .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
                 .unwrap_or_default(),
             log_format,
+            // Internal knobs for fault tests and benchmarks; not part of the contract.
+            job_lease: duration_secs("B24FLOW_JOB_LEASE_SECS")?.unwrap_or(defaults.job_lease),
+            sweep_interval: duration_secs("B24FLOW_SWEEP_INTERVAL_SECS")?
+                .unwrap_or(defaults.sweep_interval),
             ..defaults
         })
     }

@@ -2,6 +2,8 @@
 //! names and a simulated portal on loopback.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::time::Duration;
 
 use b24flow_common::amqp::{self, Topology};
@@ -24,6 +26,10 @@ pub struct TestApp {
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    worker: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    /// The worker's own configuration (fault tests route it through proxies).
+    pub worker_config: Config,
+    pub secret_key: String,
     db_name: String,
     cleaned: bool,
 }
@@ -36,6 +42,10 @@ pub struct AppOptions {
     pub install: bool,
     /// Run a worker (tests of the ingress alone turn it off to look at queued jobs).
     pub worker: bool,
+    /// Where the ingress and the worker reach RabbitMQ / Postgres (fault tests use proxies).
+    pub ingress_amqp_url: Option<String>,
+    pub worker_amqp_url: Option<String>,
+    pub worker_postgres_port: Option<u16>,
 }
 
 impl Default for AppOptions {
@@ -47,6 +57,9 @@ impl Default for AppOptions {
             },
             install: true,
             worker: true,
+            ingress_amqp_url: None,
+            worker_amqp_url: None,
+            worker_postgres_port: None,
         }
     }
 }
@@ -69,7 +82,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = format!("http://{}", listener.local_addr().expect("addr"));
-    let secrets = SecretBox::from_base64(&SecretBox::generate_key(), None).expect("key");
+    let secret_key = SecretBox::generate_key();
+    let secrets = SecretBox::from_base64(&secret_key, None).expect("key");
     let mut config = Config::local(secrets);
     config.database_url = database_url;
     config.amqp_url = AMQP_URL.into();
@@ -84,7 +98,20 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
-    let state = b24flow_ingress::AppState::new(config.clone()).expect("ingress state");
+    let mut ingress_config = config.clone();
+    if let Some(url) = &options.ingress_amqp_url {
+        ingress_config.amqp_url = url.clone();
+    }
+    let mut worker_config = config.clone();
+    if let Some(url) = &options.worker_amqp_url {
+        worker_config.amqp_url = url.clone();
+    }
+    if let Some(port) = options.worker_postgres_port {
+        worker_config.database_url = config
+            .database_url
+            .replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"));
+    }
+    let state = b24flow_ingress::AppState::new(ingress_config).expect("ingress state");
     {
         let shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -99,15 +126,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .await
         .expect("topology");
     let _ = conn.close(200, "ok".into()).await;
-    if options.worker {
-        let config = config.clone();
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = b24flow_worker::run_with_policy(config, fast_retries(), shutdown).await;
-        }));
-    }
-
-    let app = TestApp {
+    let mut app = TestApp {
         address,
         config,
         pool,
@@ -116,9 +135,15 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         http: reqwest::Client::new(),
         shutdown,
         tasks,
+        worker: None,
+        worker_config,
+        secret_key,
         db_name,
         cleaned: false,
     };
+    if options.worker {
+        app.start_worker();
+    }
     if options.install {
         app.install().await;
     }
@@ -140,24 +165,33 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
-    /// Installs the app through the install page and waits for the registration job.
+    /// Installs the app through the install page and, with an in-process worker, waits for
+    /// the registration job.
     pub async fn install(&self) {
+        self.install_only().await;
+        if self.worker.is_some() {
+            self.wait_registered().await;
+        }
+    }
+
+    pub async fn install_only(&self) {
         let status = self
             .portal
             .install(&self.url("/b24/install"))
             .await
             .expect("install request");
         assert!(status.is_success(), "install answered {status}");
-        if self.tasks.len() > 1 {
-            let codes: Vec<&str> = b24flow_worker::activities::all()
-                .iter()
-                .map(|a| a.definition().code)
-                .collect();
-            self.portal
-                .wait_for_activities(&codes, WAIT)
-                .await
-                .expect("activities registered");
-        }
+    }
+
+    pub async fn wait_registered(&self) {
+        let codes: Vec<&str> = b24flow_worker::activities::all()
+            .iter()
+            .map(|a| a.definition().code)
+            .collect();
+        self.portal
+            .wait_for_activities(&codes, WAIT)
+            .await
+            .expect("activities registered");
     }
 
     /// Fires an activity call as Bitrix24 would and waits for its `bizproc.event.send`.
@@ -204,8 +238,53 @@ impl TestApp {
         db::jobs::count_by_state(&client).await.expect("counts")
     }
 
+    /// Starts an in-process worker (with quick retries).
+    pub fn start_worker(&mut self) {
+        let config = self.worker_config.clone();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let handle = tokio::spawn(async move {
+            let _ = b24flow_worker::run_with_policy(config, fast_retries(), token).await;
+        });
+        self.worker = Some((stop, handle));
+    }
+
+    /// Starts `b24flow worker` as a separate process with this app's configuration, so a
+    /// test can SIGKILL or SIGTERM it.
+    pub fn spawn_worker_process(&self) -> tokio::process::Child {
+        let c = &self.worker_config;
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_b24flow"))
+            .arg("worker")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("B24FLOW_DATABASE_URL", &c.database_url)
+            .env("B24FLOW_AMQP_URL", &c.amqp_url)
+            .env("B24FLOW_AMQP_PREFIX", &c.amqp_prefix)
+            .env("B24FLOW_PUBLIC_URL", &c.public_url)
+            .env("B24FLOW_OAUTH_URL", &c.oauth_url)
+            .env("B24FLOW_CLIENT_ID", c.client_id.clone().unwrap_or_default())
+            .env("B24FLOW_CLIENT_SECRET", c.client_secret.clone().unwrap_or_default())
+            .env("B24FLOW_SECRET_KEY", &self.secret_key)
+            .env("B24FLOW_WORKER_CONCURRENCY", c.worker_concurrency.to_string())
+            .env("B24FLOW_JOB_LEASE_SECS", c.job_lease.as_secs_f64().to_string())
+            .env("B24FLOW_SWEEP_INTERVAL_SECS", c.sweep_interval.as_secs_f64().to_string())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the b24flow worker process")
+    }
+
+    /// Stops the worker as SIGTERM would.
+    pub async fn stop_worker(&mut self) {
+        if let Some((stop, handle)) = self.worker.take() {
+            stop.cancel();
+            let _ = handle.await;
+        }
+    }
+
     /// Stops everything and removes the database and the AMQP names.
     pub async fn cleanup(mut self) {
+        self.stop_worker().await;
         self.shutdown.cancel();
         for task in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
@@ -240,6 +319,10 @@ impl Drop for TestApp {
             return;
         }
         self.shutdown.cancel();
+        if let Some((stop, handle)) = self.worker.take() {
+            stop.cancel();
+            handle.abort();
+        }
         let (db_name, prefix) = (self.db_name.clone(), self.config.amqp_prefix.clone());
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {

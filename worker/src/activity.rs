@@ -125,6 +125,11 @@ pub trait Activity: Send + Sync {
         self.definition()
     }
 
+    /// Attempts before a transient failure becomes the workflow's error.
+    fn max_attempts(&self) -> i32 {
+        b24flow_common::db::jobs::DEFAULT_MAX_ATTEMPTS
+    }
+
     /// Return values sent with an error besides `error_text` (e.g. `result` = `ERROR`).
     fn failure_values(&self) -> Map<String, Value> {
         Map::new()

@@ -124,17 +124,27 @@ async fn handle_delivery(runner: &Runner, delivery: Delivery, hand_back: Cancell
             return;
         }
     };
-    let disposition = runner.handle(message.job_id, hand_back).await;
-    let acked = match disposition {
-        Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
-        Disposition::Requeue => {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
+    // While Postgres is unreachable the delivery is held, not requeued: requeueing would
+    // spin it towards the delivery limit and the dead-letter queue.
+    let mut pause = Duration::from_millis(250);
+    let acked = loop {
+        match runner.handle(message.job_id, hand_back.clone()).await {
+            Disposition::Ack => break delivery.ack(BasicAckOptions::default()).await,
+            Disposition::Requeue if hand_back.is_cancelled() => {
+                break delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+            }
+            Disposition::Requeue => {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = hand_back.cancelled() => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
         }
     };
     if let Err(e) = acked {

@@ -224,7 +224,7 @@ impl Runner {
         match decide(
             &self.policy,
             job.attempt,
-            job.max_attempts,
+            job.max_attempts.min(activity.max_attempts()),
             job.workflow_deadline(),
             Utc::now(),
         ) {

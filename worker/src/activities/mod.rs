@@ -1,3 +1,4 @@
+//! NOTE FOR ENGINEERS WORKING IN PARALLEL (temporary, the lead removes it): read /work/PARALLEL_WORK_BRIEF.md before editing anything.
 //! One module per activity; [`all`] is the one list that registers and runs them.
 mod user_info;
 

@@ -1,0 +1,261 @@
+//! `b24flow bench chaos`: many calls through the whole system while the portal fails a share
+//! of requests, tokens expire, and worker processes are SIGKILLed and restarted. Prints what
+//! was accepted, answered, lost, duplicated and how long answers took.
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use b24flow_common::Config;
+use b24flow_sim::{ActivityCall, Cloud, CloudConfig, Faults, PortalConfig};
+use clap::{Args, Subcommand};
+use futures::stream::{self, StreamExt};
+use serde_json::json;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Calls under faults and worker kills; reports lost, duplicated and hanging work.
+    Chaos(ChaosArgs),
+}
+
+#[derive(Args)]
+pub struct ChaosArgs {
+    #[arg(long, default_value_t = 10_000)]
+    calls: usize,
+    /// Worker processes running at once.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Seconds between SIGKILLs of a worker process (0 = never).
+    #[arg(long, default_value_t = 5.0)]
+    kill_every: f64,
+    /// Share of portal requests answered 500 / 503 each.
+    #[arg(long, default_value_t = 0.1)]
+    fault_share: f64,
+    /// Calls in flight from the portal at once.
+    #[arg(long, default_value_t = 64)]
+    parallel: usize,
+}
+
+pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Chaos(args) => chaos(config, args).await,
+    }
+}
+
+async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    config.database_url = crate::demo::scratch_database_url(&config.database_url, "chaos")?;
+    config.amqp_prefix = format!("{}-chaos-{}", config.amqp_prefix, std::process::id());
+    config.job_lease = Duration::from_secs(5);
+    config.sweep_interval = Duration::from_millis(500);
+    crate::demo::reset_database(&config.database_url).await?;
+
+    let cloud = Cloud::start(CloudConfig::default()).await?;
+    let portal = cloud
+        .add_portal(PortalConfig {
+            rate_limit_enabled: false,
+            ..PortalConfig::default()
+        })
+        .await?;
+    let users = portal.seed_demo_directory(100);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    config.public_url = format!("http://{}", listener.local_addr()?);
+    config.oauth_url = cloud.oauth_url();
+    config.client_id = Some(cloud.client_id().to_string());
+    config.client_secret = Some(cloud.client_secret().to_string());
+    let secret_key = b24flow_common::crypto::SecretBox::generate_key();
+    config.secrets = b24flow_common::crypto::SecretBox::from_base64(&secret_key, None)?;
+    crate::prepare_database(&config).await?;
+    crate::declare_topology(&config).await?;
+
+    let shutdown = CancellationToken::new();
+    let state = b24flow_ingress::AppState::new(config.clone())?;
+    let ingress = tokio::spawn(b24flow_ingress::serve(listener, state, shutdown.clone()));
+    let spawn_worker = {
+        let config = config.clone();
+        let secret_key = secret_key.clone();
+        move || worker_process(&config, &secret_key)
+    };
+    let mut workers: Vec<Child> = (0..args.workers.max(1))
+        .map(|_| spawn_worker())
+        .collect::<anyhow::Result<_>>()?;
+
+    portal.install(&format!("{}/b24/install", config.public_url)).await?;
+    portal
+        .wait_for_activities(&["user_info"], Duration::from_secs(60))
+        .await
+        .context("registration")?;
+    portal.set_faults(Faults {
+        error_500: args.fault_share,
+        error_503: args.fault_share,
+        slow: 0.02,
+        slow_delay: Duration::from_millis(500),
+    });
+
+    // Kill a worker now and then, and expire the portal's tokens now and then.
+    let kills = Arc::new(AtomicUsize::new(0));
+    let chaos_stop = CancellationToken::new();
+    let chaos_task = {
+        let kills = kills.clone();
+        let stop = chaos_stop.clone();
+        let portal = portal.clone();
+        let kill_every = args.kill_every;
+        tokio::spawn(async move {
+            let mut round = 0usize;
+            loop {
+                let pause = if kill_every > 0.0 { kill_every } else { 3600.0 };
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs_f64(pause)) => {}
+                    _ = stop.cancelled() => return workers,
+                }
+                if kill_every > 0.0 {
+                    let victim = round % workers.len();
+                    let _ = workers[victim].start_kill();
+                    let _ = workers[victim].wait().await;
+                    kills.fetch_add(1, Ordering::Relaxed);
+                    match spawn_worker() {
+                        Ok(w) => workers[victim] = w,
+                        Err(e) => eprintln!("cannot restart worker: {e}"),
+                    }
+                }
+                if round % 3 == 2 {
+                    portal.expire_access_tokens();
+                }
+                round += 1;
+            }
+        })
+    };
+
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let progress_stop = CancellationToken::new();
+    let progress = {
+        let (accepted, answered, stop) = (accepted.clone(), answered.clone(), progress_stop.clone());
+        let kills = kills.clone();
+        let total = args.calls;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.cancelled() => { eprintln!(); return; }
+                }
+                eprint!(
+                    "\r  accepted {:>6}/{total}  answered {:>6}  worker kills {:>3}",
+                    accepted.load(Ordering::Relaxed),
+                    answered.load(Ordering::Relaxed),
+                    kills.load(Ordering::Relaxed)
+                );
+            }
+        })
+    };
+
+    let results: Vec<Option<(String, Duration)>> = stream::iter(0..args.calls)
+        .map(|i| {
+            let portal = portal.clone();
+            let (accepted, answered) = (accepted.clone(), answered.clone());
+            let user = users[i % users.len()];
+            async move {
+                let call = ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }));
+                let fired = portal.fire(call).await.ok().filter(|f| f.status.is_success())?;
+                accepted.fetch_add(1, Ordering::Relaxed);
+                let send = portal.wait_event_send(&fired.event_token, Duration::from_secs(300)).await?;
+                answered.fetch_add(1, Ordering::Relaxed);
+                Some((fired.event_token, send.at.duration_since(send.fired_at)))
+            }
+        })
+        .buffer_unordered(args.parallel.max(1))
+        .collect()
+        .await;
+    progress_stop.cancel();
+    let _ = progress.await;
+    chaos_stop.cancel();
+    let mut workers = chaos_task.await?;
+
+    let accepted = accepted.load(Ordering::Relaxed);
+    let mut latencies: Vec<Duration> = results.iter().flatten().map(|(_, d)| *d).collect();
+    latencies.sort();
+    let answered_ok = results
+        .iter()
+        .flatten()
+        .filter(|(token, _)| {
+            portal
+                .event_sends()
+                .iter()
+                .any(|s| &s.event_token == token && s.return_values["error_text"] == "")
+        })
+        .count();
+    let terminal = terminal_states_per_job(&config).await?;
+    let duplicated = terminal.values().filter(|n| **n > 1).count();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    println!();
+    println!("calls                 {}", args.calls);
+    println!("accepted (200)        {accepted}");
+    println!("answered              {}", latencies.len());
+    println!("  of them successful  {answered_ok}");
+    println!("lost (never answered) {}", accepted - latencies.len());
+    println!("jobs with >1 terminal {duplicated}");
+    println!("duplicate event.send  {}", portal.duplicate_event_sends());
+    println!("worker kills          {}", kills.load(Ordering::Relaxed));
+    println!("token refreshes       {}", portal.refresh_count());
+    println!("p50 to event.send     {:.0} ms", pct(0.50).as_secs_f64() * 1000.0);
+    println!("p99 to event.send     {:.0} ms", pct(0.99).as_secs_f64() * 1000.0);
+    println!("wall time             {:.1} s", started.elapsed().as_secs_f64());
+
+    for w in workers.iter_mut() {
+        let _ = w.start_kill();
+        let _ = w.wait().await;
+    }
+    shutdown.cancel();
+    let _ = ingress.await;
+    cloud.shutdown().await;
+    crate::demo::reset_database(&config.database_url).await?;
+    if accepted != latencies.len() || duplicated > 0 {
+        anyhow::bail!("chaos found lost or duplicated work");
+    }
+    Ok(())
+}
+
+fn worker_process(config: &Config, secret_key: &str) -> anyhow::Result<Child> {
+    Command::new(std::env::current_exe()?)
+        .arg("worker")
+        .env("RUST_LOG", "error")
+        .env("B24FLOW_DATABASE_URL", &config.database_url)
+        .env("B24FLOW_AMQP_URL", &config.amqp_url)
+        .env("B24FLOW_AMQP_PREFIX", &config.amqp_prefix)
+        .env("B24FLOW_PUBLIC_URL", &config.public_url)
+        .env("B24FLOW_OAUTH_URL", &config.oauth_url)
+        .env("B24FLOW_CLIENT_ID", config.client_id.clone().unwrap_or_default())
+        .env("B24FLOW_CLIENT_SECRET", config.client_secret.clone().unwrap_or_default())
+        .env("B24FLOW_SECRET_KEY", secret_key)
+        .env("B24FLOW_JOB_LEASE_SECS", config.job_lease.as_secs_f64().to_string())
+        .env("B24FLOW_SWEEP_INTERVAL_SECS", config.sweep_interval.as_secs_f64().to_string())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a worker process")
+}
+
+/// Terminal transitions per job: exactly one each, or something ran twice.
+async fn terminal_states_per_job(config: &Config) -> anyhow::Result<HashMap<uuid::Uuid, i64>> {
+    let pool = b24flow_common::db::pool(&config.database_url, 2)?;
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT j.id, count(e.id) FROM jobs j
+             LEFT JOIN job_events e ON e.job_id = j.id AND e.to_state IN ('succeeded', 'failed', 'discarded')
+             WHERE j.kind = 'activity' GROUP BY j.id",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

@@ -1,0 +1,248 @@
+//! Delivery guarantees under faults (SPEC.md "Guarantees"): real worker processes killed
+//! mid-run, connections cut by a proxy, a portal that fails and expires tokens.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use b24flow_common::amqp::{self, Topology};
+use b24flow_sim::{Faults, PortalConfig};
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+use serde_json::json;
+
+use crate::support::proxy::Proxy;
+use crate::support::*;
+
+const LONG_WAIT: Duration = Duration::from_secs(90);
+
+fn slow_portal(share: f64, delay_ms: u64) -> PortalConfig {
+    PortalConfig {
+        rate_limit_enabled: false,
+        faults: Faults {
+            slow: share,
+            slow_delay: Duration::from_millis(delay_ms),
+            ..Faults::default()
+        },
+        ..PortalConfig::default()
+    }
+}
+
+async fn fire_many(app: &TestApp, n: usize) -> Vec<String> {
+    let user = app.portal.add_user(json!({ "NAME": "Dora" }));
+    let mut tokens = Vec::new();
+    for _ in 0..n {
+        let fired = app.fire("user_info", json!({ "user_id": format!("user_{user}") })).await;
+        tokens.push(fired.event_token);
+    }
+    tokens
+}
+
+async fn wait_answered(app: &TestApp, n: usize) {
+    let deadline = tokio::time::Instant::now() + LONG_WAIT;
+    while app.portal.event_sends().len() < n {
+        assert!(tokio::time::Instant::now() < deadline, "only {} of {n} answered", app.portal.event_sends().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every call was answered, successfully, and every job reached exactly one terminal state.
+async fn assert_each_ended_exactly_once(app: &TestApp, tokens: &[String]) {
+    wait_answered(app, tokens.len()).await;
+    let sends: HashMap<String, _> = app
+        .portal
+        .event_sends()
+        .into_iter()
+        .map(|s| (s.event_token.clone(), s))
+        .collect();
+    for token in tokens {
+        let send = sends.get(token).unwrap_or_else(|| panic!("call {token} never answered"));
+        assert_eq!(send.return_values["error_text"], "", "{token}");
+    }
+    wait_until(|| async {
+        let client = app.pool.get().await.unwrap();
+        let open: i64 = client
+            .query_one("SELECT count(*) FROM jobs WHERE kind = 'activity' AND state NOT IN ('succeeded')", &[])
+            .await
+            .unwrap()
+            .get(0);
+        open == 0
+    })
+    .await;
+    let client = app.pool.get().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT j.id, count(e.id) FROM jobs j
+             LEFT JOIN job_events e ON e.job_id = j.id AND e.to_state IN ('succeeded', 'failed', 'discarded')
+             WHERE j.kind = 'activity' GROUP BY j.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), tokens.len(), "one job per call");
+    for row in rows {
+        assert_eq!(row.get::<_, i64>(1), 1, "job {} has one terminal state", row.get::<_, uuid::Uuid>(0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_worker_process_loses_no_call_and_each_ends_once() {
+    let app = spawn_app_with(AppOptions {
+        worker: false,
+        install: false,
+        portal: slow_portal(0.5, 400),
+        ..Default::default()
+    })
+    .await;
+    let mut worker = app.spawn_worker_process();
+    app.install_only().await;
+    app.wait_registered().await;
+    let tokens = fire_many(&app, 40).await;
+    wait_until(|| async { app.portal.event_sends().len() >= 5 }).await;
+    worker.start_kill().expect("SIGKILL");
+    let _ = worker.wait().await;
+    let answered_at_kill = app.portal.event_sends().len();
+    assert!(answered_at_kill < 40, "the kill came too late to test anything");
+    let mut restarted = app.spawn_worker_process();
+    assert_each_ended_exactly_once(&app, &tokens).await;
+    restarted.start_kill().ok();
+    let _ = restarted.wait().await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_jobs_in_flight_exits_cleanly_and_loses_none() {
+    let app = spawn_app_with(AppOptions {
+        worker: false,
+        install: false,
+        portal: slow_portal(1.0, 300),
+        ..Default::default()
+    })
+    .await;
+    let mut worker = app.spawn_worker_process();
+    app.install_only().await;
+    app.wait_registered().await;
+    let tokens = fire_many(&app, 30).await;
+    wait_until(|| async { app.portal.event_sends().len() >= 3 }).await;
+    let pid = worker.id().expect("pid").to_string();
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(40), worker.wait())
+        .await
+        .expect("worker stops within its shutdown deadline")
+        .expect("exit status");
+    assert!(status.success(), "worker exited with {status}");
+    let mut restarted = app.spawn_worker_process();
+    assert_each_ended_exactly_once(&app, &tokens).await;
+    restarted.start_kill().ok();
+    let _ = restarted.wait().await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_cut_while_the_ingress_publishes_loses_nothing() {
+    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let app = spawn_app_with(AppOptions {
+        ingress_amqp_url: Some(format!("amqp://guest:guest@{}/%2f", proxy.addr)),
+        ..Default::default()
+    })
+    .await;
+    proxy.cut();
+    // Every call is still accepted: the job is committed; publishing waits for the sweeper.
+    let tokens = fire_many(&app, 10).await;
+    assert_each_ended_exactly_once(&app, &tokens).await;
+    proxy.restore();
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_cut_while_the_worker_consumes_loses_nothing() {
+    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let app = spawn_app_with(AppOptions {
+        worker_amqp_url: Some(format!("amqp://guest:guest@{}/%2f", proxy.addr)),
+        portal: slow_portal(0.5, 300),
+        ..Default::default()
+    })
+    .await;
+    let tokens = fire_many(&app, 30).await;
+    wait_until(|| async { app.portal.event_sends().len() >= 3 }).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    assert_each_ended_exactly_once(&app, &tokens).await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_cut_during_jobs_loses_nothing() {
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let app = spawn_app_with(AppOptions {
+        worker_postgres_port: Some(proxy.addr.port()),
+        portal: slow_portal(0.5, 300),
+        ..Default::default()
+    })
+    .await;
+    let tokens = fire_many(&app, 30).await;
+    wait_until(|| async { app.portal.event_sends().len() >= 3 }).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    assert_each_ended_exactly_once(&app, &tokens).await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_portal_that_expires_tokens_mid_run_still_gets_every_answer() {
+    let app = spawn_app().await;
+    app.portal.set_faults(Faults {
+        error_500: 0.1,
+        error_503: 0.1,
+        slow: 0.05,
+        slow_delay: Duration::from_millis(200),
+    });
+    let tokens = fire_many(&app, 40).await;
+    wait_until(|| async { app.portal.event_sends().len() >= 10 }).await;
+    app.portal.expire_access_tokens();
+    assert_each_ended_exactly_once(&app, &tokens).await;
+    assert!(app.portal.refresh_count() >= 1);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_message_is_dead_lettered_and_work_goes_on() {
+    let app = spawn_app().await;
+    let topology = Topology::new(&app.config.amqp_prefix);
+    let conn = amqp::connect(AMQP_URL, "poison").await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            topology.jobs_exchange().into(),
+            "work".into(),
+            BasicPublishOptions::default(),
+            b"\xff not json",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let dead_letters = || async {
+        let q = channel
+            .queue_declare(
+                topology.dead_letter_queue().into(),
+                QueueDeclareOptions { passive: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        q.message_count()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while dead_letters().await < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "poison message not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = app.run_activity("user_info", json!({ "user_id": "user_1" })).await;
+    assert_eq!(sent.return_values["error_text"], "");
+    let _ = conn.close(200, "ok".into()).await;
+    app.cleanup().await;
+}
