@@ -4,7 +4,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use b24flow_common::db::DbError;
-use b24flow_common::metrics;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -23,11 +22,6 @@ impl ApiError {
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-    /// Counts the rejection of an activity call in metrics.
-    pub fn counted(self) -> Self {
-        metrics::INGRESS_CALLS.with_label_values(&[self.code]).inc();
-        self
     }
 }
 

@@ -533,17 +533,16 @@ pub async fn side_effect(
             &[&id, &key],
         )
         .await?;
-    Ok(row
-        .map(|r| -> Result<SideEffect, DbError> {
-            let state: String = r.try_get(0)?;
-            let value: Option<Value> = r.try_get(1)?;
-            Ok(if state == "done" {
-                SideEffect::Done(value.unwrap_or(Value::Null))
-            } else {
-                SideEffect::Started
-            })
+    row.map(|r| -> Result<SideEffect, DbError> {
+        let state: String = r.try_get(0)?;
+        let value: Option<Value> = r.try_get(1)?;
+        Ok(if state == "done" {
+            SideEffect::Done(value.unwrap_or(Value::Null))
+        } else {
+            SideEffect::Started
         })
-        .transpose()?)
+    })
+    .transpose()
 }
 
 /// Records that a side effect is about to happen (before the request that causes it).

@@ -45,7 +45,7 @@ pub async fn ensure_database(database_url: &str) -> Result<(), DbError> {
 
 /// Applies `migrations/`. An advisory lock keeps processes that start together from racing.
 pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
-    const LOCK: i64 = 0x6232_3466_6c6f_77;
+    const LOCK: i64 = 0x0062_3234_666c_6f77;
     let mut client = pool.get().await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
