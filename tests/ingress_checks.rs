@@ -52,7 +52,7 @@ async fn malformed_calls_are_rejected_with_a_code_and_create_no_job() {
         (good.replace("code=user_info", "code=%3Cscript%3E"), "malformed_body"),
         (good.replace("properties%5Buser_id%5D=user_1", "properties=scalar"), "malformed_body"),
         (good.replace("timeout_duration=0", "timeout_duration=soon"), "malformed_body"),
-        ("%ZZ%%=&&[[".to_string(), "missing_field"),
+        ("%ZZ%%=&&[[".to_string(), "malformed_body"),
     ];
     for (body, expected) in cases {
         let (status, code) = error_code(app.post_form("/b24/activity", body.clone()).await).await;

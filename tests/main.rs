@@ -4,6 +4,8 @@ mod support;
 
 mod ingress_checks;
 mod install;
+mod smtp;
+mod telephony_calendar;
 mod user_info;
 
 mod faults;

@@ -76,13 +76,24 @@ async fn a_missing_required_property_reports_an_error_to_the_workflow_without_re
     let sent = app.run_activity("user_info", json!({})).await;
     let error = sent.return_values["error_text"].as_str().unwrap();
     assert!(error.contains("user_id"), "{error}");
+    // The workflow hears first; the terminal state is committed right after.
+    wait_until(|| async {
+        let client = app.pool.get().await.unwrap();
+        let state: String = client
+            .query_one("SELECT state FROM jobs WHERE kind = 'activity'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        state == "failed"
+    })
+    .await;
     let client = app.pool.get().await.unwrap();
-    let row = client
-        .query_one("SELECT state, attempt FROM jobs WHERE kind = 'activity'", &[])
+    let attempt: i32 = client
+        .query_one("SELECT attempt FROM jobs WHERE kind = 'activity'", &[])
         .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "failed");
-    assert_eq!(row.get::<_, i32>(1), 1);
+        .unwrap()
+        .get(0);
+    assert_eq!(attempt, 1, "bad input is not retried");
     app.cleanup().await;
 }
 

@@ -1,5 +1,22 @@
 //! NOTE FOR ENGINEERS WORKING IN PARALLEL (temporary, the lead removes it): read /work/PARALLEL_WORK_BRIEF.md before editing anything.
 //! One module per activity; [`all`] is the one list that registers and runs them.
+mod booking;
+mod booking_info;
+mod booking_rename;
+mod callback_call;
+mod company_update;
+mod crm_activity_add;
+mod crm_activity_delete;
+mod contact_update;
+mod crm_common;
+mod crm_feed_post;
+mod crm_options;
+mod crm_update_common;
+mod deal_update;
+mod invoice_from_deal;
+mod invoice_status;
+mod lead_update;
+mod smtp_send;
 mod user_info;
 
 use std::sync::Arc;
@@ -8,7 +25,22 @@ use crate::activity::Activity;
 
 /// Every implemented activity.
 pub fn all() -> Vec<Arc<dyn Activity>> {
-    vec![Arc::new(user_info::UserInfo)]
+    vec![
+        Arc::new(user_info::UserInfo),
+        Arc::new(smtp_send::SmtpSend),
+        Arc::new(callback_call::CallbackCall),
+        Arc::new(booking_info::BookingInfo),
+        Arc::new(booking_rename::BookingRename),
+        Arc::new(company_update::CompanyUpdate),
+        Arc::new(contact_update::ContactUpdate),
+        Arc::new(lead_update::LeadUpdate),
+        Arc::new(deal_update::DealUpdate),
+        Arc::new(crm_activity_add::CrmActivityAdd),
+        Arc::new(crm_activity_delete::CrmActivityDelete),
+        Arc::new(crm_feed_post::CrmFeedPost),
+        Arc::new(invoice_status::InvoiceStatus),
+        Arc::new(invoice_from_deal::InvoiceFromDeal),
+    ]
 }
 
 /// The activity for a call's `code` (a robot's `robot_<code>` included).

@@ -1,0 +1,387 @@
+//! One simulated Bitrix24 portal: its REST endpoint on its own loopback listener, its state
+//! (tokens, registered activities, waiting workflow instances, users and departments) and
+//! what tests observe about it. The driver side (install, firing workflows) is `driver.rs`.
+
+pub(crate) mod auth;
+pub(crate) mod batch;
+pub(crate) mod directory;
+pub(crate) mod disk;
+pub(crate) mod faults;
+pub(crate) mod limits;
+pub(crate) mod rest;
+pub(crate) mod telephony_calendar;
+mod telephony_calendar_hooks;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::TokenPair;
+pub use faults::Faults;
+
+use auth::{random_hex, IssuedTokens, TokenStore};
+use directory::Directory;
+use limits::LeakyBucket;
+
+/// How a portal behaves.
+#[derive(Clone, Debug)]
+pub struct PortalConfig {
+    /// Leaky bucket size X (protocol.md §7.1).
+    pub rate_burst: u32,
+    /// Leaky bucket drain Y per second.
+    pub rate_drain_per_sec: f64,
+    pub rate_limit_enabled: bool,
+    pub access_token_ttl: Duration,
+    pub faults: Faults,
+    /// The install form carries `APPLICATION_TOKEN` (real captures sometimes lack it, §1.1).
+    pub send_application_token_on_install: bool,
+    /// The installing admin, created as a user with the portal.
+    pub admin_user_id: u64,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            rate_burst: 50,
+            rate_drain_per_sec: 2.0,
+            rate_limit_enabled: true,
+            access_token_ttl: Duration::from_secs(3600),
+            faults: Faults::default(),
+            send_application_token_on_install: true,
+            admin_user_id: 1,
+        }
+    }
+}
+
+/// A `bizproc.activity.add` / `bizproc.robot.add` registration as the portal stored it:
+/// top-level and property-descriptor keys upper-cased, property keys as given.
+#[derive(Clone, Debug)]
+pub struct RegisteredActivity {
+    pub code: String,
+    pub is_robot: bool,
+    pub handler: String,
+    pub auth_user_id: u64,
+    pub use_subscription: String,
+    pub name: Value,
+    pub properties: Value,
+    pub return_properties: Value,
+    pub document_type: Value,
+    pub filter: Value,
+}
+
+/// The first accepted `bizproc.event.send` of one workflow instance.
+#[derive(Clone, Debug)]
+pub struct EventSend {
+    pub event_token: String,
+    /// Values of declared RETURN_PROPERTIES only, keyed as declared, converted by type.
+    pub return_values: Value,
+    /// `RETURN_VALUES` as received.
+    pub raw_return_values: Value,
+    pub log_message: String,
+    pub at: Instant,
+    pub fired_at: Instant,
+}
+
+/// A workflow instance waiting in (or past) one of our activities.
+pub(crate) struct Workflow {
+    pub activity_name: String,
+    pub event_id: String,
+    pub event_token: String,
+    pub return_properties: Value,
+    pub closed: bool,
+    pub fired_at: Instant,
+    pub logs: Vec<String>,
+}
+
+pub(crate) struct State {
+    /// False after ONAPPUNINSTALL until the next install.
+    pub app_installed: bool,
+    /// `app.info` INSTALLED: set once the install finished (`BX24.installFinish()`, §1.1).
+    pub install_finished: bool,
+    pub application_token: String,
+    pub tokens: TokenStore,
+    pub activities: Vec<RegisteredActivity>,
+    pub directory: Directory,
+    /// by workflow id
+    pub workflows: HashMap<String, Workflow>,
+    pub event_sends: Vec<EventSend>,
+    pub event_send_index: HashMap<String, usize>,
+    pub duplicate_event_sends: usize,
+    pub method_calls: HashMap<String, u64>,
+    pub faults: Faults,
+    pub rate_limit_enabled: bool,
+    pub bucket: LeakyBucket,
+}
+
+pub(crate) struct PortalInner {
+    pub cfg: PortalConfig,
+    pub domain: String,
+    pub member_id: String,
+    pub oauth_url: String,
+    signing_key: Vec<u8>,
+    pub registry: Arc<IssuedTokens>,
+    pub state: Mutex<State>,
+    /// Woken on every state change (activities, event sends).
+    pub changed: Notify,
+    pub request_count: AtomicU64,
+    pub rejected_by_rate_limit: AtomicU64,
+    pub refresh_count: AtomicU64,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// A simulated portal; cheap to clone.
+#[derive(Clone)]
+pub struct Portal {
+    pub(crate) inner: Arc<PortalInner>,
+}
+
+impl Portal {
+    pub(crate) async fn start(
+        cfg: PortalConfig,
+        oauth_url: String,
+        registry: Arc<IssuedTokens>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Portal> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let domain = listener.local_addr()?.to_string();
+        let mut directory = Directory::new("Company");
+        directory.add_user(&serde_json::json!({
+            "ID": cfg.admin_user_id, "NAME": "Alex", "LAST_NAME": "Admin",
+            "EMAIL": "admin@example.com", "WORK_POSITION": "Administrator", "IS_ONLINE": "Y",
+        }));
+        let state = State {
+            app_installed: true,
+            install_finished: false,
+            application_token: random_hex(32),
+            tokens: TokenStore::default(),
+            activities: Vec::new(),
+            directory,
+            workflows: HashMap::new(),
+            event_sends: Vec::new(),
+            event_send_index: HashMap::new(),
+            duplicate_event_sends: 0,
+            method_calls: HashMap::new(),
+            faults: cfg.faults.clone(),
+            rate_limit_enabled: cfg.rate_limit_enabled,
+            bucket: LeakyBucket::new(),
+        };
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .user_agent("Bitrix24 Webhook Engine")
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let portal = Portal {
+            inner: Arc::new(PortalInner {
+                cfg,
+                domain,
+                member_id: random_hex(32),
+                oauth_url,
+                signing_key: random_hex(64).into_bytes(),
+                registry,
+                state: Mutex::new(state),
+                changed: Notify::new(),
+                request_count: AtomicU64::new(0),
+                rejected_by_rate_limit: AtomicU64::new(0),
+                refresh_count: AtomicU64::new(0),
+                http,
+                shutdown,
+                server: Mutex::new(None),
+            }),
+        };
+        let app = rest::router(portal.clone());
+        let stop = portal.inner.shutdown.clone();
+        let handle = tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(error) = serve.await {
+                tracing::warn!(%error, "simulated portal stopped");
+            }
+        });
+        *portal.inner.server.lock().unwrap() = Some(handle);
+        Ok(portal)
+    }
+
+    pub(crate) async fn stop(&self) {
+        self.inner.shutdown.cancel();
+        let handle = self.inner.server.lock().unwrap().take();
+        if let Some(mut handle) = handle {
+            if tokio::time::timeout(Duration::from_secs(5), &mut handle)
+                .await
+                .is_err()
+            {
+                handle.abort();
+            }
+        }
+    }
+
+    // ---- identity ----
+
+    /// `127.0.0.1:PORT`
+    pub fn domain(&self) -> String {
+        self.inner.domain.clone()
+    }
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.inner.domain)
+    }
+    /// `http://127.0.0.1:PORT/rest/` (the `client_endpoint`).
+    pub fn rest_url(&self) -> String {
+        format!("http://{}/rest/", self.inner.domain)
+    }
+    pub fn member_id(&self) -> String {
+        self.inner.member_id.clone()
+    }
+    /// Fixed per installation of the app; a reinstall after uninstall gets a new one.
+    pub fn application_token(&self) -> String {
+        self.lock().application_token.clone()
+    }
+    pub fn set_faults(&self, f: Faults) {
+        self.lock().faults = f;
+    }
+    pub fn set_rate_limit(&self, enabled: bool) {
+        self.lock().rate_limit_enabled = enabled;
+    }
+
+    // ---- data ----
+
+    /// Adds a department under `parent` (the root department 1 when `None`).
+    pub fn add_department(&self, name: &str, parent: Option<u64>) -> u64 {
+        self.lock().directory.add_department(name, parent)
+    }
+    /// Sets a department's head (`UF_HEAD`).
+    pub fn set_department_head(&self, department: u64, user: u64) {
+        if let Some(d) = self.lock().directory.departments.get_mut(&department) {
+            d.head = Some(user);
+        }
+    }
+    /// Adds a user from Bitrix field names (`NAME`, `EMAIL`, `UF_DEPARTMENT: [..]`,
+    /// `PERSONAL_BIRTHDAY`, `IS_ONLINE` …); missing fields get realistic defaults.
+    pub fn add_user(&self, fields: Value) -> u64 {
+        self.lock().directory.add_user(&fields)
+    }
+    /// Departments and users with every field filled, for the demo.
+    pub fn seed_demo_directory(&self, users: usize) -> Vec<u64> {
+        self.lock().directory.seed_demo(users)
+    }
+
+    /// Issues a token pair for any user of this portal, as the OAuth server would.
+    pub fn issue_token(&self, user_id: u64) -> TokenPair {
+        let ttl = self.inner.cfg.access_token_ttl;
+        let registry = self.inner.registry.clone();
+        self.lock().tokens.issue(user_id, ttl, &registry)
+    }
+
+    // ---- observation ----
+
+    pub fn activities(&self) -> Vec<RegisteredActivity> {
+        self.lock().activities.clone()
+    }
+    /// Accepted (first) `bizproc.event.send` per workflow, in arrival order.
+    pub fn event_sends(&self) -> Vec<EventSend> {
+        self.lock().event_sends.clone()
+    }
+    /// Later `bizproc.event.send` calls for an instance already closed (answered `true`).
+    pub fn duplicate_event_sends(&self) -> usize {
+        self.lock().duplicate_event_sends
+    }
+    /// HTTP requests to `/rest` (a batch is one).
+    pub fn request_count(&self) -> u64 {
+        self.inner.request_count.load(Ordering::Relaxed)
+    }
+    /// Executed calls of `method`, including calls inside batches.
+    pub fn method_calls(&self, method: &str) -> u64 {
+        self.lock()
+            .method_calls
+            .get(&method.to_lowercase())
+            .copied()
+            .unwrap_or(0)
+    }
+    pub fn rejected_by_rate_limit(&self) -> u64 {
+        self.inner.rejected_by_rate_limit.load(Ordering::Relaxed)
+    }
+    /// Successful OAuth refreshes for this portal.
+    pub fn refresh_count(&self) -> u64 {
+        self.inner.refresh_count.load(Ordering::Relaxed)
+    }
+    /// Every access token issued so far is expired from now on.
+    pub fn expire_access_tokens(&self) {
+        self.lock().tokens.expire_all();
+    }
+    /// `bizproc.activity.log` messages (and the `LOG_MESSAGE` of the accepted event.send)
+    /// of the instance behind `event_token`.
+    pub fn activity_logs(&self, event_token: &str) -> Vec<String> {
+        let Some((workflow_id, _, _)) = self.extract_event_token(event_token) else {
+            return Vec::new();
+        };
+        self.lock()
+            .workflows
+            .get(&workflow_id)
+            .map(|w| w.logs.clone())
+            .unwrap_or_default()
+    }
+    /// Test hook: the workflow behind `event_token` finished and its instance is gone, so a
+    /// later `bizproc.event.send` gets error `404`. Returns whether it existed.
+    pub fn finish_workflow(&self, event_token: &str) -> bool {
+        let Some((workflow_id, _, _)) = self.extract_event_token(event_token) else {
+            return false;
+        };
+        self.lock().workflows.remove(&workflow_id).is_some()
+    }
+
+    // ---- internals ----
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap()
+    }
+
+    pub(crate) fn notify(&self) {
+        self.inner.changed.notify_waiters();
+    }
+
+    /// `CBPRestActivity::generateToken`: `workflowId|activityName|eventId` signed with the
+    /// portal's key (`Signer`: value, `.`, HMAC-SHA256 hex).
+    pub(crate) fn sign_event_token(
+        &self,
+        workflow_id: &str,
+        activity: &str,
+        event_id: &str,
+    ) -> String {
+        let value = format!("{workflow_id}|{activity}|{event_id}");
+        format!("{value}.{}", self.signature(&value))
+    }
+
+    fn signature(&self, value: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.inner.signing_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(value.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// `CBPRestActivity::extractToken`: `None` for a forged or malformed token.
+    pub(crate) fn extract_event_token(&self, token: &str) -> Option<(String, String, String)> {
+        let (value, signature) = token.rsplit_once('.')?;
+        if self.signature(value) != signature {
+            return None;
+        }
+        let mut parts = value.split('|');
+        let (w, a, e) = (parts.next()?, parts.next()?, parts.next()?);
+        Some((w.to_string(), a.to_string(), e.to_string()))
+    }
+
+    pub(crate) fn is_admin(&self, user_id: u64) -> bool {
+        user_id == self.inner.cfg.admin_user_id
+    }
+}

@@ -1,0 +1,337 @@
+//! `callback_call` (ACTIVITIES.md #3): `voximplant.callback.start` rings the manager on a
+//! line, speaks the text, then dials the client (methods.md §3). One request per run. The
+//! line and voice options are read from the portal at registration, so re-running the
+//! registration refreshes them (`bizproc.activity.update`) without a reinstall.
+use async_trait::async_trait;
+use b24flow_common::bitrix::{B24Error, Batch};
+use b24flow_common::db::jobs::SideEffect;
+use serde_json::{json, Map, Value};
+
+use crate::activity::{
+    Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
+};
+use crate::schema::{ActivityDef, PropType, Property, Text};
+
+pub struct CallbackCall;
+
+/// Option value resolved at run time to the portal's current default outgoing line.
+const DEFAULT_LINE: &str = "default";
+/// The Bitrix24 base number, a line ID of its own (docs of `voximplant.line.outgoing.get`).
+const BASE_NUMBER_LINE: &str = "LINK_BASE_NUMBER";
+/// Marker of the started call; its value is the run's output.
+const CALL_DONE: &str = "callback.done";
+
+/// Marker of one attempt's request: started right before it, done once the portal answered.
+fn attempt_marker(attempt: i32) -> String {
+    format!("callback.attempt.{attempt}")
+}
+
+#[async_trait]
+impl Activity for CallbackCall {
+    fn definition(&self) -> ActivityDef {
+        self.definition_with_options(&OptionAnswers::new())
+    }
+
+    fn option_queries(&self) -> Vec<OptionQuery> {
+        let query = |key, method| OptionQuery {
+            key,
+            method,
+            params: json!({}),
+        };
+        vec![
+            query("lines", "voximplant.line.get"),
+            query("default", "voximplant.line.outgoing.get"),
+            query("voices", "voximplant.tts.voices.get"),
+        ]
+    }
+
+    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
+        let answer = |key| answers.get(key).and_then(|a| a.as_ref().ok());
+        let lines = pairs(answer("lines"));
+        let default_label = match answer("default").and_then(Value::as_str) {
+            Some(id) => {
+                let name = lines
+                    .iter()
+                    .find(|(l, _)| l == id)
+                    .map_or(id, |(_, n)| n.as_str());
+                format!("Default outgoing line (now {name})")
+            }
+            None => "Default outgoing line".to_string(),
+        };
+        let mut line_options = vec![
+            (DEFAULT_LINE.to_string(), default_label),
+            (
+                BASE_NUMBER_LINE.to_string(),
+                "Base station number".to_string(),
+            ),
+        ];
+        line_options.extend(lines);
+        let mut line = Property::new("line", PropType::Select, "Line", "Линия")
+            .required()
+            .default(DEFAULT_LINE);
+        line.options = line_options;
+        let mut voice = Property::new("voice", PropType::Select, "Voice", "Голос");
+        voice.options = pairs(answer("voices"));
+
+        ActivityDef {
+            code: "callback_call",
+            name: Text::new("Callback call", "Обратный звонок"),
+            description: Text::new(
+                "Calls a manager on a line, speaks the text, then connects the client",
+                "Звонит менеджеру на линию, произносит текст и соединяет с клиентом",
+            ),
+            properties: vec![
+                Property::new(
+                    "phone",
+                    PropType::String,
+                    "Client's phone",
+                    "Телефон клиента",
+                )
+                .required()
+                .default("{=Document:PHONE}"),
+                line,
+                Property::new(
+                    "text",
+                    PropType::Text,
+                    "Text spoken to the manager",
+                    "Текст для менеджера",
+                )
+                .required(),
+                voice,
+            ],
+            returns: vec![
+                Property::new(
+                    "result",
+                    PropType::String,
+                    "Result (OK/ERROR)",
+                    "Результат (OK/ERROR)",
+                ),
+                Property::new("call_id", PropType::String, "Call ID", "ID звонка"),
+            ],
+        }
+    }
+
+    fn failure_values(&self) -> Map<String, Value> {
+        let mut values = Map::new();
+        values.insert("result".into(), json!("ERROR"));
+        values.insert("call_id".into(), json!(""));
+        values
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        // A retry must never ring the manager twice (SPEC.md "Guarantees").
+        if let Some(SideEffect::Done(done)) = ctx.side_effect(CALL_DONE).await? {
+            let call_id = done
+                .get("call_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            return Ok(started(call_id, "already started by an earlier attempt"));
+        }
+        for earlier in 1..ctx.job.attempt {
+            if let Some(SideEffect::Started) = ctx.side_effect(&attempt_marker(earlier)).await? {
+                return Err(uncertain());
+            }
+        }
+        let raw_phone = input.required_string("phone")?;
+        let phone = normalize_phone(&raw_phone);
+        if phone.is_empty() {
+            return Err(ActivityError::invalid(format!(
+                "phone: {raw_phone:?} has no digits"
+            )));
+        }
+        let line = input.required_string("line")?;
+        let text = input.required_string("text")?;
+        let voice = input.string("voice");
+
+        let mut params =
+            json!({ "FROM_LINE": line, "TO_NUMBER": phone, "TEXT_TO_PRONOUNCE": text });
+        if let Some(voice) = &voice {
+            params["VOICE"] = json!(voice);
+        }
+        let marker = attempt_marker(ctx.job.attempt);
+        ctx.side_effect_started(&marker).await?;
+        let answer = if line == DEFAULT_LINE {
+            // The default line can change after registration: read it in the same request.
+            params["FROM_LINE"] = json!("$result[line]");
+            let mut batch = Batch::new(true);
+            batch.push("line", "voximplant.line.outgoing.get", &json!({}));
+            // The batch's `cmd` goes out as a JSON object with sorted keys, so the producer's key
+            // must sort first ("line" < "start") for the portal to run it first.
+            batch.push("start", "voximplant.callback.start", &params);
+            ctx.b24.batch(&batch).await.and_then(|result| {
+                let used_line = result.get("line")?.clone();
+                Ok((result.get("start")?.clone(), Some(used_line)))
+            })
+        } else {
+            ctx.b24
+                .call("voximplant.callback.start", params)
+                .await
+                .map(|r| (r.result, Some(json!(line))))
+        };
+        let (call, used_line) = match answer {
+            Ok(ok) => ok,
+            Err(e) if portal_refused(&e) => {
+                ctx.side_effect_done(&marker, &json!({ "error": e.description() }))
+                    .await?;
+                return Err(e.into());
+            }
+            // The request may have reached the portal: the call may be ringing.
+            Err(e) => {
+                tracing::warn!(error = %e, "callback call request ended without an answer");
+                return Err(uncertain());
+            }
+        };
+        let call_id = call
+            .get("CALL_ID")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if call.get("RESULT") != Some(&Value::Bool(true)) || call_id.is_empty() {
+            ctx.side_effect_done(&marker, &json!({ "error": "no call" }))
+                .await?;
+            return Err(ActivityError::permanent(format!(
+                "the portal did not start the call: {call}"
+            )));
+        }
+        ctx.side_effect_done(CALL_DONE, &json!({ "call_id": call_id }))
+            .await?;
+        ctx.side_effect_done(&marker, &json!({ "call_id": call_id }))
+            .await?;
+        let used_line = used_line
+            .as_ref()
+            .and_then(Value::as_str)
+            .unwrap_or(&line)
+            .to_string();
+        Ok(started(
+            call_id,
+            &format!(
+                "line {used_line} → {phone}{}",
+                voice.map(|v| format!(", voice {v}")).unwrap_or_default()
+            ),
+        ))
+    }
+}
+
+fn started(call_id: &str, detail: &str) -> Output {
+    let mut values = Map::new();
+    values.insert("result".into(), json!("OK"));
+    values.insert("call_id".into(), json!(call_id));
+    Output {
+        return_values: values,
+        log_message: format!("callback call {call_id} started ({detail})"),
+    }
+}
+
+fn uncertain() -> ActivityError {
+    ActivityError::permanent(
+        "an earlier attempt sent the callback request but got no answer; the call may have \
+         started, so it is not started again",
+    )
+}
+
+/// The portal answered with an error, so the call was not started: the error codes of
+/// `voximplant.callback.start` and the limits that refuse a request before running it.
+/// A 5xx or a lost answer may have started it.
+fn portal_refused(e: &B24Error) -> bool {
+    match e {
+        B24Error::Api { status, code, .. } => {
+            *status < 500 || matches!(code.as_str(), "QUERY_LIMIT_EXCEEDED" | "OVERLOAD_LIMIT")
+        }
+        B24Error::NotInstalled(_) | B24Error::Refresh { .. } | B24Error::Db(_) => true,
+        B24Error::Transport { .. } | B24Error::BadResponse { .. } => false,
+    }
+}
+
+/// `{id: name}` objects (`voximplant.line.get`, `voximplant.tts.voices.get`) as options;
+/// PHP sends an empty one as `[]`.
+fn pairs(answer: Option<&Value>) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = answer
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(id, name)| {
+            let name = name
+                .as_str()
+                .map_or_else(|| name.to_string(), str::to_string);
+            (id.clone(), name)
+        })
+        .collect();
+    pairs.sort_by(|a, b| a.1.cmp(&b.1));
+    pairs
+}
+
+/// Spaces, dashes, dots and parentheses removed. A Russian number written with the trunk
+/// prefix (`8 912 …`, 11 digits, area code starting 3/4/8/9, not the `810` international
+/// prefix) becomes `+7…`; anything else is passed through for the portal to judge.
+pub fn normalize_phone(raw: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| !(c.is_whitespace() || matches!(c, '-' | '‐' | '–' | '—' | '(' | ')' | '.')))
+        .collect();
+    let digits = cleaned.as_bytes();
+    let trunk_prefixed = digits.len() == 11
+        && digits.iter().all(u8::is_ascii_digit)
+        && digits[0] == b'8'
+        && matches!(digits[1], b'3' | b'4' | b'8' | b'9')
+        && !cleaned.starts_with("810");
+    if trunk_prefixed {
+        format!("+7{}", &cleaned[1..])
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_lose_separators_and_the_russian_trunk_prefix_only_when_unambiguous() {
+        assert_eq!(normalize_phone("8 (912) 345-67-89"), "+79123456789");
+        assert_eq!(normalize_phone("8-800-555-35-35"), "+78005553535");
+        assert_eq!(normalize_phone("+7 (912) 345 67 89"), "+79123456789");
+        assert_eq!(normalize_phone("+49 170 1234567"), "+491701234567");
+        // 810… is the international prefix; 8 followed by 1/2/5/6/7 is no Russian area code.
+        assert_eq!(normalize_phone("8 10 49 170 123"), "81049170123");
+        assert_eq!(normalize_phone("8 612 345 67 89"), "86123456789");
+        assert_eq!(normalize_phone("89123456789 ext"), "89123456789ext");
+        assert_eq!(normalize_phone("8912345678"), "8912345678");
+        assert_eq!(normalize_phone("+89123456789"), "+89123456789");
+    }
+
+    #[test]
+    fn line_options_have_the_portal_lines_and_the_two_special_entries() {
+        let mut answers = OptionAnswers::new();
+        answers.insert(
+            "lines",
+            Ok(json!({"reg151083": "Cloud PBX (9)", "74951234567": "Moscow"})),
+        );
+        answers.insert("default", Ok(json!("reg151083")));
+        answers.insert(
+            "voices",
+            Ok(json!({"ruinternalfemale": "Russian (Female)"})),
+        );
+        let def = CallbackCall.definition_with_options(&answers);
+        let line = def.properties.iter().find(|p| p.key == "line").unwrap();
+        let values: Vec<&str> = line.options.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(
+            values,
+            ["default", "LINK_BASE_NUMBER", "reg151083", "74951234567"]
+        );
+        assert_eq!(
+            line.options[0].1,
+            "Default outgoing line (now Cloud PBX (9))"
+        );
+        let voice = def.properties.iter().find(|p| p.key == "voice").unwrap();
+        assert_eq!(
+            voice.options,
+            vec![(
+                "ruinternalfemale".to_string(),
+                "Russian (Female)".to_string()
+            )]
+        );
+        // No rights to read the lines: still the two special entries.
+        let bare = CallbackCall.definition();
+        let line = bare.properties.iter().find(|p| p.key == "line").unwrap();
+        assert_eq!(line.options.len(), 2);
+    }
+}

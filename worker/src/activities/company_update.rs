@@ -1,0 +1,106 @@
+//! `company_update` (ACTIVITIES.md #7): writes the set properties of a company with
+//! `crm.item.update` (entity type 4); addresses, which `crm.item` no longer writes for
+//! companies, go through `crm.company.update` in the same batch (methods.md §7–10).
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::activity::{Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext};
+use crate::schema::{ActivityDef, Text};
+
+use super::crm_common::result_values;
+use super::crm_options::{self, OptionSource};
+use super::crm_update_common::{field, Kind, Multi, UpdateSpec};
+
+pub struct CompanyUpdate;
+
+const SPEC: UpdateSpec = UpdateSpec {
+    entity_type_id: 4,
+    entity: "company",
+    id_key: "company_id",
+    fields: &[
+        field("title", "title", Kind::Text, "Company name", "Название компании"),
+        field("industry", "industry", Kind::Select, "Industry", "Сфера деятельности"),
+        field("currency", "currencyId", Kind::Select, "Currency", "Валюта"),
+        field("company_type", "typeId", Kind::Select, "Company type", "Тип компании"),
+        field("employees", "employees", Kind::Select, "Employees", "Кол-во сотрудников"),
+        field("revenue", "revenue", Kind::Double, "Annual revenue", "Годовой оборот"),
+        field("contact_ids", "contactIds", Kind::Ids, "Contacts", "Контакты"),
+        field("assigned_by", "assignedById", Kind::User, "Responsible", "Ответственный"),
+        field("comments", "comments", Kind::LongText, "Comment", "Комментарий"),
+    ],
+    multi: &[
+        Multi { key: "phone", type_id: "PHONE", en: "Phone (value or value:TYPE)", ru: "Телефон (значение или значение:ТИП)" },
+        Multi { key: "email", type_id: "EMAIL", en: "E-mail (value or value:TYPE)", ru: "E-mail (значение или значение:ТИП)" },
+        Multi { key: "im", type_id: "IM", en: "Messenger (value or value:TYPE)", ru: "Мессенджер (значение или значение:ТИП)" },
+    ],
+    legacy: Some((
+        "crm.company.update",
+        &[
+            field("address", "ADDRESS", Kind::Text, "Address", "Адрес"),
+            field("address_2", "ADDRESS_2", Kind::Text, "Address (line 2)", "Адрес (стр. 2)"),
+            field("address_city", "ADDRESS_CITY", Kind::Text, "City", "Город"),
+        ],
+    )),
+    manual_opportunity: false,
+};
+
+const OPTIONS: &[(&str, OptionSource)] = &[
+    ("industry", OptionSource::Status("INDUSTRY")),
+    ("currency", OptionSource::Currencies),
+    ("company_type", OptionSource::Status("COMPANY_TYPE")),
+    ("employees", OptionSource::Status("EMPLOYEES")),
+];
+
+#[async_trait]
+impl Activity for CompanyUpdate {
+    fn definition(&self) -> ActivityDef {
+        ActivityDef {
+            code: "company_update",
+            name: Text::new("Update a company", "Изменение Компании"),
+            description: Text::new(
+                "Writes the set fields of a company; phones, e-mails and messengers are added",
+                "Записывает заполненные поля компании; телефоны, e-mail и мессенджеры добавляются",
+            ),
+            properties: SPEC.properties("Company ID", "ID компании"),
+            returns: super::crm_update_common::result_returns(),
+        }
+    }
+
+    fn option_queries(&self) -> Vec<OptionQuery> {
+        crm_options::queries(OPTIONS)
+    }
+
+    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
+        let mut def = self.definition();
+        crm_options::fill(&mut def, answers, OPTIONS);
+        def
+    }
+
+    fn failure_values(&self) -> Map<String, Value> {
+        result_values(false)
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        SPEC.run(ctx, input).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn addresses_go_to_the_legacy_method_and_the_rest_to_crm_item() {
+        let input = Input::new(&json!({"company_id": "5", "title": "Acme", "address_city": "Berlin"}));
+        let item = SPEC.item_fields(&input).unwrap();
+        let legacy = SPEC.legacy_fields(&input).unwrap();
+        assert_eq!(item.keys().collect::<Vec<_>>(), vec!["title"]);
+        assert_eq!(legacy["ADDRESS_CITY"], "Berlin");
+        let def = CompanyUpdate.definition();
+        let keys: Vec<&str> = def.properties.iter().map(|p| p.key).collect();
+        for key in ["company_id", "industry", "revenue", "contact_ids", "phone", "im", "address_2"] {
+            assert!(keys.contains(&key), "{key}");
+        }
+    }
+}

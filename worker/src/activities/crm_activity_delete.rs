@@ -1,0 +1,70 @@
+//! `crm_activity_delete` (ACTIVITIES.md #13): one `crm.activity.delete`, which removes
+//! activities of every type, to-dos included (methods.md §13).
+use async_trait::async_trait;
+use b24flow_common::db::jobs::SideEffect;
+use serde_json::{json, Map, Value};
+
+use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::schema::{ActivityDef, PropType, Property, Text};
+
+use super::crm_common::{self, portal_error, result_values};
+
+pub struct CrmActivityDelete;
+
+const MARKER: &str = "crm.activity.delete";
+
+#[async_trait]
+impl Activity for CrmActivityDelete {
+    fn definition(&self) -> ActivityDef {
+        ActivityDef {
+            code: "crm_activity_delete",
+            name: Text::new("Delete a CRM activity", "Удаление дела"),
+            description: Text::new("Deletes a CRM activity by its ID", "Удаляет дело CRM по его ID"),
+            properties: vec![
+                Property::new("activity_id", PropType::Int, "Activity ID", "ID дела").required(),
+            ],
+            returns: vec![Property::new(
+                "result",
+                PropType::String,
+                "Result (true/false)",
+                "Результат (true/false)",
+            )],
+        }
+    }
+
+    fn failure_values(&self) -> Map<String, Value> {
+        result_values(false)
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        let id = crm_common::required_id(input, "activity_id")?;
+        let earlier = ctx.side_effect(MARKER).await?;
+        if let Some(SideEffect::Done(_)) = earlier {
+            return Ok(output(format!("activity {id} already deleted by an earlier attempt")));
+        }
+        ctx.side_effect_started(MARKER).await?;
+        match ctx.b24.call("crm.activity.delete", json!({ "id": id })).await {
+            Ok(_) => {}
+            // An interrupted earlier attempt may have deleted it before its answer was lost.
+            Err(e) if earlier.is_some() && is_not_found(&e.description()) => {
+                ctx.side_effect_done(MARKER, &json!(true)).await?;
+                return Ok(output(format!("activity {id} was deleted by an earlier attempt")));
+            }
+            Err(e) => return Err(portal_error(&format!("activity {id} was not deleted"), e)),
+        }
+        ctx.side_effect_done(MARKER, &json!(true)).await?;
+        Ok(output(format!("activity {id} deleted")))
+    }
+}
+
+/// The legacy CRM proxy answers a bare message (`Activity is not found.`) with no code.
+fn is_not_found(description: &str) -> bool {
+    description.to_ascii_lowercase().contains("not found")
+}
+
+fn output(log_message: String) -> Output {
+    Output {
+        return_values: result_values(true),
+        log_message,
+    }
+}

@@ -1,0 +1,129 @@
+//! `crm_feed_post` (ACTIVITIES.md #14): a timeline comment on a lead, deal, contact or
+//! company, the title in bold above the message: one `crm.timeline.comment.add`
+//! (the live feed method is gone, methods.md §14).
+use async_trait::async_trait;
+use b24flow_common::db::jobs::SideEffect;
+use serde_json::{json, Map, Value};
+
+use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::schema::{ActivityDef, PropType, Property, Text};
+
+use super::crm_common::{self, id_of, portal_error, result_values, text_of, Owner};
+
+pub struct CrmFeedPost;
+
+const MARKER: &str = "crm.timeline.comment";
+
+/// The comment: `[B]title[/B]` on its own line, then the message (BBCode).
+fn comment(title: &str, message: &str) -> String {
+    format!("[B]{title}[/B]\n{message}")
+}
+
+#[async_trait]
+impl Activity for CrmFeedPost {
+    fn definition(&self) -> ActivityDef {
+        let p = Property::new;
+        ActivityDef {
+            code: "crm_feed_post",
+            name: Text::new("Post into a CRM entity's feed", "Создание сообщения в ленту сущностей crm"),
+            description: Text::new(
+                "Adds a comment with a bold title to the timeline of a lead, deal, contact or company",
+                "Добавляет комментарий с заголовком в таймлайн лида, сделки, контакта или компании",
+            ),
+            properties: vec![
+                p("entity_type", PropType::Select, "Entity type", "Тип сущности")
+                    .required()
+                    .options(Owner::OPTIONS),
+                p("entity_id", PropType::Int, "Entity ID", "ID сущности").required(),
+                p("message", PropType::Text, "Message", "Сообщение").required(),
+                p("title", PropType::String, "Title", "Заголовок").required(),
+            ],
+            returns: vec![
+                p("result", PropType::String, "Result (true/false)", "Результат (true/false)"),
+                p("comment_id", PropType::Int, "Comment ID", "ID комментария"),
+            ],
+        }
+    }
+
+    fn failure_values(&self) -> Map<String, Value> {
+        result_values(false)
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        if let Some(SideEffect::Done(done)) = ctx.side_effect(MARKER).await? {
+            if let Some(id) = id_of(done.get("comment_id")) {
+                return Ok(output(id, "already posted by an earlier attempt".into()));
+            }
+        }
+        let owner = Owner::parse("entity_type", &input.required_string("entity_type")?)?;
+        let entity_id = crm_common::required_id(input, "entity_id")?;
+        let text = comment(&input.required_string("title")?, &input.required_string("message")?);
+        let what = format!("{} {entity_id}", owner.name());
+        if let Some(SideEffect::Started) = ctx.side_effect(MARKER).await? {
+            if let Some(id) = find_earlier(ctx, owner, entity_id, &text).await? {
+                ctx.side_effect_done(MARKER, &json!({ "comment_id": id })).await?;
+                return Ok(output(id, format!("found on {what}, posted by an earlier attempt")));
+            }
+        }
+        ctx.side_effect_started(MARKER).await?;
+        let answer = ctx
+            .b24
+            .call(
+                "crm.timeline.comment.add",
+                json!({ "fields": { "ENTITY_ID": entity_id, "ENTITY_TYPE": owner.name(), "COMMENT": text } }),
+            )
+            .await
+            .map_err(|e| portal_error(&format!("nothing posted on {what}"), e))?;
+        let id = id_of(Some(&answer.result))
+            .ok_or_else(|| ActivityError::permanent("crm.timeline.comment.add answered no comment ID"))?;
+        ctx.side_effect_done(MARKER, &json!({ "comment_id": id })).await?;
+        Ok(output(id, format!("posted on {what}")))
+    }
+}
+
+/// The comment an interrupted attempt may have posted: same entity, same text.
+async fn find_earlier(
+    ctx: &RunContext,
+    owner: Owner,
+    entity_id: u64,
+    text: &str,
+) -> Result<Option<u64>, ActivityError> {
+    let answer = ctx
+        .b24
+        .call(
+            "crm.timeline.comment.list",
+            json!({
+                "filter": { "ENTITY_ID": entity_id, "ENTITY_TYPE": owner.name() },
+                "select": ["ID", "COMMENT"],
+                "order": { "ID": "DESC" },
+            }),
+        )
+        .await
+        .map_err(|e| portal_error("cannot check for a comment of an earlier attempt", e))?;
+    Ok(answer
+        .result
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| text_of(c.get("COMMENT")) == text)
+        .and_then(|c| id_of(c.get("ID"))))
+}
+
+fn output(id: u64, what: String) -> Output {
+    let mut values = result_values(true);
+    values.insert("comment_id".into(), json!(id));
+    Output {
+        return_values: values,
+        log_message: format!("timeline comment {id} {what}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_title_is_bold_above_the_message() {
+        assert_eq!(comment("Invoice sent", "Link: x"), "[B]Invoice sent[/B]\nLink: x");
+    }
+}

@@ -1,0 +1,137 @@
+//! `invoice_from_deal` (ACTIVITIES.md #1): an invoice from a deal's products and parties,
+//! with its payment link and number (methods.md §1). New invoices: 2–3 requests (reads,
+//! requisite lookup only when the deal has none chosen, one linked write batch); old ones
+//! the same on `crm.invoice.*`. The invoice carries the job's marker in its external code,
+//! so a retry after a crash finds it instead of creating a second one.
+mod legacy;
+mod read;
+mod smart;
+
+use async_trait::async_trait;
+use b24flow_common::db::jobs::SideEffect;
+use serde_json::{json, Map, Value};
+
+use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::schema::{ActivityDef, PropType, Property, Text};
+
+use super::crm_common::{self, id_of, text_of};
+use read::InvoiceKind;
+
+pub struct InvoiceFromDeal;
+
+const MARKER: &str = "invoice";
+
+/// What the workflow gets back.
+pub struct Created {
+    pub invoice_id: u64,
+    pub payment_url: String,
+    pub invoice_number: String,
+}
+
+impl Created {
+    fn to_json(&self) -> Value {
+        json!({ "invoice_id": self.invoice_id, "payment_url": self.payment_url, "invoice_number": self.invoice_number })
+    }
+
+    fn from_json(v: &Value) -> Option<Self> {
+        Some(Self {
+            invoice_id: id_of(v.get("invoice_id"))?,
+            payment_url: text_of(v.get("payment_url")),
+            invoice_number: text_of(v.get("invoice_number")),
+        })
+    }
+
+    fn output(&self, what: &str) -> Output {
+        let mut values = Map::new();
+        values.insert("invoice_id".into(), json!(self.invoice_id));
+        values.insert("invoice_number".into(), json!(self.invoice_number));
+        values.insert("payment_url".into(), json!(self.payment_url));
+        Output {
+            return_values: values,
+            log_message: format!("invoice {} (No. {}) {what}", self.invoice_id, self.invoice_number),
+        }
+    }
+}
+
+/// The external code stored in the invoice (`xmlId` / `XML_ID`).
+fn xml_id(ctx: &RunContext) -> String {
+    format!("b24flow:{}", ctx.job.id)
+}
+
+#[async_trait]
+impl Activity for InvoiceFromDeal {
+    fn definition(&self) -> ActivityDef {
+        let p = Property::new;
+        ActivityDef {
+            code: "invoice_from_deal",
+            name: Text::new("Create an invoice from a deal", "Создать счет на основании сделки"),
+            description: Text::new(
+                "Creates an invoice with the deal's products, payer and requisites, and returns its payment link and number",
+                "Создаёт счёт с товарами, плательщиком и реквизитами сделки и возвращает ссылку на оплату и номер",
+            ),
+            properties: vec![
+                p("deal_id", PropType::Int, "Deal ID", "ID сделки")
+                    .required()
+                    .default("{=Document:ID}"),
+                p("paysystem_company", PropType::Int, "Payment system for companies", "Платёжная система для компаний").required(),
+                p("paysystem_contact", PropType::Int, "Payment system for contacts", "Платёжная система для контактов").required(),
+                p("my_company_id", PropType::Int, "My company ID", "ID моей компании"),
+                p("invoice_kind", PropType::Select, "Invoice kind", "Вид счёта")
+                    .options(&[("smart", "New invoice"), ("legacy", "Old invoice")])
+                    .default("smart"),
+            ],
+            returns: vec![
+                p("payment_url", PropType::String, "Payment link", "Ссылка на оплату"),
+                p("invoice_number", PropType::String, "Invoice number", "Номер счёта"),
+                p("invoice_id", PropType::Int, "Invoice ID", "ID счёта"),
+            ],
+        }
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        let earlier = ctx.side_effect(MARKER).await?;
+        if let Some(SideEffect::Done(done)) = &earlier {
+            if let Some(created) = Created::from_json(done) {
+                return Ok(created.output("already created by an earlier attempt"));
+            }
+        }
+        let deal_id = crm_common::required_id(input, "deal_id")?;
+        let pay_company = crm_common::required_id(input, "paysystem_company")?;
+        let pay_contact = crm_common::required_id(input, "paysystem_contact")?;
+        let my_company = match input.string("my_company_id") {
+            Some(_) => Some(crm_common::required_id(input, "my_company_id")?),
+            None => None,
+        };
+        let kind = match input.string("invoice_kind").map(|k| k.to_ascii_lowercase()).as_deref() {
+            None | Some("smart") => InvoiceKind::Smart,
+            Some("legacy") => InvoiceKind::Legacy,
+            Some(other) => {
+                return Err(ActivityError::invalid(format!("invoice_kind: {other:?} is not one of smart, legacy")))
+            }
+        };
+        let marker = xml_id(ctx);
+        if let Some(SideEffect::Started) = earlier {
+            let found = match kind {
+                InvoiceKind::Smart => smart::find_earlier(ctx, &marker).await?,
+                InvoiceKind::Legacy => legacy::find_earlier(ctx, &marker).await?,
+            };
+            if let Some(created) = found {
+                ctx.side_effect_done(MARKER, &created.to_json()).await?;
+                return Ok(created.output("found, created by an earlier attempt"));
+            }
+        }
+        let source = read::read(ctx, deal_id, my_company, kind).await?;
+        let pay_system = if source.payer_is_company() { pay_company } else { pay_contact };
+        ctx.side_effect_started(MARKER).await?;
+        let created = match kind {
+            InvoiceKind::Smart => smart::create(ctx, &source, pay_system, &marker).await?,
+            InvoiceKind::Legacy => legacy::create(ctx, &source, pay_system, &marker).await?,
+        };
+        ctx.side_effect_done(MARKER, &created.to_json()).await?;
+        let what = match kind {
+            InvoiceKind::Smart => "created",
+            InvoiceKind::Legacy => "created (old invoice)",
+        };
+        Ok(created.output(&format!("{what} from deal {deal_id}")))
+    }
+}

@@ -1,0 +1,216 @@
+//! `invoice_status` (ACTIVITIES.md #11): an invoice's status, name and semantics in one
+//! batch. Smart invoices: `crm.item.get` (type 31) and their stage looked up in
+//! `crm.status.list` by the stage ID the same batch read; legacy invoices: `crm.invoice.get`
+//! and the `INVOICE_STATUS` entry (methods.md §11). The status lookups ride in the batch,
+//! so no status cache is needed and names are never stale.
+use async_trait::async_trait;
+use b24flow_common::bitrix::{B24Error, Batch, BatchResult};
+use serde_json::{json, Map, Value};
+
+use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::schema::{ActivityDef, PropType, Property, Text};
+
+use super::crm_common::{self, portal_error, text_of};
+
+pub struct InvoiceStatus;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Auto,
+    Smart,
+    Legacy,
+}
+
+#[async_trait]
+impl Activity for InvoiceStatus {
+    fn definition(&self) -> ActivityDef {
+        let p = Property::new;
+        ActivityDef {
+            code: "invoice_status",
+            name: Text::new("Watch an invoice's status", "Слежение за статусом Счёта"),
+            description: Text::new(
+                "Reads an invoice's status, its name and whether it is in progress, won or lost",
+                "Получает статус счёта, его название и семантику (в работе, успех, провал)",
+            ),
+            properties: vec![
+                p("invoice_id", PropType::Int, "Invoice ID", "ID счёта").required(),
+                p("invoice_kind", PropType::Select, "Invoice kind", "Вид счёта")
+                    .options(&[("auto", "Auto (new, then old)"), ("smart", "New invoice"), ("legacy", "Old invoice")])
+                    .default("auto"),
+            ],
+            returns: vec![
+                p("status", PropType::String, "Status", "Статус"),
+                p("status_name", PropType::String, "Status name", "Название статуса"),
+                p("status_semantics", PropType::String, "Semantics (process/success/failure)", "Семантика (process/success/failure)"),
+            ],
+        }
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        let id = crm_common::required_id(input, "invoice_id")?;
+        let kind = match input.string("invoice_kind").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("auto") => Kind::Auto,
+            Some("smart") => Kind::Smart,
+            Some("legacy") => Kind::Legacy,
+            Some(other) => {
+                return Err(ActivityError::invalid(format!(
+                    "invoice_kind: {other:?} is not one of auto, smart, legacy"
+                )))
+            }
+        };
+        // No halt: in `auto` one of the two reads is expected to fail.
+        let mut batch = Batch::new(false);
+        if kind != Kind::Legacy {
+            batch.push("smart", "crm.item.get", &json!({ "entityTypeId": 31, "id": id }));
+            batch.push(
+                "smart_stage",
+                "crm.status.list",
+                &json!({ "filter": { "STATUS_ID": "$result[smart][item][stageId]" } }),
+            );
+        }
+        if kind != Kind::Smart {
+            batch.push("legacy", "crm.invoice.get", &json!({ "id": id }));
+            batch.push(
+                "legacy_status",
+                "crm.status.list",
+                &json!({ "filter": { "ENTITY_ID": "INVOICE_STATUS", "STATUS_ID": "$result[legacy][STATUS_ID]" } }),
+            );
+        }
+        let answer = ctx
+            .b24
+            .batch(&batch)
+            .await
+            .map_err(|e| portal_error(&format!("invoice {id} was not read"), e))?;
+        let status = match kind {
+            Kind::Smart => smart(&answer).map_err(|e| portal_error(&format!("new invoice {id}"), e))?,
+            Kind::Legacy => legacy(&answer).map_err(|e| portal_error(&format!("old invoice {id}"), e))?,
+            Kind::Auto => match smart(&answer) {
+                Ok(s) => s,
+                Err(smart_error) => legacy(&answer).map_err(|legacy_error| {
+                    let kind = if [&smart_error, &legacy_error].iter().all(|e| e.kind() == b24flow_common::bitrix::ErrorKind::Permanent) {
+                        b24flow_common::bitrix::ErrorKind::Permanent
+                    } else {
+                        b24flow_common::bitrix::ErrorKind::Transient
+                    };
+                    ActivityError {
+                        kind,
+                        message: format!(
+                            "invoice {id} was found neither as a new invoice ({}) nor as an old one ({})",
+                            smart_error.description(),
+                            legacy_error.description()
+                        ),
+                    }
+                })?,
+            },
+        };
+        let log_message = format!(
+            "{} invoice {id}: {} ({}, {})",
+            status.kind, status.id, status.name, status.semantics
+        );
+        let mut values = Map::new();
+        values.insert("status".into(), json!(status.id));
+        values.insert("status_name".into(), json!(status.name));
+        values.insert("status_semantics".into(), json!(status.semantics));
+        Ok(Output {
+            return_values: values,
+            log_message,
+        })
+    }
+}
+
+struct Status {
+    kind: &'static str,
+    id: String,
+    name: String,
+    semantics: &'static str,
+}
+
+fn smart(answer: &BatchResult) -> Result<Status, B24Error> {
+    let item = answer.get("smart")?.get("item").cloned().unwrap_or(Value::Null);
+    let id = text_of(item.get("stageId"));
+    let entry = status_entry(answer, "smart_stage", &id, |e| e.starts_with("SMART_INVOICE_STAGE"));
+    Ok(Status {
+        kind: "new",
+        name: entry.map(|e| text_of(e.get("NAME"))).unwrap_or_default(),
+        semantics: semantics(entry, &id, false),
+        id,
+    })
+}
+
+fn legacy(answer: &BatchResult) -> Result<Status, B24Error> {
+    let invoice = answer.get("legacy")?;
+    let id = text_of(invoice.get("STATUS_ID"));
+    let entry = status_entry(answer, "legacy_status", &id, |e| e == "INVOICE_STATUS");
+    Ok(Status {
+        kind: "old",
+        name: entry.map(|e| text_of(e.get("NAME"))).unwrap_or_default(),
+        semantics: semantics(entry, &id, true),
+        id,
+    })
+}
+
+fn status_entry<'a>(
+    answer: &'a BatchResult,
+    key: &str,
+    status_id: &str,
+    entity: impl Fn(&str) -> bool,
+) -> Option<&'a Value> {
+    answer.get(key).ok()?.as_array()?.iter().find(|s| {
+        text_of(s.get("STATUS_ID")) == status_id
+            && entity(s.get("ENTITY_ID").and_then(Value::as_str).unwrap_or_default())
+    })
+}
+
+/// `SEMANTICS` is `S`, `F`, or empty/null for in progress (methods.md §11); newer portals
+/// also spell it out in `EXTRA.SEMANTICS`. Legacy statuses without either: `P` paid, `D` declined.
+fn semantics(entry: Option<&Value>, status_id: &str, legacy: bool) -> &'static str {
+    let code = entry.map(|e| text_of(e.get("SEMANTICS"))).unwrap_or_default();
+    let extra = entry
+        .and_then(|e| e.get("EXTRA"))
+        .map(|x| text_of(x.get("SEMANTICS")))
+        .unwrap_or_default();
+    match (code.as_str(), extra.as_str()) {
+        ("S", _) | (_, "success") => "success",
+        ("F", _) | (_, "failure") | (_, "apology") => "failure",
+        _ if legacy && status_id == "P" => "success",
+        _ if legacy && status_id == "D" => "failure",
+        _ => "process",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn semantics_read_the_code_then_extra_then_the_legacy_letters() {
+        assert_eq!(semantics(Some(&json!({"SEMANTICS": "S"})), "x", false), "success");
+        assert_eq!(semantics(Some(&json!({"SEMANTICS": null, "EXTRA": {"SEMANTICS": "failure"}})), "x", false), "failure");
+        assert_eq!(semantics(Some(&json!({"SEMANTICS": ""})), "x", false), "process");
+        assert_eq!(semantics(None, "P", true), "success");
+        assert_eq!(semantics(None, "D", true), "failure");
+        assert_eq!(semantics(None, "N", true), "process");
+    }
+
+    #[test]
+    fn auto_falls_back_to_the_legacy_answer() {
+        let answer = BatchResult {
+            results: json!({
+                "legacy": {"ID": "9", "STATUS_ID": "P"},
+                "legacy_status": [{"ENTITY_ID": "INVOICE_STATUS", "STATUS_ID": "P", "NAME": "Paid"}],
+                "smart_stage": []
+            })
+            .as_object()
+            .unwrap()
+            .clone(),
+            errors: json!({"smart": {"error": "NOT_FOUND", "error_description": "not found"}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            totals: Map::new(),
+        };
+        assert!(smart(&answer).is_err());
+        let s = legacy(&answer).unwrap();
+        assert_eq!((s.id.as_str(), s.name.as_str(), s.semantics), ("P", "Paid", "success"));
+    }
+}

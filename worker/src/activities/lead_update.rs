@@ -1,0 +1,79 @@
+//! `lead_update` (ACTIVITIES.md #9): writes the set properties of a lead with one
+//! `crm.item.update` (entity type 1; the lead status is `stageId` there, methods.md §7–10).
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::activity::{Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext};
+use crate::schema::{ActivityDef, Text};
+
+use super::crm_common::result_values;
+use super::crm_options::{self, OptionSource};
+use super::crm_update_common::{field, result_returns, Kind, Multi, UpdateSpec};
+
+pub struct LeadUpdate;
+
+const SPEC: UpdateSpec = UpdateSpec {
+    entity_type_id: 1,
+    entity: "lead",
+    id_key: "lead_id",
+    fields: &[
+        field("title", "title", Kind::Text, "Lead name", "Название лида"),
+        field("birthdate", "birthdate", Kind::Date, "Date of birth", "Дата рождения"),
+        field("name", "name", Kind::Text, "First name", "Имя"),
+        field("last_name", "lastName", Kind::Text, "Last name", "Фамилия"),
+        field("second_name", "secondName", Kind::Text, "Second name", "Отчество"),
+        field("status_description", "statusDescription", Kind::LongText, "Status details", "Дополнительно о статусе"),
+        field("status", "stageId", Kind::Select, "Status", "Статус"),
+        field("honorific", "honorific", Kind::Select, "Salutation", "Обращение"),
+        field("source", "sourceId", Kind::Select, "Source", "Источник"),
+        field("company_id", "companyId", Kind::Id, "Company ID", "ID компании"),
+        field("comments", "comments", Kind::LongText, "Comment", "Комментарий"),
+        field("opportunity", "opportunity", Kind::Double, "Amount", "Сумма"),
+    ],
+    multi: &[
+        Multi { key: "phone", type_id: "PHONE", en: "Phone (value or value:TYPE)", ru: "Телефон (значение или значение:ТИП)" },
+        Multi { key: "email", type_id: "EMAIL", en: "E-mail (value or value:TYPE)", ru: "E-mail (значение или значение:ТИП)" },
+    ],
+    legacy: None,
+    manual_opportunity: true,
+};
+
+const OPTIONS: &[(&str, OptionSource)] = &[
+    ("status", OptionSource::Status("STATUS")),
+    ("honorific", OptionSource::Status("HONORIFIC")),
+    ("source", OptionSource::Status("SOURCE")),
+];
+
+#[async_trait]
+impl Activity for LeadUpdate {
+    fn definition(&self) -> ActivityDef {
+        ActivityDef {
+            code: "lead_update",
+            name: Text::new("Update a lead", "Изменение Лида"),
+            description: Text::new(
+                "Writes the set fields of a lead; phones and e-mails are added",
+                "Записывает заполненные поля лида; телефоны и e-mail добавляются",
+            ),
+            properties: SPEC.properties("Lead ID", "ID лида"),
+            returns: result_returns(),
+        }
+    }
+
+    fn option_queries(&self) -> Vec<OptionQuery> {
+        crm_options::queries(OPTIONS)
+    }
+
+    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
+        let mut def = self.definition();
+        crm_options::fill(&mut def, answers, OPTIONS);
+        def
+    }
+
+    fn failure_values(&self) -> Map<String, Value> {
+        result_values(false)
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        SPEC.run(ctx, input).await
+    }
+}

@@ -1,0 +1,348 @@
+//! `smtp_send` (ACTIVITIES.md #2): one message to all recipients through the workflow's
+//! own SMTP server, with attachments from the portal's Disk and from links. The only
+//! portal call is one `disk.file.get` batch (methods.md §2).
+mod attachments;
+mod download;
+mod message;
+mod pool;
+mod recipients;
+mod settings;
+mod ssrf;
+mod transport;
+
+use async_trait::async_trait;
+use b24flow_common::bitrix::ErrorKind;
+use b24flow_common::db::jobs::SideEffect;
+use serde_json::{json, Map, Value};
+
+use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::schema::{ActivityDef, PropType, Property, Text};
+use attachments::{Fetched, Limits};
+use settings::{quoted, Settings};
+use transport::{Delivery, Session, Timeouts, Trust};
+
+pub struct SmtpSend;
+
+/// Marker of the accepted message; its value is the run's log line.
+const ACCEPTED: &str = "smtp.accepted";
+
+/// Marker of one attempt's transaction: started right before MAIL FROM, done when the
+/// server's answer (or a clean failure) came back.
+fn attempt_marker(attempt: i32) -> String {
+    format!("smtp.attempt.{attempt}")
+}
+
+#[async_trait]
+impl Activity for SmtpSend {
+    fn definition(&self) -> ActivityDef {
+        let text = |key, ty, en, ru| Property::new(key, ty, en, ru);
+        ActivityDef {
+            code: "smtp_send",
+            name: Text::new("Send e-mail through SMTP", "Отправить письмо через SMTP"),
+            description: Text::new(
+                "Sends one message through your SMTP server, with attachments from Disk and links",
+                "Отправляет письмо через ваш SMTP-сервер, с вложениями с Диска и по ссылкам",
+            ),
+            properties: vec![
+                text(
+                    "to",
+                    PropType::String,
+                    "To (addr or addr:Name)",
+                    "Кому (адрес или адрес:Имя)",
+                )
+                .required()
+                .multiple(),
+                text("cc", PropType::String, "Cc", "Копия").multiple(),
+                text("bcc", PropType::String, "Bcc", "Скрытая копия").multiple(),
+                text("subject", PropType::String, "Subject", "Тема").required(),
+                text("body", PropType::Text, "Body", "Текст письма").required(),
+                text("body_type", PropType::Select, "Body type", "Тип текста")
+                    .options(&[("text", "Text"), ("html", "HTML")])
+                    .default("text"),
+                text(
+                    "attach_disk_ids",
+                    PropType::Int,
+                    "Disk file IDs",
+                    "ID файлов на Диске",
+                )
+                .multiple(),
+                text(
+                    "attach_urls",
+                    PropType::String,
+                    "Attachment links",
+                    "Ссылки на вложения",
+                )
+                .multiple(),
+                text("smtp_host", PropType::String, "SMTP server", "SMTP-сервер").required(),
+                text(
+                    "smtp_security",
+                    PropType::Select,
+                    "Encryption",
+                    "Шифрование",
+                )
+                .options(&[
+                    ("ssl", "SSL/TLS"),
+                    ("starttls", "STARTTLS"),
+                    ("none", "None"),
+                ])
+                .default("ssl"),
+                text("smtp_port", PropType::Int, "SMTP port", "SMTP-порт")
+                    .required()
+                    .default(465),
+                text(
+                    "from",
+                    PropType::String,
+                    "From (addr or addr:Name)",
+                    "От кого (адрес или адрес:Имя)",
+                )
+                .required(),
+                text("smtp_auth", PropType::Bool, "Log in", "Авторизация").default("Y"),
+                text("smtp_login", PropType::String, "Login", "Логин"),
+                text("smtp_password", PropType::String, "Password", "Пароль"),
+            ],
+            returns: vec![Property::new(
+                "result",
+                PropType::String,
+                "Result (OK/ERROR)",
+                "Результат (OK/ERROR)",
+            )],
+        }
+    }
+
+    fn failure_values(&self) -> Map<String, Value> {
+        let mut values = Map::new();
+        values.insert("result".into(), json!("ERROR"));
+        values
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        // Before reading the input: a retry may no longer have the password (it is erased
+        // with the job) and needs none to say the message already went out.
+        if let Some(SideEffect::Done(done)) = ctx.side_effect(ACCEPTED).await? {
+            let log = done
+                .get("log_message")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            return Ok(ok_output(format!(
+                "already sent by an earlier attempt: {log}"
+            )));
+        }
+        for earlier in 1..ctx.job.attempt {
+            if let Some(SideEffect::Started) = ctx.side_effect(&attempt_marker(earlier)).await? {
+                return Err(ActivityError::permanent(
+                    "an earlier attempt stopped while handing the message to the SMTP server; \
+                     it may have been delivered, so it is not sent again",
+                ));
+            }
+        }
+        let settings = Settings::read(input)?;
+        let trust = Trust::from_file(ctx.config.extra_ca_file.as_deref())?;
+        let fetched = if settings.disk_ids.is_empty() && settings.links.is_empty() {
+            Fetched::default()
+        } else {
+            let downloader = downloader(ctx, &trust).await?;
+            attachments::fetch_all(
+                ctx,
+                &downloader,
+                &settings.disk_ids,
+                &settings.links,
+                Limits::from_env(),
+            )
+            .await?
+        };
+        let bytes = message::render(&message::Letter {
+            from: &settings.from,
+            recipients: &settings.recipients,
+            subject: &settings.subject,
+            body: &settings.body,
+            html: settings.html,
+            attachments: &fetched.files,
+            message_id: format!("<b24flow.{}@{}>", ctx.job.id, settings.from.email.domain()),
+        })?;
+        let mut session = Session::open(&settings.server, &trust, Timeouts::default()).await?;
+        let marker = attempt_marker(ctx.job.attempt);
+        ctx.side_effect_started(&marker).await?;
+        let delivered = session
+            .deliver(
+                &settings.from.email,
+                &settings.recipients.envelope(),
+                &bytes,
+            )
+            .await;
+        let delivery = match delivered {
+            Ok(d) => d,
+            Err(failure) => {
+                ctx.side_effect_done(&marker, &json!({ "error": failure.message }))
+                    .await?;
+                return Err(failure.into());
+            }
+        };
+        if delivery.accepted.is_empty() {
+            ctx.side_effect_done(&marker, &json!({ "accepted": 0 }))
+                .await?;
+            session.release();
+            return Err(nobody_accepted(&delivery));
+        }
+        let reused = session.reused;
+        let log_message = log_line(&settings, &fetched, &delivery, reused);
+        ctx.side_effect_done(ACCEPTED, &json!({ "log_message": log_message }))
+            .await?;
+        ctx.side_effect_done(&marker, &json!({ "accepted": delivery.accepted.len() }))
+            .await?;
+        session.release();
+        tracing::info!(
+            recipients = delivery.accepted.len(),
+            refused = delivery.refused.len(),
+            attachments = fetched.files.len(),
+            reused,
+            "e-mail accepted by the SMTP server"
+        );
+        Ok(ok_output(log_message))
+    }
+}
+
+fn ok_output(log_message: String) -> Output {
+    let mut return_values = Map::new();
+    return_values.insert("result".into(), json!("OK"));
+    Output {
+        return_values,
+        log_message,
+    }
+}
+
+/// Links are guarded against internal addresses; the portal's own origin is trusted (its
+/// Disk downloads go there, as its REST calls do).
+async fn downloader(
+    ctx: &RunContext,
+    trust: &Trust,
+) -> Result<download::Downloader, ActivityError> {
+    let endpoint = {
+        let client = ctx
+            .db
+            .get()
+            .await
+            .map_err(b24flow_common::db::DbError::from)?;
+        b24flow_common::db::portals::get(&client, ctx.job.portal_id)
+            .await?
+            .and_then(|p| url::Url::parse(&p.client_endpoint).ok())
+    };
+    let guard = ssrf::Guard::new(&ctx.config.fetch_allow);
+    download::Downloader::new(guard, endpoint.as_ref(), trust.extra_roots_pem())
+}
+
+/// Every recipient refused: worth retrying only if some refusal was temporary (4xx).
+fn nobody_accepted(d: &Delivery) -> ActivityError {
+    let replies: Vec<String> = d
+        .refused
+        .iter()
+        .map(|r| format!("{}: {}", r.address, r.reply))
+        .collect();
+    let kind = if d.refused.iter().any(|r| r.kind == ErrorKind::Transient) {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::Permanent
+    };
+    ActivityError {
+        kind,
+        message: one_line(&format!(
+            "the SMTP server accepted no recipient ({})",
+            replies.join("; ")
+        )),
+    }
+}
+
+/// What happened, in one line for the workflow log.
+fn log_line(s: &Settings, fetched: &Fetched, d: &Delivery, reused: bool) -> String {
+    let accepted: Vec<String> = d.accepted.iter().map(ToString::to_string).collect();
+    let mut parts = vec![format!(
+        "e-mail accepted for {} ({}) with {} attachment(s): {}",
+        accepted.len(),
+        accepted.join(", "),
+        fetched.files.len(),
+        d.reply
+    )];
+    if reused {
+        parts.push("reused connection".into());
+    }
+    if !s.recipients.invalid.is_empty() {
+        parts.push(format!(
+            "not addresses, skipped: {}",
+            quoted(&s.recipients.invalid)
+        ));
+    }
+    for r in &d.refused {
+        parts.push(format!(
+            "refused by the server: {} ({})",
+            r.address, r.reply
+        ));
+    }
+    for problem in &fetched.problems {
+        parts.push(format!("attachment left out: {problem}"));
+    }
+    one_line(&parts.join("; "))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_definition_follows_the_contract() {
+        let def = SmtpSend.definition();
+        let keys: Vec<&str> = def.properties.iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "to",
+                "cc",
+                "bcc",
+                "subject",
+                "body",
+                "body_type",
+                "attach_disk_ids",
+                "attach_urls",
+                "smtp_host",
+                "smtp_security",
+                "smtp_port",
+                "from",
+                "smtp_auth",
+                "smtp_login",
+                "smtp_password"
+            ]
+        );
+        let reg = def.registration("https://x.example/b24/activity", false);
+        assert_eq!(reg["PROPERTIES"]["smtp_port"]["Default"], 465);
+        assert_eq!(reg["PROPERTIES"]["smtp_security"]["Default"], "ssl");
+        assert_eq!(reg["PROPERTIES"]["to"]["Multiple"], "Y");
+        assert_eq!(SmtpSend.failure_values()["result"], "ERROR");
+    }
+
+    #[test]
+    fn a_refusal_is_retried_only_when_it_was_temporary() {
+        let refusal = |kind| transport::Refusal {
+            address: "a@example.com".parse().expect("address"),
+            reply: "550 5.1.1 no such user".into(),
+            kind,
+        };
+        let permanent = Delivery {
+            refused: vec![refusal(ErrorKind::Permanent)],
+            ..Delivery::default()
+        };
+        let err = nobody_accepted(&permanent);
+        assert_eq!(err.kind, ErrorKind::Permanent);
+        assert!(
+            err.message.contains("550 5.1.1 no such user"),
+            "{}",
+            err.message
+        );
+        let temporary = Delivery {
+            refused: vec![refusal(ErrorKind::Permanent), refusal(ErrorKind::Transient)],
+            ..Delivery::default()
+        };
+        assert_eq!(nobody_accepted(&temporary).kind, ErrorKind::Transient);
+    }
+}

@@ -1,0 +1,187 @@
+//! The activity's properties read and checked before anything is fetched or sent; a
+//! malformed value fails the run at once (ACTIVITIES.md "Rules for every activity").
+use lettre::message::Mailbox;
+
+use super::recipients::{parse_mailbox, Recipients};
+use super::transport::{Security, Server};
+use crate::activity::{ActivityError, Input};
+
+pub struct Settings {
+    pub server: Server,
+    pub from: Mailbox,
+    pub recipients: Recipients,
+    pub subject: String,
+    pub body: String,
+    pub html: bool,
+    pub disk_ids: Vec<u64>,
+    pub links: Vec<String>,
+}
+
+impl Settings {
+    pub fn read(input: &Input) -> Result<Self, ActivityError> {
+        let security = match input
+            .string("smtp_security")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("ssl") => Security::Ssl,
+            Some("starttls") => Security::StartTls,
+            Some("none") => Security::None,
+            Some(other) => {
+                return Err(ActivityError::invalid(format!(
+                    "smtp_security: {other:?} is none of ssl, starttls, none"
+                )))
+            }
+        };
+        let port = match input.int("smtp_port")? {
+            None => security.default_port(),
+            Some(p) => u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
+                ActivityError::invalid(format!("smtp_port: {p} is not a port (1-65535)"))
+            })?,
+        };
+        let host = input.required_string("smtp_host")?;
+        if host.contains(char::is_whitespace) || host.contains('/') {
+            return Err(ActivityError::invalid(format!(
+                "smtp_host: {host:?} is not a host name"
+            )));
+        }
+        let credentials = if input.bool("smtp_auth")?.unwrap_or(true) {
+            let login = input
+                .string("smtp_login")
+                .ok_or_else(|| ActivityError::invalid("smtp_auth is Y but smtp_login is empty"))?;
+            let password = input.string("smtp_password").ok_or_else(|| {
+                ActivityError::invalid("smtp_auth is Y but smtp_password is empty")
+            })?;
+            Some((login, password))
+        } else {
+            None
+        };
+        let from_raw = input.required_string("from")?;
+        let from = parse_mailbox(&from_raw).map_err(|()| {
+            ActivityError::invalid(format!("from: {from_raw:?} is not an e-mail address"))
+        })?;
+        let html = match input
+            .string("body_type")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("text") | Some("plain") => false,
+            Some("html") => true,
+            Some(other) => {
+                return Err(ActivityError::invalid(format!(
+                    "body_type: {other:?} is neither text nor html"
+                )))
+            }
+        };
+        let recipients =
+            Recipients::parse(&input.list("to"), &input.list("cc"), &input.list("bcc"));
+        if recipients.to.is_empty() {
+            let why = if recipients.invalid.is_empty() {
+                "the required property to is empty".to_string()
+            } else {
+                format!(
+                    "no valid address in to (not addresses: {})",
+                    quoted(&recipients.invalid)
+                )
+            };
+            return Err(ActivityError::invalid(why));
+        }
+        Ok(Self {
+            server: Server {
+                host,
+                port,
+                security,
+                credentials,
+            },
+            from,
+            recipients,
+            subject: input.required_string("subject")?,
+            body: input.required_string("body")?,
+            html,
+            disk_ids: disk_ids(&input.list("attach_disk_ids"))?,
+            links: input.list("attach_urls"),
+        })
+    }
+}
+
+/// Disk file IDs: `123`, or `n123` as Disk file fields give them in a workflow.
+fn disk_ids(values: &[String]) -> Result<Vec<u64>, ActivityError> {
+    let mut ids = Vec::new();
+    for raw in values {
+        let digits = raw.trim().trim_start_matches(['n', 'N']);
+        let id = digits
+            .parse::<u64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| {
+                ActivityError::invalid(format!("attach_disk_ids: {raw:?} is not a file ID"))
+            })?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+pub fn quoted(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> serde_json::Value {
+        json!({
+            "to": ["a@example.com"], "subject": "s", "body": "b", "smtp_host": "smtp.example.com",
+            "from": "me@example.com", "smtp_login": "me", "smtp_password": "pw"
+        })
+    }
+
+    fn with(extra: serde_json::Value) -> Result<Settings, ActivityError> {
+        let mut props = base();
+        for (k, v) in extra.as_object().expect("object") {
+            props[k] = v.clone();
+        }
+        Settings::read(&Input::new(&props))
+    }
+
+    #[test]
+    fn defaults_are_ssl_on_465_with_auth() {
+        let s = with(json!({})).expect("settings");
+        assert_eq!((s.server.security, s.server.port), (Security::Ssl, 465));
+        assert!(s.server.credentials.is_some());
+        let s = with(json!({"smtp_security": "starttls", "smtp_auth": "N"})).expect("settings");
+        assert_eq!(
+            (s.server.security, s.server.port),
+            (Security::StartTls, 587)
+        );
+        assert!(s.server.credentials.is_none());
+        assert!(!format!("{:?}", with(json!({})).expect("settings").server).contains("pw"));
+    }
+
+    #[test]
+    fn malformed_values_are_clear_errors() {
+        let err = |extra| with(extra).err().map(|e| e.message).unwrap_or_default();
+        assert!(err(json!({"smtp_security": "tls13"})).contains("smtp_security"));
+        assert!(err(json!({"smtp_port": "70000"})).contains("smtp_port"));
+        assert!(err(json!({"smtp_password": ""})).contains("smtp_password"));
+        assert!(err(json!({"from": "nobody"})).contains("from"));
+        assert!(err(json!({"to": ["bad", "worse"]})).contains("\"bad\", \"worse\""));
+        assert!(err(json!({"attach_disk_ids": ["12", "x"]})).contains("attach_disk_ids"));
+        assert!(err(json!({"body_type": "rtf"})).contains("body_type"));
+    }
+
+    #[test]
+    fn disk_ids_take_the_n_prefix_and_drop_repeats() {
+        assert_eq!(
+            disk_ids(&["n12".into(), "12".into(), " 7 ".into()]).expect("ids"),
+            [12, 7]
+        );
+    }
+}
