@@ -44,7 +44,8 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env().context("configuration")?;
-    telemetry::init(config.log_format);
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench { .. });
+    telemetry::init_with_default(config.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::All => run_all(config).await,
         Command::Ingress => {

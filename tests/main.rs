@@ -7,5 +7,7 @@ mod install;
 mod smtp;
 mod telephony_calendar;
 mod user_info;
+mod crm_update;
+mod crm_timeline;
 
 mod faults;

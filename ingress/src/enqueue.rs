@@ -25,7 +25,7 @@ pub async fn publish(state: &AppState, id: Uuid) {
     match state.publisher.publish_job(id).await {
         Ok(()) => {
             if let Ok(client) = state.db.get().await {
-                if let Err(e) = jobs::mark_published(&client, id).await {
+                if let Err(e) = jobs::mark_published(&client, id, 0).await {
                     tracing::warn!(job.id = %id, error = %e, "published but not marked; the sweeper may publish it again");
                 }
             }

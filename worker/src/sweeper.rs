@@ -46,10 +46,10 @@ pub async fn sweep(db: &Pool, publisher: &Publisher) -> Result<usize, DbError> {
             break;
         }
         let count = due.len();
-        for id in due {
+        for (id, attempt) in due {
             match publisher.publish_job(id).await {
                 Ok(()) => {
-                    jobs::mark_published(&client, id).await?;
+                    jobs::mark_published(&client, id, attempt).await?;
                     published += 1;
                 }
                 Err(e) => {

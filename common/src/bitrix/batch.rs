@@ -179,3 +179,20 @@ mod encoding_tests {
         assert!(pairs.contains(&("list[1]".to_string(), "2".to_string())), "{pairs:?}");
     }
 }
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Bitrix24 runs sub-calls in the order they arrive and `$result[...]` only sees earlier
+    /// ones, so the JSON `cmd` object must keep insertion order (serde_json preserve_order).
+    #[test]
+    fn commands_keep_the_order_they_were_added_in() {
+        let mut batch = Batch::new(true);
+        batch.push("zeta", "a", &json!({}));
+        batch.push("alpha", "b", &json!({}));
+        let body = serde_json::to_string(&batch.to_params()).unwrap();
+        assert!(body.find("zeta").unwrap() < body.find("alpha").unwrap(), "{body}");
+    }
+}

@@ -2,6 +2,7 @@
 //! place where OAuth refresh happens and where the per-portal rate limiter and cross-job
 //! batching attach. Protocol facts: `../shared/bitrix/protocol.md`.
 mod batch;
+pub use batch::MAX_COMMANDS as BATCH_MAX_COMMANDS;
 mod client;
 mod error;
 pub mod form;

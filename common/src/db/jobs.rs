@@ -240,12 +240,19 @@ pub async fn secret(client: &impl GenericClient, id: Uuid) -> Result<Option<Vec<
         .transpose()?)
 }
 
-/// The broker confirmed the message carrying this job.
-pub async fn mark_published(client: &impl GenericClient, id: Uuid) -> Result<(), DbError> {
+/// The broker confirmed the message carrying this job at `attempt`. A job that ran and was
+/// handed back for a retry meanwhile has another attempt number and stays unpublished, so
+/// the sweeper still publishes its retry.
+pub async fn mark_published(
+    client: &impl GenericClient,
+    id: Uuid,
+    attempt: i32,
+) -> Result<(), DbError> {
     client
         .execute(
-            "UPDATE jobs SET published_at = now() WHERE id = $1 AND state = 'queued'",
-            &[&id],
+            "UPDATE jobs SET published_at = now()
+             WHERE id = $1 AND state = 'queued' AND attempt = $2 AND published_at IS NULL",
+            &[&id, &attempt],
         )
         .await?;
     Ok(())
@@ -416,10 +423,10 @@ pub async fn due_for_publish(
     grace: Duration,
     stale_after: Duration,
     limit: i64,
-) -> Result<Vec<Uuid>, DbError> {
+) -> Result<Vec<(Uuid, i32)>, DbError> {
     let rows = client
         .query(
-            "SELECT id FROM jobs
+            "SELECT id, attempt FROM jobs
              WHERE state = 'queued' AND run_at <= now()
                AND ((published_at IS NULL AND updated_at <= now() - make_interval(secs => $1))
                     OR published_at <= now() - make_interval(secs => $2))
@@ -428,7 +435,9 @@ pub async fn due_for_publish(
             &[&grace.as_secs_f64(), &stale_after.as_secs_f64(), &limit],
         )
         .await?;
-    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 /// Running attempts whose lease ran out (their worker died) go back to the queue.

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::activity::{Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext};
+use crate::activity::{
+    Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
+};
 use crate::schema::{ActivityDef, Text};
 
 use super::crm_common::result_values;
@@ -18,26 +20,95 @@ const SPEC: UpdateSpec = UpdateSpec {
     entity: "company",
     id_key: "company_id",
     fields: &[
-        field("title", "title", Kind::Text, "Company name", "Название компании"),
-        field("industry", "industry", Kind::Select, "Industry", "Сфера деятельности"),
+        field(
+            "title",
+            "title",
+            Kind::Text,
+            "Company name",
+            "Название компании",
+        ),
+        field(
+            "industry",
+            "industry",
+            Kind::Select,
+            "Industry",
+            "Сфера деятельности",
+        ),
         field("currency", "currencyId", Kind::Select, "Currency", "Валюта"),
-        field("company_type", "typeId", Kind::Select, "Company type", "Тип компании"),
-        field("employees", "employees", Kind::Select, "Employees", "Кол-во сотрудников"),
-        field("revenue", "revenue", Kind::Double, "Annual revenue", "Годовой оборот"),
-        field("contact_ids", "contactIds", Kind::Ids, "Contacts", "Контакты"),
-        field("assigned_by", "assignedById", Kind::User, "Responsible", "Ответственный"),
-        field("comments", "comments", Kind::LongText, "Comment", "Комментарий"),
+        field(
+            "company_type",
+            "typeId",
+            Kind::Select,
+            "Company type",
+            "Тип компании",
+        ),
+        field(
+            "employees",
+            "employees",
+            Kind::Select,
+            "Employees",
+            "Кол-во сотрудников",
+        ),
+        field(
+            "revenue",
+            "revenue",
+            Kind::Double,
+            "Annual revenue",
+            "Годовой оборот",
+        ),
+        field(
+            "contact_ids",
+            "contactIds",
+            Kind::Ids,
+            "Contacts",
+            "Контакты",
+        ),
+        field(
+            "assigned_by",
+            "assignedById",
+            Kind::User,
+            "Responsible",
+            "Ответственный",
+        ),
+        field(
+            "comments",
+            "comments",
+            Kind::LongText,
+            "Comment",
+            "Комментарий",
+        ),
     ],
     multi: &[
-        Multi { key: "phone", type_id: "PHONE", en: "Phone (value or value:TYPE)", ru: "Телефон (значение или значение:ТИП)" },
-        Multi { key: "email", type_id: "EMAIL", en: "E-mail (value or value:TYPE)", ru: "E-mail (значение или значение:ТИП)" },
-        Multi { key: "im", type_id: "IM", en: "Messenger (value or value:TYPE)", ru: "Мессенджер (значение или значение:ТИП)" },
+        Multi {
+            key: "phone",
+            type_id: "PHONE",
+            en: "Phone (value or value:TYPE)",
+            ru: "Телефон (значение или значение:ТИП)",
+        },
+        Multi {
+            key: "email",
+            type_id: "EMAIL",
+            en: "E-mail (value or value:TYPE)",
+            ru: "E-mail (значение или значение:ТИП)",
+        },
+        Multi {
+            key: "im",
+            type_id: "IM",
+            en: "Messenger (value or value:TYPE)",
+            ru: "Мессенджер (значение или значение:ТИП)",
+        },
     ],
     legacy: Some((
         "crm.company.update",
         &[
             field("address", "ADDRESS", Kind::Text, "Address", "Адрес"),
-            field("address_2", "ADDRESS_2", Kind::Text, "Address (line 2)", "Адрес (стр. 2)"),
+            field(
+                "address_2",
+                "ADDRESS_2",
+                Kind::Text,
+                "Address (line 2)",
+                "Адрес (стр. 2)",
+            ),
             field("address_city", "ADDRESS_CITY", Kind::Text, "City", "Город"),
         ],
     )),
@@ -92,14 +163,23 @@ mod tests {
 
     #[test]
     fn addresses_go_to_the_legacy_method_and_the_rest_to_crm_item() {
-        let input = Input::new(&json!({"company_id": "5", "title": "Acme", "address_city": "Berlin"}));
+        let input =
+            Input::new(&json!({"company_id": "5", "title": "Acme", "address_city": "Berlin"}));
         let item = SPEC.item_fields(&input).unwrap();
         let legacy = SPEC.legacy_fields(&input).unwrap();
         assert_eq!(item.keys().collect::<Vec<_>>(), vec!["title"]);
         assert_eq!(legacy["ADDRESS_CITY"], "Berlin");
         let def = CompanyUpdate.definition();
         let keys: Vec<&str> = def.properties.iter().map(|p| p.key).collect();
-        for key in ["company_id", "industry", "revenue", "contact_ids", "phone", "im", "address_2"] {
+        for key in [
+            "company_id",
+            "industry",
+            "revenue",
+            "contact_ids",
+            "phone",
+            "im",
+            "address_2",
+        ] {
             assert!(keys.contains(&key), "{key}");
         }
     }

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::activity::{Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext};
+use crate::activity::{
+    Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
+};
 use crate::schema::{ActivityDef, Text};
 
 use super::crm_common::result_values;
@@ -19,20 +21,76 @@ const SPEC: UpdateSpec = UpdateSpec {
     fields: &[
         field("name", "name", Kind::Text, "First name", "Имя"),
         field("last_name", "lastName", Kind::Text, "Last name", "Фамилия"),
-        field("second_name", "secondName", Kind::Text, "Second name", "Отчество"),
-        field("birthdate", "birthdate", Kind::Date, "Date of birth", "Дата рождения"),
-        field("contact_type", "typeId", Kind::Select, "Contact type", "Тип контакта"),
+        field(
+            "second_name",
+            "secondName",
+            Kind::Text,
+            "Second name",
+            "Отчество",
+        ),
+        field(
+            "birthdate",
+            "birthdate",
+            Kind::Date,
+            "Date of birth",
+            "Дата рождения",
+        ),
+        field(
+            "contact_type",
+            "typeId",
+            Kind::Select,
+            "Contact type",
+            "Тип контакта",
+        ),
         field("source", "sourceId", Kind::Select, "Source", "Источник"),
-        field("company_ids", "companyIds", Kind::Ids, "Companies", "Компании"),
+        field(
+            "company_ids",
+            "companyIds",
+            Kind::Ids,
+            "Companies",
+            "Компании",
+        ),
         field("post", "post", Kind::Text, "Position", "Должность"),
-        field("assigned_by", "assignedById", Kind::User, "Responsible", "Ответственный"),
-        field("comments", "comments", Kind::LongText, "Comment", "Комментарий"),
+        field(
+            "assigned_by",
+            "assignedById",
+            Kind::User,
+            "Responsible",
+            "Ответственный",
+        ),
+        field(
+            "comments",
+            "comments",
+            Kind::LongText,
+            "Comment",
+            "Комментарий",
+        ),
     ],
     multi: &[
-        Multi { key: "phone", type_id: "PHONE", en: "Phone (value or value:TYPE)", ru: "Телефон (значение или значение:ТИП)" },
-        Multi { key: "email", type_id: "EMAIL", en: "E-mail (value or value:TYPE)", ru: "E-mail (значение или значение:ТИП)" },
-        Multi { key: "im", type_id: "IM", en: "Messenger (value or value:TYPE)", ru: "Мессенджер (значение или значение:ТИП)" },
-        Multi { key: "web", type_id: "WEB", en: "Website (value or value:TYPE)", ru: "Сайт (значение или значение:ТИП)" },
+        Multi {
+            key: "phone",
+            type_id: "PHONE",
+            en: "Phone (value or value:TYPE)",
+            ru: "Телефон (значение или значение:ТИП)",
+        },
+        Multi {
+            key: "email",
+            type_id: "EMAIL",
+            en: "E-mail (value or value:TYPE)",
+            ru: "E-mail (значение или значение:ТИП)",
+        },
+        Multi {
+            key: "im",
+            type_id: "IM",
+            en: "Messenger (value or value:TYPE)",
+            ru: "Мессенджер (значение или значение:ТИП)",
+        },
+        Multi {
+            key: "web",
+            type_id: "WEB",
+            en: "Website (value or value:TYPE)",
+            ru: "Сайт (значение или значение:ТИП)",
+        },
     ],
     legacy: None,
     manual_opportunity: false,

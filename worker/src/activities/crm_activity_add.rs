@@ -178,7 +178,8 @@ impl Activity for CrmActivityAdd {
         let what = format!("{} {}", plan.owner.name(), plan.owner_id);
         if let Some(SideEffect::Started) = ctx.side_effect(MARKER).await? {
             if let Some(id) = find_earlier(ctx, &plan).await? {
-                ctx.side_effect_done(MARKER, &json!({ "activity_id": id })).await?;
+                ctx.side_effect_done(MARKER, &json!({ "activity_id": id }))
+                    .await?;
                 return Ok(output(id, "found, created by an earlier attempt"));
             }
         }
@@ -191,9 +192,15 @@ impl Activity for CrmActivityAdd {
         // todo.add answers {"id": 7}; activity.add answers the bare ID.
         let id = id_of(answer.result.get("id"))
             .or_else(|| id_of(Some(&answer.result)))
-            .ok_or_else(|| ActivityError::permanent(format!("{} answered no activity ID", plan.method)))?;
-        ctx.side_effect_done(MARKER, &json!({ "activity_id": id })).await?;
-        Ok(output(id, &format!("{:?} created on {what}", plan.kind).to_lowercase()))
+            .ok_or_else(|| {
+                ActivityError::permanent(format!("{} answered no activity ID", plan.method))
+            })?;
+        ctx.side_effect_done(MARKER, &json!({ "activity_id": id }))
+            .await?;
+        Ok(output(
+            id,
+            &format!("{:?} created on {what}", plan.kind).to_lowercase(),
+        ))
     }
 }
 

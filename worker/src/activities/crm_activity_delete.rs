@@ -19,7 +19,10 @@ impl Activity for CrmActivityDelete {
         ActivityDef {
             code: "crm_activity_delete",
             name: Text::new("Delete a CRM activity", "Удаление дела"),
-            description: Text::new("Deletes a CRM activity by its ID", "Удаляет дело CRM по его ID"),
+            description: Text::new(
+                "Deletes a CRM activity by its ID",
+                "Удаляет дело CRM по его ID",
+            ),
             properties: vec![
                 Property::new("activity_id", PropType::Int, "Activity ID", "ID дела").required(),
             ],
@@ -40,15 +43,23 @@ impl Activity for CrmActivityDelete {
         let id = crm_common::required_id(input, "activity_id")?;
         let earlier = ctx.side_effect(MARKER).await?;
         if let Some(SideEffect::Done(_)) = earlier {
-            return Ok(output(format!("activity {id} already deleted by an earlier attempt")));
+            return Ok(output(format!(
+                "activity {id} already deleted by an earlier attempt"
+            )));
         }
         ctx.side_effect_started(MARKER).await?;
-        match ctx.b24.call("crm.activity.delete", json!({ "id": id })).await {
+        match ctx
+            .b24
+            .call("crm.activity.delete", json!({ "id": id }))
+            .await
+        {
             Ok(_) => {}
             // An interrupted earlier attempt may have deleted it before its answer was lost.
             Err(e) if earlier.is_some() && is_not_found(&e.description()) => {
                 ctx.side_effect_done(MARKER, &json!(true)).await?;
-                return Ok(output(format!("activity {id} was deleted by an earlier attempt")));
+                return Ok(output(format!(
+                    "activity {id} was deleted by an earlier attempt"
+                )));
             }
             Err(e) => return Err(portal_error(&format!("activity {id} was not deleted"), e)),
         }

@@ -243,7 +243,10 @@ mod tests {
         assert_eq!(parse_date("1990-05-01").as_deref(), Some("1990-05-01"));
         assert_eq!(parse_date("01.05.1990").as_deref(), Some("1990-05-01"));
         assert_eq!(parse_date("05/01/1990").as_deref(), Some("1990-05-01"));
-        assert_eq!(parse_date("1990-05-01T03:00:00+03:00").as_deref(), Some("1990-05-01"));
+        assert_eq!(
+            parse_date("1990-05-01T03:00:00+03:00").as_deref(),
+            Some("1990-05-01")
+        );
         assert_eq!(parse_date("31.02.1990"), None);
         assert_eq!(parse_date("tomorrow"), None);
     }
@@ -258,8 +261,14 @@ mod tests {
             parse_datetime("2026-09-01T10:00:00+02:00").as_deref(),
             Some("2026-09-01T10:00:00+02:00")
         );
-        assert_eq!(parse_datetime("2026-09-01 09:05").as_deref(), Some("2026-09-01T09:05:00"));
-        assert_eq!(parse_datetime("2026-09-01").as_deref(), Some("2026-09-01T00:00:00"));
+        assert_eq!(
+            parse_datetime("2026-09-01 09:05").as_deref(),
+            Some("2026-09-01T09:05:00")
+        );
+        assert_eq!(
+            parse_datetime("2026-09-01").as_deref(),
+            Some("2026-09-01T00:00:00")
+        );
         assert_eq!(parse_datetime("2026-09-01 25:00"), None);
     }
 

@@ -57,12 +57,19 @@ impl Activity for CrmFeedPost {
         }
         let owner = Owner::parse("entity_type", &input.required_string("entity_type")?)?;
         let entity_id = crm_common::required_id(input, "entity_id")?;
-        let text = comment(&input.required_string("title")?, &input.required_string("message")?);
+        let text = comment(
+            &input.required_string("title")?,
+            &input.required_string("message")?,
+        );
         let what = format!("{} {entity_id}", owner.name());
         if let Some(SideEffect::Started) = ctx.side_effect(MARKER).await? {
             if let Some(id) = find_earlier(ctx, owner, entity_id, &text).await? {
-                ctx.side_effect_done(MARKER, &json!({ "comment_id": id })).await?;
-                return Ok(output(id, format!("found on {what}, posted by an earlier attempt")));
+                ctx.side_effect_done(MARKER, &json!({ "comment_id": id }))
+                    .await?;
+                return Ok(output(
+                    id,
+                    format!("found on {what}, posted by an earlier attempt"),
+                ));
             }
         }
         ctx.side_effect_started(MARKER).await?;
@@ -74,9 +81,11 @@ impl Activity for CrmFeedPost {
             )
             .await
             .map_err(|e| portal_error(&format!("nothing posted on {what}"), e))?;
-        let id = id_of(Some(&answer.result))
-            .ok_or_else(|| ActivityError::permanent("crm.timeline.comment.add answered no comment ID"))?;
-        ctx.side_effect_done(MARKER, &json!({ "comment_id": id })).await?;
+        let id = id_of(Some(&answer.result)).ok_or_else(|| {
+            ActivityError::permanent("crm.timeline.comment.add answered no comment ID")
+        })?;
+        ctx.side_effect_done(MARKER, &json!({ "comment_id": id }))
+            .await?;
         Ok(output(id, format!("posted on {what}")))
     }
 }
@@ -124,6 +133,9 @@ mod tests {
 
     #[test]
     fn the_title_is_bold_above_the_message() {
-        assert_eq!(comment("Invoice sent", "Link: x"), "[B]Invoice sent[/B]\nLink: x");
+        assert_eq!(
+            comment("Invoice sent", "Link: x"),
+            "[B]Invoice sent[/B]\nLink: x"
+        );
     }
 }

@@ -56,15 +56,23 @@ fn query(key: &'static str) -> OptionQuery {
 
 /// Fills the options of `def`'s select properties. A failed read (missing rights) leaves
 /// that select without options: the activity still registers and takes typed values.
-pub fn fill(def: &mut ActivityDef, answers: &OptionAnswers, sources: &[(&'static str, OptionSource)]) {
+pub fn fill(
+    def: &mut ActivityDef,
+    answers: &OptionAnswers,
+    sources: &[(&'static str, OptionSource)],
+) {
     let answer = |key: &str| answers.get(key).and_then(|r| r.as_ref().ok());
     for (property, source) in sources {
         let options = match source {
             OptionSource::Status(entity) => answer(STATUSES).map(|s| statuses(s, entity)),
             OptionSource::Currencies => answer(CURRENCIES).map(currencies),
             OptionSource::DealCategories => answer(DEAL_CATEGORIES).map(categories),
-            OptionSource::DealStages => answer(STATUSES)
-                .map(|s| deal_stages(s, answer(DEAL_CATEGORIES).map(categories).unwrap_or_default())),
+            OptionSource::DealStages => answer(STATUSES).map(|s| {
+                deal_stages(
+                    s,
+                    answer(DEAL_CATEGORIES).map(categories).unwrap_or_default(),
+                )
+            }),
         };
         if let Some(options) = options.filter(|o| !o.is_empty()) {
             if let Some(p) = def.properties.iter_mut().find(|p| p.key == *property) {
@@ -105,7 +113,12 @@ fn categories(answer: &Value) -> Vec<(String, String)> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|c| (id_of(c.get("id")).unwrap_or(0).to_string(), text_of(c.get("name"))))
+        .map(|c| {
+            (
+                id_of(c.get("id")).unwrap_or(0).to_string(),
+                text_of(c.get("name")),
+            )
+        })
         .collect()
 }
 
@@ -195,7 +208,14 @@ mod tests {
         );
         let mut d = def();
         fill(&mut d, &answers, SOURCES);
-        let opts = |k: &str| d.properties.iter().find(|p| p.key == k).unwrap().options.clone();
+        let opts = |k: &str| {
+            d.properties
+                .iter()
+                .find(|p| p.key == k)
+                .unwrap()
+                .options
+                .clone()
+        };
         assert_eq!(opts("industry"), vec![("IT".into(), "IT".into())]);
         assert!(opts("currency").is_empty());
         assert_eq!(

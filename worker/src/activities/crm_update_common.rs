@@ -153,7 +153,8 @@ impl UpdateSpec {
         }
         let mut written: Vec<String> = fields.keys().cloned().collect();
         written.extend(legacy.keys().cloned());
-        let item_params = json!({ "entityTypeId": self.entity_type_id, "id": id, "fields": fields });
+        let item_params =
+            json!({ "entityTypeId": self.entity_type_id, "id": id, "fields": fields });
         let context = format!("{what} was not updated");
         match (fields.is_empty(), self.legacy) {
             (false, Some((method, _))) if !legacy.is_empty() => {
@@ -161,9 +162,15 @@ impl UpdateSpec {
                 let mut batch = Batch::new(true);
                 batch.push("item", "crm.item.update", &item_params);
                 batch.push("legacy", method, &json!({ "id": id, "fields": legacy }));
-                let answer = ctx.b24.batch(&batch).await.map_err(|e| portal_error(&context, e))?;
+                let answer = ctx
+                    .b24
+                    .batch(&batch)
+                    .await
+                    .map_err(|e| portal_error(&context, e))?;
                 answer.get("item").map_err(|e| portal_error(&context, e))?;
-                answer.get("legacy").map_err(|e| portal_error(&context, e))?;
+                answer
+                    .get("legacy")
+                    .map_err(|e| portal_error(&context, e))?;
             }
             (true, Some((method, _))) => {
                 ctx.b24
@@ -187,7 +194,12 @@ impl UpdateSpec {
 
 /// The one return value of the updates: `result` (`true`/`false`).
 pub fn result_returns() -> Vec<Property> {
-    vec![Property::new("result", PropType::String, "Result (true/false)", "Результат (true/false)")]
+    vec![Property::new(
+        "result",
+        PropType::String,
+        "Result (true/false)",
+        "Результат (true/false)",
+    )]
 }
 
 fn write_fields(fields: &[Field], input: &Input) -> Result<Map<String, Value>, ActivityError> {
@@ -250,14 +262,48 @@ mod tests {
     const FIELDS: &[Field] = &[
         field("title", "title", Kind::Text, "Title", "Название"),
         field("revenue", "revenue", Kind::Double, "Revenue", "Доход"),
-        field("contact_ids", "contactIds", Kind::Ids, "Contacts", "Контакты"),
-        field("assigned_by", "assignedById", Kind::User, "Responsible", "Ответственный"),
-        field("birthdate", "birthdate", Kind::Date, "Birthday", "Дата рождения"),
-        field("opportunity", "opportunity", Kind::Double, "Amount", "Сумма"),
+        field(
+            "contact_ids",
+            "contactIds",
+            Kind::Ids,
+            "Contacts",
+            "Контакты",
+        ),
+        field(
+            "assigned_by",
+            "assignedById",
+            Kind::User,
+            "Responsible",
+            "Ответственный",
+        ),
+        field(
+            "birthdate",
+            "birthdate",
+            Kind::Date,
+            "Birthday",
+            "Дата рождения",
+        ),
+        field(
+            "opportunity",
+            "opportunity",
+            Kind::Double,
+            "Amount",
+            "Сумма",
+        ),
     ];
     const MULTI: &[Multi] = &[
-        Multi { key: "phone", type_id: "PHONE", en: "Phone", ru: "Телефон" },
-        Multi { key: "web", type_id: "WEB", en: "Site", ru: "Сайт" },
+        Multi {
+            key: "phone",
+            type_id: "PHONE",
+            en: "Phone",
+            ru: "Телефон",
+        },
+        Multi {
+            key: "web",
+            type_id: "WEB",
+            en: "Site",
+            ru: "Сайт",
+        },
     ];
     const SPEC: UpdateSpec = UpdateSpec {
         entity_type_id: 4,
@@ -302,15 +348,28 @@ mod tests {
             json!({"birthdate": "someday"}),
         ] {
             let err = SPEC.item_fields(&Input::new(&bad)).unwrap_err();
-            assert_eq!(err.kind, b24flow_common::bitrix::ErrorKind::Permanent, "{bad}");
+            assert_eq!(
+                err.kind,
+                b24flow_common::bitrix::ErrorKind::Permanent,
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn messenger_values_default_to_other_and_take_known_types() {
-        assert_eq!(split_multi_value("IM", "alice:telegram"), ("alice".into(), "TELEGRAM"));
+        assert_eq!(
+            split_multi_value("IM", "alice:telegram"),
+            ("alice".into(), "TELEGRAM")
+        );
         assert_eq!(split_multi_value("IM", "alice"), ("alice".into(), "OTHER"));
-        assert_eq!(split_multi_value("EMAIL", "a@b.example:home"), ("a@b.example".into(), "HOME"));
-        assert_eq!(split_multi_value("PHONE", ":WORK"), (":WORK".into(), "WORK"));
+        assert_eq!(
+            split_multi_value("EMAIL", "a@b.example:home"),
+            ("a@b.example".into(), "HOME")
+        );
+        assert_eq!(
+            split_multi_value("PHONE", ":WORK"),
+            (":WORK".into(), "WORK")
+        );
     }
 }

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::activity::{Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext};
+use crate::activity::{
+    Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
+};
 use crate::schema::{ActivityDef, Text};
 
 use super::crm_common::result_values;
@@ -19,20 +21,74 @@ const SPEC: UpdateSpec = UpdateSpec {
     id_key: "deal_id",
     fields: &[
         field("title", "title", Kind::Text, "Deal name", "Название сделки"),
-        field("deal_type", "typeId", Kind::Select, "Deal type", "Тип сделки"),
-        field("category_id", "categoryId", Kind::SelectId, "Pipeline", "Направление"),
+        field(
+            "deal_type",
+            "typeId",
+            Kind::Select,
+            "Deal type",
+            "Тип сделки",
+        ),
+        field(
+            "category_id",
+            "categoryId",
+            Kind::SelectId,
+            "Pipeline",
+            "Направление",
+        ),
         field("stage_id", "stageId", Kind::Select, "Stage", "Стадия"),
         field("currency", "currencyId", Kind::Select, "Currency", "Валюта"),
         field("source", "sourceId", Kind::Select, "Source", "Источник"),
-        field("probability", "probability", Kind::Int, "Probability, %", "Вероятность, %"),
+        field(
+            "probability",
+            "probability",
+            Kind::Int,
+            "Probability, %",
+            "Вероятность, %",
+        ),
         // A deal has no tax rate of its own; the seed's field was the tax amount.
         field("tax_rate", "taxValue", Kind::Double, "Tax", "Налог"),
-        field("opportunity", "opportunity", Kind::Double, "Amount", "Сумма"),
-        field("company_id", "companyId", Kind::Id, "Company ID", "ID компании"),
-        field("assigned_by", "assignedById", Kind::User, "Responsible", "Ответственный"),
-        field("comments", "comments", Kind::LongText, "Comment", "Комментарий"),
-        field("contact_ids", "contactIds", Kind::Ids, "Contacts", "Контакты"),
-        field("source_description", "sourceDescription", Kind::LongText, "Source details", "Дополнительно об источнике"),
+        field(
+            "opportunity",
+            "opportunity",
+            Kind::Double,
+            "Amount",
+            "Сумма",
+        ),
+        field(
+            "company_id",
+            "companyId",
+            Kind::Id,
+            "Company ID",
+            "ID компании",
+        ),
+        field(
+            "assigned_by",
+            "assignedById",
+            Kind::User,
+            "Responsible",
+            "Ответственный",
+        ),
+        field(
+            "comments",
+            "comments",
+            Kind::LongText,
+            "Comment",
+            "Комментарий",
+        ),
+        field(
+            "contact_ids",
+            "contactIds",
+            Kind::Ids,
+            "Contacts",
+            "Контакты",
+        ),
+        field(
+            "source_description",
+            "sourceDescription",
+            Kind::LongText,
+            "Source details",
+            "Дополнительно об источнике",
+        ),
     ],
     multi: &[],
     legacy: None,

@@ -34,21 +34,45 @@ impl Activity for InvoiceStatus {
             ),
             properties: vec![
                 p("invoice_id", PropType::Int, "Invoice ID", "ID счёта").required(),
-                p("invoice_kind", PropType::Select, "Invoice kind", "Вид счёта")
-                    .options(&[("auto", "Auto (new, then old)"), ("smart", "New invoice"), ("legacy", "Old invoice")])
-                    .default("auto"),
+                p(
+                    "invoice_kind",
+                    PropType::Select,
+                    "Invoice kind",
+                    "Вид счёта",
+                )
+                .options(&[
+                    ("auto", "Auto (new, then old)"),
+                    ("smart", "New invoice"),
+                    ("legacy", "Old invoice"),
+                ])
+                .default("auto"),
             ],
             returns: vec![
                 p("status", PropType::String, "Status", "Статус"),
-                p("status_name", PropType::String, "Status name", "Название статуса"),
-                p("status_semantics", PropType::String, "Semantics (process/success/failure)", "Семантика (process/success/failure)"),
+                p(
+                    "status_name",
+                    PropType::String,
+                    "Status name",
+                    "Название статуса",
+                ),
+                p(
+                    "status_semantics",
+                    PropType::String,
+                    "Semantics (process/success/failure)",
+                    "Семантика (process/success/failure)",
+                ),
             ],
         }
     }
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
         let id = crm_common::required_id(input, "invoice_id")?;
-        let kind = match input.string("invoice_kind").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let kind = match input
+            .string("invoice_kind")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("auto") => Kind::Auto,
             Some("smart") => Kind::Smart,
             Some("legacy") => Kind::Legacy,
@@ -61,7 +85,11 @@ impl Activity for InvoiceStatus {
         // No halt: in `auto` one of the two reads is expected to fail.
         let mut batch = Batch::new(false);
         if kind != Kind::Legacy {
-            batch.push("smart", "crm.item.get", &json!({ "entityTypeId": 31, "id": id }));
+            batch.push(
+                "smart",
+                "crm.item.get",
+                &json!({ "entityTypeId": 31, "id": id }),
+            );
             batch.push(
                 "smart_stage",
                 "crm.status.list",
@@ -126,9 +154,15 @@ struct Status {
 }
 
 fn smart(answer: &BatchResult) -> Result<Status, B24Error> {
-    let item = answer.get("smart")?.get("item").cloned().unwrap_or(Value::Null);
+    let item = answer
+        .get("smart")?
+        .get("item")
+        .cloned()
+        .unwrap_or(Value::Null);
     let id = text_of(item.get("stageId"));
-    let entry = status_entry(answer, "smart_stage", &id, |e| e.starts_with("SMART_INVOICE_STAGE"));
+    let entry = status_entry(answer, "smart_stage", &id, |e| {
+        e.starts_with("SMART_INVOICE_STAGE")
+    });
     Ok(Status {
         kind: "new",
         name: entry.map(|e| text_of(e.get("NAME"))).unwrap_or_default(),
@@ -157,14 +191,20 @@ fn status_entry<'a>(
 ) -> Option<&'a Value> {
     answer.get(key).ok()?.as_array()?.iter().find(|s| {
         text_of(s.get("STATUS_ID")) == status_id
-            && entity(s.get("ENTITY_ID").and_then(Value::as_str).unwrap_or_default())
+            && entity(
+                s.get("ENTITY_ID")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            )
     })
 }
 
 /// `SEMANTICS` is `S`, `F`, or empty/null for in progress (methods.md §11); newer portals
 /// also spell it out in `EXTRA.SEMANTICS`. Legacy statuses without either: `P` paid, `D` declined.
 fn semantics(entry: Option<&Value>, status_id: &str, legacy: bool) -> &'static str {
-    let code = entry.map(|e| text_of(e.get("SEMANTICS"))).unwrap_or_default();
+    let code = entry
+        .map(|e| text_of(e.get("SEMANTICS")))
+        .unwrap_or_default();
     let extra = entry
         .and_then(|e| e.get("EXTRA"))
         .map(|x| text_of(x.get("SEMANTICS")))
@@ -184,9 +224,22 @@ mod tests {
 
     #[test]
     fn semantics_read_the_code_then_extra_then_the_legacy_letters() {
-        assert_eq!(semantics(Some(&json!({"SEMANTICS": "S"})), "x", false), "success");
-        assert_eq!(semantics(Some(&json!({"SEMANTICS": null, "EXTRA": {"SEMANTICS": "failure"}})), "x", false), "failure");
-        assert_eq!(semantics(Some(&json!({"SEMANTICS": ""})), "x", false), "process");
+        assert_eq!(
+            semantics(Some(&json!({"SEMANTICS": "S"})), "x", false),
+            "success"
+        );
+        assert_eq!(
+            semantics(
+                Some(&json!({"SEMANTICS": null, "EXTRA": {"SEMANTICS": "failure"}})),
+                "x",
+                false
+            ),
+            "failure"
+        );
+        assert_eq!(
+            semantics(Some(&json!({"SEMANTICS": ""})), "x", false),
+            "process"
+        );
         assert_eq!(semantics(None, "P", true), "success");
         assert_eq!(semantics(None, "D", true), "failure");
         assert_eq!(semantics(None, "N", true), "process");
@@ -211,6 +264,9 @@ mod tests {
         };
         assert!(smart(&answer).is_err());
         let s = legacy(&answer).unwrap();
-        assert_eq!((s.id.as_str(), s.name.as_str(), s.semantics), ("P", "Paid", "success"));
+        assert_eq!(
+            (s.id.as_str(), s.name.as_str(), s.semantics),
+            ("P", "Paid", "success")
+        );
     }
 }

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::activity::{Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext};
+use crate::activity::{
+    Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
+};
 use crate::schema::{ActivityDef, Text};
 
 use super::crm_common::result_values;
@@ -18,21 +20,73 @@ const SPEC: UpdateSpec = UpdateSpec {
     id_key: "lead_id",
     fields: &[
         field("title", "title", Kind::Text, "Lead name", "Название лида"),
-        field("birthdate", "birthdate", Kind::Date, "Date of birth", "Дата рождения"),
+        field(
+            "birthdate",
+            "birthdate",
+            Kind::Date,
+            "Date of birth",
+            "Дата рождения",
+        ),
         field("name", "name", Kind::Text, "First name", "Имя"),
         field("last_name", "lastName", Kind::Text, "Last name", "Фамилия"),
-        field("second_name", "secondName", Kind::Text, "Second name", "Отчество"),
-        field("status_description", "statusDescription", Kind::LongText, "Status details", "Дополнительно о статусе"),
+        field(
+            "second_name",
+            "secondName",
+            Kind::Text,
+            "Second name",
+            "Отчество",
+        ),
+        field(
+            "status_description",
+            "statusDescription",
+            Kind::LongText,
+            "Status details",
+            "Дополнительно о статусе",
+        ),
         field("status", "stageId", Kind::Select, "Status", "Статус"),
-        field("honorific", "honorific", Kind::Select, "Salutation", "Обращение"),
+        field(
+            "honorific",
+            "honorific",
+            Kind::Select,
+            "Salutation",
+            "Обращение",
+        ),
         field("source", "sourceId", Kind::Select, "Source", "Источник"),
-        field("company_id", "companyId", Kind::Id, "Company ID", "ID компании"),
-        field("comments", "comments", Kind::LongText, "Comment", "Комментарий"),
-        field("opportunity", "opportunity", Kind::Double, "Amount", "Сумма"),
+        field(
+            "company_id",
+            "companyId",
+            Kind::Id,
+            "Company ID",
+            "ID компании",
+        ),
+        field(
+            "comments",
+            "comments",
+            Kind::LongText,
+            "Comment",
+            "Комментарий",
+        ),
+        field(
+            "opportunity",
+            "opportunity",
+            Kind::Double,
+            "Amount",
+            "Сумма",
+        ),
     ],
     multi: &[
-        Multi { key: "phone", type_id: "PHONE", en: "Phone (value or value:TYPE)", ru: "Телефон (значение или значение:ТИП)" },
-        Multi { key: "email", type_id: "EMAIL", en: "E-mail (value or value:TYPE)", ru: "E-mail (значение или значение:ТИП)" },
+        Multi {
+            key: "phone",
+            type_id: "PHONE",
+            en: "Phone (value or value:TYPE)",
+            ru: "Телефон (значение или значение:ТИП)",
+        },
+        Multi {
+            key: "email",
+            type_id: "EMAIL",
+            en: "E-mail (value or value:TYPE)",
+            ru: "E-mail (значение или значение:ТИП)",
+        },
     ],
     legacy: None,
     manual_opportunity: true,

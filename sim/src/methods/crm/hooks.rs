@@ -15,9 +15,19 @@ impl Portal {
             for (k, v) in fields.as_object().cloned().unwrap_or_default() {
                 if k == "fm" {
                     for f in v.as_array().cloned().unwrap_or_default() {
-                        let text = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                        let text = |k: &str| {
+                            f.get(k)
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string()
+                        };
                         let fm_id = c.new_fm_id();
-                        item.fm.push(Fm { id: fm_id, type_id: text("typeId"), value_type: text("valueType"), value: text("value") });
+                        item.fm.push(Fm {
+                            id: fm_id,
+                            type_id: text("typeId"),
+                            value_type: text("valueType"),
+                            value: text("value"),
+                        });
                     }
                 } else {
                     item.fields.insert(k, v);
@@ -48,7 +58,9 @@ impl Portal {
 
     /// Adds a dictionary entry (`crm.status.list`), e.g. `("INDUSTRY", "AGRO", "Agriculture")`.
     pub fn crm_add_status(&self, entity_id: &str, status_id: &str, name: &str) {
-        state::with(self, |c| c.add_status(entity_id, status_id, name, 1000, None, None));
+        state::with(self, |c| {
+            c.add_status(entity_id, status_id, name, 1000, None, None)
+        });
     }
 
     /// Nobody may read or change this item any more (`ACCESS_DENIED`).
@@ -72,7 +84,12 @@ impl Portal {
 
     /// All CRM activities as `crm.activity.list` would show them (UPPER_CASE fields).
     pub fn crm_activities(&self) -> Vec<Value> {
-        state::with(self, |c| c.activities.values().map(|a| Value::Object(a.clone())).collect())
+        state::with(self, |c| {
+            c.activities
+                .values()
+                .map(|a| Value::Object(a.clone()))
+                .collect()
+        })
     }
 
     /// Adds a call activity on an owner; its ID.
@@ -92,21 +109,35 @@ impl Portal {
 
     /// All timeline comments (`ID`, `ENTITY_TYPE`, `ENTITY_ID`, `COMMENT`…).
     pub fn crm_comments(&self) -> Vec<Value> {
-        state::with(self, |c| c.comments.values().map(|m| Value::Object(m.clone())).collect())
+        state::with(self, |c| {
+            c.comments
+                .values()
+                .map(|m| Value::Object(m.clone()))
+                .collect()
+        })
     }
 
     /// What `b24flow demo` needs for the CRM activities: a company with a phone, a contact,
     /// a lead, and a deal of both in a second pipeline. Returns `{company, contact, lead, deal}`.
     pub fn seed_demo_crm(&self) -> Value {
-        let company = self.crm_add_item(4, json!({
-            "title": "Acme GmbH", "industry": "IT", "currencyId": "EUR", "assignedById": 1,
-            "fm": [{"typeId": "PHONE", "valueType": "WORK", "value": "+49 30 1234567"}]
-        }));
-        let contact = self.crm_add_item(3, json!({
-            "name": "Eva", "lastName": "Lang", "companyIds": [company], "assignedById": 1,
-            "fm": [{"typeId": "EMAIL", "valueType": "WORK", "value": "eva.lang@acme.example"}]
-        }));
-        let lead = self.crm_add_item(1, json!({"title": "Website enquiry", "name": "Tom", "assignedById": 1}));
+        let company = self.crm_add_item(
+            4,
+            json!({
+                "title": "Acme GmbH", "industry": "IT", "currencyId": "EUR", "assignedById": 1,
+                "fm": [{"typeId": "PHONE", "valueType": "WORK", "value": "+49 30 1234567"}]
+            }),
+        );
+        let contact = self.crm_add_item(
+            3,
+            json!({
+                "name": "Eva", "lastName": "Lang", "companyIds": [company], "assignedById": 1,
+                "fm": [{"typeId": "EMAIL", "valueType": "WORK", "value": "eva.lang@acme.example"}]
+            }),
+        );
+        let lead = self.crm_add_item(
+            1,
+            json!({"title": "Website enquiry", "name": "Tom", "assignedById": 1}),
+        );
         let deal = self.crm_add_item(2, json!({
             "title": "Audit 2026", "companyId": company, "contactId": contact, "contactIds": [contact],
             "currencyId": "EUR", "opportunity": 1000, "assignedById": 1

@@ -27,7 +27,10 @@ const TYPES: &[u64] = &[1, 2, 3, 4, 31];
 fn entity_type(params: &Value) -> Result<u64, RestError> {
     let t = int_param(params, "entityTypeId");
     if t == 5 {
-        return Err(RestError::bad_request("ENTITY_TYPE_NOT_SUPPORTED", "Entity type 5 is not supported"));
+        return Err(RestError::bad_request(
+            "ENTITY_TYPE_NOT_SUPPORTED",
+            "Entity type 5 is not supported",
+        ));
     }
     u64::try_from(t)
         .ok()
@@ -42,14 +45,18 @@ fn item_get(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         if c.denied.contains(&(t, id)) {
             return Err(denied());
         }
-        c.render(t, id).map(|item| json!({ "item": item }).into()).ok_or_else(|| not_found("Item"))
+        c.render(t, id)
+            .map(|item| json!({ "item": item }).into())
+            .ok_or_else(|| not_found("Item"))
     })
 }
 
 /// `filter` with exact field matches (`=field` or `field`), `order` by id.
 fn item_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let t = entity_type(&params)?;
-    let filter: Vec<(String, Value)> = param(&params, "filter").map(php::entries).unwrap_or_default();
+    let filter: Vec<(String, Value)> = param(&params, "filter")
+        .map(php::entries)
+        .unwrap_or_default();
     let desc = param(&params, "order")
         .and_then(|o| o.get("id"))
         .and_then(php::to_string)
@@ -75,22 +82,83 @@ fn item_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         out
     });
     let reply = page(items, start_param(&params));
-    Ok(Reply { result: json!({ "items": reply.result }), total: reply.total, next: reply.next })
+    Ok(Reply {
+        result: json!({ "items": reply.result }),
+        total: reply.total,
+        next: reply.next,
+    })
 }
 
 /// Fields the simulated `crm.item.update` knows per type; others are ignored, as documented.
 fn writable(t: u64) -> &'static [&'static str] {
     match t {
-        1 => &["title", "name", "lastName", "secondName", "birthdate", "honorific", "sourceId", "stageId", "statusDescription", "companyId", "comments", "opportunity", "isManualOpportunity", "assignedById", "currencyId"],
-        2 => &["title", "typeId", "categoryId", "stageId", "currencyId", "sourceId", "sourceDescription", "probability", "taxValue", "opportunity", "isManualOpportunity", "companyId", "contactIds", "assignedById", "comments"],
-        3 => &["name", "lastName", "secondName", "birthdate", "typeId", "sourceId", "companyIds", "post", "assignedById", "comments", "honorific"],
-        4 => &["title", "industry", "currencyId", "typeId", "employees", "revenue", "contactIds", "assignedById", "comments"],
+        1 => &[
+            "title",
+            "name",
+            "lastName",
+            "secondName",
+            "birthdate",
+            "honorific",
+            "sourceId",
+            "stageId",
+            "statusDescription",
+            "companyId",
+            "comments",
+            "opportunity",
+            "isManualOpportunity",
+            "assignedById",
+            "currencyId",
+        ],
+        2 => &[
+            "title",
+            "typeId",
+            "categoryId",
+            "stageId",
+            "currencyId",
+            "sourceId",
+            "sourceDescription",
+            "probability",
+            "taxValue",
+            "opportunity",
+            "isManualOpportunity",
+            "companyId",
+            "contactIds",
+            "assignedById",
+            "comments",
+        ],
+        3 => &[
+            "name",
+            "lastName",
+            "secondName",
+            "birthdate",
+            "typeId",
+            "sourceId",
+            "companyIds",
+            "post",
+            "assignedById",
+            "comments",
+            "honorific",
+        ],
+        4 => &[
+            "title",
+            "industry",
+            "currencyId",
+            "typeId",
+            "employees",
+            "revenue",
+            "contactIds",
+            "assignedById",
+            "comments",
+        ],
         _ => &["title", "assignedById", "comments"],
     }
 }
 
 fn invalid(field: &str) -> RestError {
-    RestError::bad_request("CRM_FIELD_ERROR_VALUE_NOT_VALID", format!("Field \"{field}\" has an invalid value"))
+    RestError::bad_request(
+        "CRM_FIELD_ERROR_VALUE_NOT_VALID",
+        format!("Field \"{field}\" has an invalid value"),
+    )
 }
 
 fn item_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
@@ -98,7 +166,10 @@ fn item_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let id = int_param(&params, "id").max(0) as u64;
     let fields = param(&params, "fields").cloned().unwrap_or(Value::Null);
     if !php::is_array(&fields) {
-        return Err(RestError::bad_request("100", "Could not find value for parameter {fields}"));
+        return Err(RestError::bad_request(
+            "100",
+            "Could not find value for parameter {fields}",
+        ));
     }
     state::with(ctx.portal, |c| {
         if c.denied.contains(&(t, id)) {
@@ -110,7 +181,12 @@ fn item_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         let mut item = current.clone();
         for (k, v) in php::entries(&fields) {
             if writable(t).contains(&k.as_str()) {
-                item.fields.insert(k, normalize(&v));
+                let v = if NUMERIC.contains(&k.as_str()) {
+                    number(&v)
+                } else {
+                    v
+                };
+                item.fields.insert(k, v);
             }
         }
         check_stage(c, t, &current.fields, &mut item.fields)?;
@@ -125,24 +201,55 @@ fn item_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     item_get(ctx, json!({ "entityTypeId": t, "id": id }))
 }
 
-/// Numbers stay numbers, lists stay lists; PHP strings of digits become numbers for IDs.
-fn normalize(v: &Value) -> Value {
+/// Fields the portal stores as numbers (IDs, amounts), whatever the request's encoding.
+const NUMERIC: &[&str] = &[
+    "companyId",
+    "contactIds",
+    "companyIds",
+    "assignedById",
+    "categoryId",
+    "probability",
+    "opportunity",
+    "taxValue",
+    "revenue",
+];
+
+/// A form/batch value (strings, PHP arrays) as the number(s) the portal stores.
+fn number(v: &Value) -> Value {
     match v {
-        Value::Object(m) => Value::Array(m.values().map(normalize).collect()),
-        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
-        Value::String(s) => s.parse::<i64>().map(|n| json!(n)).unwrap_or_else(|_| v.clone()),
+        Value::Object(m) => Value::Array(m.values().map(number).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(number).collect()),
+        Value::String(s) => {
+            if let Ok(n) = s.trim().parse::<i64>() {
+                json!(n)
+            } else if let Ok(f) = s.trim().parse::<f64>() {
+                json!(f)
+            } else {
+                json!(php::intval_str(s))
+            }
+        }
         other => other.clone(),
     }
 }
 
 /// Stages must belong to the item's pipeline; a new pipeline without a stage starts at its
 /// first stage (the deal is moved, crm-item-update.md).
-fn check_stage(c: &Crm, t: u64, before: &Map<String, Value>, after: &mut Map<String, Value>) -> Result<(), RestError> {
+fn check_stage(
+    c: &Crm,
+    t: u64,
+    before: &Map<String, Value>,
+    after: &mut Map<String, Value>,
+) -> Result<(), RestError> {
     let entity = match t {
         1 => "STATUS".to_string(),
         2 => {
             let category = after.get("categoryId").map(php::intval).unwrap_or(0);
-            if category < 0 || !c.categories.iter().any(|k| k.entity_type_id == 2 && k.id == category as u64) {
+            if category < 0
+                || !c
+                    .categories
+                    .iter()
+                    .any(|k| k.entity_type_id == 2 && k.id == category as u64)
+            {
                 return Err(invalid("categoryId"));
             }
             let moved = before.get("categoryId").map(php::intval).unwrap_or(0) != category;
@@ -178,7 +285,16 @@ fn apply_fm(c: &mut Crm, fm: &mut Vec<Fm>, ops: &Value) -> Result<(), RestError>
         if key.starts_with('n') {
             if !value.is_empty() {
                 let id = c.new_fm_id();
-                fm.push(Fm { id, type_id, value_type: if value_type.is_empty() { "WORK".into() } else { value_type }, value });
+                fm.push(Fm {
+                    id,
+                    type_id,
+                    value_type: if value_type.is_empty() {
+                        "WORK".into()
+                    } else {
+                        value_type
+                    },
+                    value,
+                });
             }
         } else {
             let id = php::intval_str(&key) as u64;
@@ -263,10 +379,17 @@ fn category_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
             .collect::<Vec<_>>()
     });
     if list.is_empty() {
-        return Err(RestError::bad_request("NOT_FOUND", "Entity type not found or has no categories"));
+        return Err(RestError::bad_request(
+            "NOT_FOUND",
+            "Entity type not found or has no categories",
+        ));
     }
     let total = list.len() as u64;
-    Ok(Reply { result: json!({ "categories": list }), total: Some(total), next: None })
+    Ok(Reply {
+        result: json!({ "categories": list }),
+        total: Some(total),
+        next: None,
+    })
 }
 
 fn currency_list(ctx: &mut Ctx<'_>, _params: Value) -> Result<Reply, RestError> {
@@ -278,5 +401,9 @@ fn currency_list(ctx: &mut Ctx<'_>, _params: Value) -> Result<Reply, RestError> 
             .collect::<Vec<_>>()
     });
     let total = list.len() as u64;
-    Ok(Reply { result: json!(list), total: Some(total), next: None })
+    Ok(Reply {
+        result: json!(list),
+        total: Some(total),
+        next: None,
+    })
 }

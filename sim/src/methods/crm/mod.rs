@@ -47,7 +47,11 @@ pub(crate) fn denied() -> RestError {
 pub(crate) fn lost_answer(ctx: &Ctx<'_>, method: &str) -> Result<(), RestError> {
     let fail = state::with(ctx.portal, |c| c.fail_after.remove(method));
     if fail {
-        Err(RestError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "Internal server error"))
+        Err(RestError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_SERVER_ERROR",
+            "Internal server error",
+        ))
     } else {
         Ok(())
     }

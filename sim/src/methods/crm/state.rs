@@ -52,6 +52,9 @@ pub(crate) struct Category {
     pub name: String,
 }
 
+/// A seeded dictionary entry: status ID, name, semantics.
+type DictionaryEntry = (&'static str, &'static str, Option<&'static str>);
+
 pub(crate) struct Crm {
     pub items: BTreeMap<(u64, u64), Item>,
     next_id: HashMap<u64, u64>,
@@ -82,7 +85,11 @@ impl Crm {
             next_fm: 1,
             statuses: Vec::new(),
             next_status: 1,
-            categories: vec![Category { entity_type_id: 2, id: 0, name: "General".into() }],
+            categories: vec![Category {
+                entity_type_id: 2,
+                id: 0,
+                name: "General".into(),
+            }],
             currencies: vec![
                 ("EUR".into(), "Euro".into()),
                 ("USD".into(), "US Dollar".into()),
@@ -96,27 +103,121 @@ impl Crm {
             fail_after: HashSet::new(),
             writes: Vec::new(),
         };
-        let dictionaries: &[(&str, &[(&str, &str, Option<&'static str>)])] = &[
-            ("STATUS", &[("NEW", "Unassigned", None), ("IN_PROCESS", "In progress", None), ("PROCESSED", "Processed", None), ("JUNK", "Junk lead", Some("F")), ("CONVERTED", "Good lead", Some("S"))]),
-            ("SOURCE", &[("CALL", "Call", None), ("EMAIL", "E-Mail", None), ("WEB", "Website", None), ("ADVERTISING", "Advertising", None), ("PARTNER", "Existing client", None), ("OTHER", "Other", None)]),
-            ("CONTACT_TYPE", &[("CLIENT", "Clients", None), ("SUPPLIER", "Suppliers", None), ("PARTNER", "Partners", None), ("OTHER", "Other", None)]),
-            ("COMPANY_TYPE", &[("CUSTOMER", "Client", None), ("SUPPLIER", "Supplier", None), ("COMPETITOR", "Competitor", None), ("PARTNER", "Partner", None), ("OTHER", "Other", None)]),
-            ("INDUSTRY", &[("IT", "Information Technology", None), ("TELECOM", "Telecommunication", None), ("MANUFACTURING", "Manufacturing", None), ("BANKING", "Banking Services", None), ("CONSULTING", "Consulting", None), ("OTHER", "Other", None)]),
-            ("EMPLOYEES", &[("EMPLOYEES_1", "less than 50", None), ("EMPLOYEES_2", "50-250", None), ("EMPLOYEES_3", "250-500", None), ("EMPLOYEES_4", "over 500", None)]),
-            ("HONORIFIC", &[("HNR_EN_1", "Mr.", None), ("HNR_EN_2", "Mrs.", None), ("HNR_EN_3", "Ms.", None), ("HNR_EN_4", "Dr.", None)]),
-            ("DEAL_TYPE", &[("SALE", "Sales", None), ("COMPLEX", "Integrated sale", None), ("GOODS", "Merchandise sales", None), ("SERVICES", "Service sales", None)]),
-            ("DEAL_STAGE", &[("NEW", "New", None), ("PREPARATION", "Document preparation", None), ("EXECUTING", "In progress", None), ("WON", "Deal won", Some("S")), ("LOSE", "Deal lost", Some("F"))]),
+        let dictionaries: &[(&str, &[DictionaryEntry])] = &[
+            (
+                "STATUS",
+                &[
+                    ("NEW", "Unassigned", None),
+                    ("IN_PROCESS", "In progress", None),
+                    ("PROCESSED", "Processed", None),
+                    ("JUNK", "Junk lead", Some("F")),
+                    ("CONVERTED", "Good lead", Some("S")),
+                ],
+            ),
+            (
+                "SOURCE",
+                &[
+                    ("CALL", "Call", None),
+                    ("EMAIL", "E-Mail", None),
+                    ("WEB", "Website", None),
+                    ("ADVERTISING", "Advertising", None),
+                    ("PARTNER", "Existing client", None),
+                    ("OTHER", "Other", None),
+                ],
+            ),
+            (
+                "CONTACT_TYPE",
+                &[
+                    ("CLIENT", "Clients", None),
+                    ("SUPPLIER", "Suppliers", None),
+                    ("PARTNER", "Partners", None),
+                    ("OTHER", "Other", None),
+                ],
+            ),
+            (
+                "COMPANY_TYPE",
+                &[
+                    ("CUSTOMER", "Client", None),
+                    ("SUPPLIER", "Supplier", None),
+                    ("COMPETITOR", "Competitor", None),
+                    ("PARTNER", "Partner", None),
+                    ("OTHER", "Other", None),
+                ],
+            ),
+            (
+                "INDUSTRY",
+                &[
+                    ("IT", "Information Technology", None),
+                    ("TELECOM", "Telecommunication", None),
+                    ("MANUFACTURING", "Manufacturing", None),
+                    ("BANKING", "Banking Services", None),
+                    ("CONSULTING", "Consulting", None),
+                    ("OTHER", "Other", None),
+                ],
+            ),
+            (
+                "EMPLOYEES",
+                &[
+                    ("EMPLOYEES_1", "less than 50", None),
+                    ("EMPLOYEES_2", "50-250", None),
+                    ("EMPLOYEES_3", "250-500", None),
+                    ("EMPLOYEES_4", "over 500", None),
+                ],
+            ),
+            (
+                "HONORIFIC",
+                &[
+                    ("HNR_EN_1", "Mr.", None),
+                    ("HNR_EN_2", "Mrs.", None),
+                    ("HNR_EN_3", "Ms.", None),
+                    ("HNR_EN_4", "Dr.", None),
+                ],
+            ),
+            (
+                "DEAL_TYPE",
+                &[
+                    ("SALE", "Sales", None),
+                    ("COMPLEX", "Integrated sale", None),
+                    ("GOODS", "Merchandise sales", None),
+                    ("SERVICES", "Service sales", None),
+                ],
+            ),
+            (
+                "DEAL_STAGE",
+                &[
+                    ("NEW", "New", None),
+                    ("PREPARATION", "Document preparation", None),
+                    ("EXECUTING", "In progress", None),
+                    ("WON", "Deal won", Some("S")),
+                    ("LOSE", "Deal lost", Some("F")),
+                ],
+            ),
         ];
         for (entity, entries) in dictionaries {
             for (i, (status, name, semantics)) in entries.iter().enumerate() {
                 let category = (*entity == "DEAL_STAGE").then_some(0);
-                crm.add_status(entity, status, name, (i as u64 + 1) * 10, *semantics, category);
+                crm.add_status(
+                    entity,
+                    status,
+                    name,
+                    (i as u64 + 1) * 10,
+                    *semantics,
+                    category,
+                );
             }
         }
         crm
     }
 
-    pub fn add_status(&mut self, entity: &str, status: &str, name: &str, sort: u64, semantics: Option<&'static str>, category: Option<u64>) {
+    pub fn add_status(
+        &mut self,
+        entity: &str,
+        status: &str,
+        name: &str,
+        sort: u64,
+        semantics: Option<&'static str>,
+        category: Option<u64>,
+    ) {
         let id = self.next_status;
         self.next_status += 1;
         self.statuses.push(Status {
@@ -133,10 +234,28 @@ impl Crm {
     /// A new deal pipeline with its own stages `C<id>:NEW`, `C<id>:WON`, `C<id>:LOSE`.
     pub fn add_deal_category(&mut self, name: &str) -> u64 {
         let id = self.categories.iter().map(|c| c.id).max().unwrap_or(0) + 1;
-        self.categories.push(Category { entity_type_id: 2, id, name: name.into() });
+        self.categories.push(Category {
+            entity_type_id: 2,
+            id,
+            name: name.into(),
+        });
         let entity = format!("DEAL_STAGE_{id}");
-        for (i, (code, title, semantics)) in [("NEW", "New", None), ("WON", "Won", Some("S")), ("LOSE", "Lost", Some("F"))].iter().enumerate() {
-            self.add_status(&entity, &format!("C{id}:{code}"), title, (i as u64 + 1) * 10, *semantics, Some(id));
+        for (i, (code, title, semantics)) in [
+            ("NEW", "New", None),
+            ("WON", "Won", Some("S")),
+            ("LOSE", "Lost", Some("F")),
+        ]
+        .iter()
+        .enumerate()
+        {
+            self.add_status(
+                &entity,
+                &format!("C{id}:{code}"),
+                title,
+                (i as u64 + 1) * 10,
+                *semantics,
+                Some(id),
+            );
         }
         id
     }
@@ -176,7 +295,11 @@ impl Crm {
     }
 
     pub fn stages_of(&self, entity: &str) -> Vec<&Status> {
-        let mut s: Vec<&Status> = self.statuses.iter().filter(|s| s.entity_id == entity).collect();
+        let mut s: Vec<&Status> = self
+            .statuses
+            .iter()
+            .filter(|s| s.entity_id == entity)
+            .collect();
         s.sort_by_key(|s| s.sort);
         s
     }

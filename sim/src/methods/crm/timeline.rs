@@ -42,13 +42,26 @@ fn valid_datetime(s: &str) -> bool {
 fn todo_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let t = int_param(&params, "ownerTypeId").max(0) as u64;
     let owner = int_param(&params, "ownerId").max(0) as u64;
-    let Some(deadline) = param(&params, "deadline").and_then(php::to_string).filter(|d| !d.is_empty()) else {
-        return Err(RestError::bad_request("100", "Could not find value for parameter {deadline}"));
+    let Some(deadline) = param(&params, "deadline")
+        .and_then(php::to_string)
+        .filter(|d| !d.is_empty())
+    else {
+        return Err(RestError::bad_request(
+            "100",
+            "Could not find value for parameter {deadline}",
+        ));
     };
     if !valid_datetime(&deadline) {
-        return Err(RestError::bad_request("WRONG_DATETIME_FORMAT", "Wrong datetime format"));
+        return Err(RestError::bad_request(
+            "WRONG_DATETIME_FORMAT",
+            "Wrong datetime format",
+        ));
     }
-    let text = |k: &str| param(&params, k).and_then(php::to_string).unwrap_or_default();
+    let text = |k: &str| {
+        param(&params, k)
+            .and_then(php::to_string)
+            .unwrap_or_default()
+    };
     let caller = ctx.caller.user_id;
     let id = state::with(ctx.portal, |c| {
         owner_state(c, t, owner)?;
@@ -81,14 +94,20 @@ fn activity_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let fields = php::upper_keys(param(&params, "fields").unwrap_or(&Value::Null));
     let int = |k: &str| fields.get(k).map(php::intval).unwrap_or(0);
     let text = |k: &str| fields.get(k).and_then(php::to_string).unwrap_or_default();
-    let (t, owner, type_id) = (int("OWNER_TYPE_ID").max(0) as u64, int("OWNER_ID").max(0) as u64, int("TYPE_ID"));
+    let (t, owner, type_id) = (
+        int("OWNER_TYPE_ID").max(0) as u64,
+        int("OWNER_ID").max(0) as u64,
+        int("TYPE_ID"),
+    );
     let caller = ctx.caller.user_id;
     let id = state::with(ctx.portal, |c| {
         if !(1..=6).contains(&type_id) {
             return Err(legacy_error("The field TYPE_ID is not defined or invalid."));
         }
         if ![1, 2, 4].contains(&type_id) {
-            return Err(legacy_error("The activity type is not supported in current context."));
+            return Err(legacy_error(
+                "The activity type is not supported in current context.",
+            ));
         }
         // CheckUpdatePermission fails for an owner that does not exist.
         if c.denied.contains(&(t, owner)) || !c.items.contains_key(&(t, owner)) {
@@ -99,21 +118,43 @@ fn activity_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
             .map(php::values)
             .unwrap_or_default()
             .into_iter()
-            .filter(|v| v.get("VALUE").and_then(php::to_string).is_some_and(|s| !s.is_empty()))
+            .filter(|v| {
+                v.get("VALUE")
+                    .and_then(php::to_string)
+                    .is_some_and(|s| !s.is_empty())
+            })
             .collect();
         if comms.is_empty() {
-            return Err(legacy_error("The field COMMUNICATIONS is not defined or invalid."));
+            return Err(legacy_error(
+                "The field COMMUNICATIONS is not defined or invalid.",
+            ));
         }
         if text("SUBJECT").is_empty() {
             return Err(legacy_error("The field SUBJECT is required."));
         }
         let responsible = match int("RESPONSIBLE_ID") {
             n if n > 0 => n as u64,
-            _ => c.items[&(t, owner)].fields.get("assignedById").map(php::intval).filter(|n| *n > 0).map(|n| n as u64).unwrap_or(caller),
+            _ => c.items[&(t, owner)]
+                .fields
+                .get("assignedById")
+                .map(php::intval)
+                .filter(|n| *n > 0)
+                .map(|n| n as u64)
+                .unwrap_or(caller),
         };
         let id = c.new_activity_id();
         let mut a = Map::new();
-        for k in ["SUBJECT", "DESCRIPTION", "DESCRIPTION_TYPE", "PRIORITY", "DIRECTION", "COMPLETED", "START_TIME", "END_TIME", "ORIGIN_ID"] {
+        for k in [
+            "SUBJECT",
+            "DESCRIPTION",
+            "DESCRIPTION_TYPE",
+            "PRIORITY",
+            "DIRECTION",
+            "COMPLETED",
+            "START_TIME",
+            "END_TIME",
+            "ORIGIN_ID",
+        ] {
             if let Some(v) = fields.get(k) {
                 a.insert(k.into(), json!(php::to_string(v).unwrap_or_default()));
             }
@@ -122,9 +163,20 @@ fn activity_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         a.insert("OWNER_TYPE_ID".into(), json!(t.to_string()));
         a.insert("OWNER_ID".into(), json!(owner.to_string()));
         a.insert("TYPE_ID".into(), json!(type_id.to_string()));
-        a.insert("PROVIDER_ID".into(), json!(match type_id { 2 => "VOXIMPLANT_CALL", 4 => "CRM_EMAIL", _ => "CRM_MEETING" }));
+        a.insert(
+            "PROVIDER_ID".into(),
+            json!(match type_id {
+                2 => "VOXIMPLANT_CALL",
+                4 => "CRM_EMAIL",
+                _ => "CRM_MEETING",
+            }),
+        );
         a.insert("RESPONSIBLE_ID".into(), json!(responsible.to_string()));
-        let comm_type = match type_id { 2 => "PHONE", 4 => "EMAIL", _ => "" };
+        let comm_type = match type_id {
+            2 => "PHONE",
+            4 => "EMAIL",
+            _ => "",
+        };
         let comms: Vec<Value> = comms
             .iter()
             .map(|v| json!({"VALUE": v.get("VALUE").and_then(php::to_string), "TYPE": comm_type, "ENTITY_TYPE_ID": t.to_string(), "ENTITY_ID": owner.to_string()}))
@@ -156,7 +208,8 @@ fn activity_delete(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError>
             return Err(legacy_error("Access denied."));
         }
         c.activities.remove(&(id as u64));
-        c.writes.push(("crm.activity.delete".into(), owner.0, owner.1));
+        c.writes
+            .push(("crm.activity.delete".into(), owner.0, owner.1));
         Ok(())
     })?;
     lost_answer(ctx, "crm.activity.delete")?;
@@ -184,7 +237,10 @@ fn activity_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
                 filter.iter().all(|(k, v)| {
                     let want = php::to_string(v).unwrap_or_default();
                     if let Some(field) = k.strip_prefix(">=") {
-                        let have = a.get(field).and_then(Value::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+                        let have = a
+                            .get(field)
+                            .and_then(Value::as_str)
+                            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
                         let bound = chrono::DateTime::parse_from_rfc3339(&want).ok();
                         return matches!((have, bound), (Some(h), Some(b)) if h >= b);
                     }
@@ -203,16 +259,25 @@ fn activity_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
 fn comment_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     // Since crm 23.100.0 only the lower-case key is read (methods.md §14).
     let Some(fields) = params.get("fields").filter(|f| php::is_array(f)) else {
-        return Err(RestError::bad_request("100", "Could not find value for parameter {fields}"));
+        return Err(RestError::bad_request(
+            "100",
+            "Could not find value for parameter {fields}",
+        ));
     };
     let fields = php::upper_keys(fields);
     let Some(t) = fields.get("ENTITY_TYPE").and_then(owner_type) else {
         return Err(RestError::bad_request("NOT_FOUND", "Entity type not found"));
     };
     let owner = fields.get("ENTITY_ID").map(php::intval).unwrap_or(0).max(0) as u64;
-    let comment = fields.get("COMMENT").and_then(php::to_string).unwrap_or_default();
+    let comment = fields
+        .get("COMMENT")
+        .and_then(php::to_string)
+        .unwrap_or_default();
     if comment.trim().is_empty() {
-        return Err(RestError::bad_request("INVALID_ARG_VALUE", "Comment is empty"));
+        return Err(RestError::bad_request(
+            "INVALID_ARG_VALUE",
+            "Comment is empty",
+        ));
     }
     let author = ctx.caller.user_id;
     let id = state::with(ctx.portal, |c| {
@@ -253,7 +318,10 @@ fn comment_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         Ok::<Vec<Value>, RestError>(
             c.comments
                 .values()
-                .filter(|m| m.get("ENTITY_TYPE") == Some(&json!(type_name(t))) && m.get("ENTITY_ID") == Some(&json!(owner.to_string())))
+                .filter(|m| {
+                    m.get("ENTITY_TYPE") == Some(&json!(type_name(t)))
+                        && m.get("ENTITY_ID") == Some(&json!(owner.to_string()))
+                })
                 .map(|m| Value::Object(m.clone()))
                 .collect(),
         )

@@ -13,7 +13,11 @@ use super::Created;
 
 /// `PERSON_TYPE_ID` of the payer: `crm.persontype.list` names them `CRM_COMPANY` / `CRM_CONTACT`.
 fn person_type(src: &Source) -> Result<u64, ActivityError> {
-    let wanted = if src.payer_is_company() { "CRM_COMPANY" } else { "CRM_CONTACT" };
+    let wanted = if src.payer_is_company() {
+        "CRM_COMPANY"
+    } else {
+        "CRM_CONTACT"
+    };
     src.person_types
         .iter()
         .find(|t| text_of(t.get("NAME")) == wanted)
@@ -59,11 +63,21 @@ pub fn invoice_properties(src: &Source) -> Map<String, Value> {
         let name = Some(rq_text("RQ_COMPANY_NAME"))
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| company.map(|c| text_of(c.get("title"))).unwrap_or_default());
-        let (phone_from, email_from) = if contact.is_some() { (contact, contact) } else { (company, company) };
+        let (phone_from, email_from) = if contact.is_some() {
+            (contact, contact)
+        } else {
+            (company, company)
+        };
         p.insert("COMPANY".into(), json!(name));
         p.insert("CONTACT_PERSON".into(), json!(full_name(contact)));
-        p.insert("PHONE".into(), json!(first_fm(phone_from, "PHONE", "phone")));
-        p.insert("EMAIL".into(), json!(first_fm(email_from, "EMAIL", "email")));
+        p.insert(
+            "PHONE".into(),
+            json!(first_fm(phone_from, "PHONE", "phone")),
+        );
+        p.insert(
+            "EMAIL".into(),
+            json!(first_fm(email_from, "EMAIL", "email")),
+        );
         p.insert("INN".into(), json!(rq_text("RQ_INN")));
         p.insert("KPP".into(), json!(rq_text("RQ_KPP")));
     } else {
@@ -73,7 +87,11 @@ pub fn invoice_properties(src: &Source) -> Map<String, Value> {
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
-        let name = if rq_name.is_empty() { full_name(contact) } else { rq_name };
+        let name = if rq_name.is_empty() {
+            full_name(contact)
+        } else {
+            rq_name
+        };
         p.insert("FIO".into(), json!(name));
         p.insert("PHONE".into(), json!(first_fm(contact, "PHONE", "phone")));
         p.insert("EMAIL".into(), json!(first_fm(contact, "EMAIL", "email")));
@@ -84,7 +102,10 @@ pub fn invoice_properties(src: &Source) -> Map<String, Value> {
 
 /// A deal row in the old invoice's shape (`VAT_RATE` is a fraction there, a percent on deals).
 fn invoice_row(row: &Value) -> Value {
-    let num = |k: &str| row.get(k).and_then(|v| v.as_f64().or_else(|| text_of(Some(v)).parse().ok()));
+    let num = |k: &str| {
+        row.get(k)
+            .and_then(|v| v.as_f64().or_else(|| text_of(Some(v)).parse().ok()))
+    };
     let mut r = json!({
         "ID": 0,
         "PRODUCT_ID": id_of(row.get("productId")).unwrap_or(0),
@@ -103,10 +124,18 @@ fn invoice_row(row: &Value) -> Value {
     r
 }
 
-pub fn invoice_fields(src: &Source, pay_system: u64, xml_id: &str) -> Result<Map<String, Value>, ActivityError> {
+pub fn invoice_fields(
+    src: &Source,
+    pay_system: u64,
+    xml_id: &str,
+) -> Result<Map<String, Value>, ActivityError> {
     let mut f = src.copied_fields.clone();
     let title = text_of(src.deal.get("title"));
-    let topic = if title.is_empty() { format!("Invoice for deal {}", src.deal_id) } else { title };
+    let topic = if title.is_empty() {
+        format!("Invoice for deal {}", src.deal_id)
+    } else {
+        title
+    };
     f.insert("ORDER_TOPIC".into(), json!(topic));
     f.insert("PERSON_TYPE_ID".into(), json!(person_type(src)?));
     f.insert("PAY_SYSTEM_ID".into(), json!(pay_system));
@@ -125,8 +154,14 @@ pub fn invoice_fields(src: &Source, pay_system: u64, xml_id: &str) -> Result<Map
     if let Some(user) = id_of(src.deal.get("assignedById")) {
         f.insert("RESPONSIBLE_ID".into(), json!(user));
     }
-    f.insert("INVOICE_PROPERTIES".into(), Value::Object(invoice_properties(src)));
-    f.insert("PRODUCT_ROWS".into(), json!(src.rows.iter().map(invoice_row).collect::<Vec<_>>()));
+    f.insert(
+        "INVOICE_PROPERTIES".into(),
+        Value::Object(invoice_properties(src)),
+    );
+    f.insert(
+        "PRODUCT_ROWS".into(),
+        json!(src.rows.iter().map(invoice_row).collect::<Vec<_>>()),
+    );
     Ok(f)
 }
 
@@ -150,7 +185,11 @@ pub async fn create(
             } }),
         );
     }
-    batch.push("url", "crm.invoice.getexternallink", &json!({ "id": "$result[inv]" }));
+    batch.push(
+        "url",
+        "crm.invoice.getexternallink",
+        &json!({ "id": "$result[inv]" }),
+    );
     batch.push("get", "crm.invoice.get", &json!({ "id": "$result[inv]" }));
     let answer = ctx
         .b24
@@ -158,7 +197,8 @@ pub async fn create(
         .await
         .map_err(|e| portal_error("no invoice created", e))?;
     let invoice_id = match answer.get("inv") {
-        Ok(id) => id_of(Some(id)).ok_or_else(|| ActivityError::permanent("crm.invoice.add answered no invoice ID"))?,
+        Ok(id) => id_of(Some(id))
+            .ok_or_else(|| ActivityError::permanent("crm.invoice.add answered no invoice ID"))?,
         Err(e) => return Err(portal_error("no invoice created", e)),
     };
     let step = |key: &str| {
@@ -179,11 +219,26 @@ pub async fn create(
 }
 
 /// The old invoice an interrupted attempt may have created, found by its `XML_ID`.
-pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Option<Created>, ActivityError> {
+pub async fn find_earlier(
+    ctx: &RunContext,
+    xml_id: &str,
+) -> Result<Option<Created>, ActivityError> {
     let mut batch = Batch::new(false);
-    batch.push("found", "crm.invoice.list", &json!({ "filter": { "XML_ID": xml_id }, "select": ["ID"] }));
-    batch.push("url", "crm.invoice.getexternallink", &json!({ "id": "$result[found][0][ID]" }));
-    batch.push("get", "crm.invoice.get", &json!({ "id": "$result[found][0][ID]" }));
+    batch.push(
+        "found",
+        "crm.invoice.list",
+        &json!({ "filter": { "XML_ID": xml_id }, "select": ["ID"] }),
+    );
+    batch.push(
+        "url",
+        "crm.invoice.getexternallink",
+        &json!({ "id": "$result[found][0][ID]" }),
+    );
+    batch.push(
+        "get",
+        "crm.invoice.get",
+        &json!({ "id": "$result[found][0][ID]" }),
+    );
     let answer = ctx
         .b24
         .batch(&batch)
@@ -192,12 +247,19 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Option<Creat
     let found = answer
         .get("found")
         .map_err(|e| portal_error("cannot check for an invoice of an earlier attempt", e))?;
-    let Some(invoice_id) = found.as_array().and_then(|l| l.first()).and_then(|i| id_of(i.get("ID"))) else {
+    let Some(invoice_id) = found
+        .as_array()
+        .and_then(|l| l.first())
+        .and_then(|i| id_of(i.get("ID")))
+    else {
         return Ok(None);
     };
     Ok(Some(Created {
         invoice_id,
-        payment_url: answer.get("url").map(|u| text_of(Some(u))).unwrap_or_default(),
+        payment_url: answer
+            .get("url")
+            .map(|u| text_of(Some(u)))
+            .unwrap_or_default(),
         invoice_number: answer
             .get("get")
             .map(|g| text_of(g.get("ACCOUNT_NUMBER")))
@@ -214,20 +276,31 @@ mod tests {
         Source {
             deal_id: 812,
             deal: json!({"title": "Audit", "assignedById": 5}),
-            rows: vec![json!({"productName": "A", "price": 100, "quantity": 2, "taxRate": 20, "taxIncluded": "Y"})],
+            rows: vec![
+                json!({"productName": "A", "price": 100, "quantity": 2, "taxRate": 20, "taxIncluded": "Y"}),
+            ],
             company_id: company.then_some(45),
             contact_ids: vec![7],
             my_company_id: Some(1),
             client: Side {
                 requisite_id: 60,
                 bank_detail_id: 0,
-                requisite: Some(json!({"RQ_COMPANY_NAME": "Acme GmbH", "RQ_INN": "123", "RQ_FIRST_NAME": "Eva", "RQ_LAST_NAME": "Lang"})),
+                requisite: Some(
+                    json!({"RQ_COMPANY_NAME": "Acme GmbH", "RQ_INN": "123", "RQ_FIRST_NAME": "Eva", "RQ_LAST_NAME": "Lang"}),
+                ),
             },
             my: Side::default(),
             copied_fields: Map::new(),
-            company: Some(json!({"title": "Acme card", "fm": [{"typeId": "PHONE", "value": "+1"}]})),
-            contact: Some(json!({"name": "Eva", "lastName": "Lang", "fm": [{"typeId": "EMAIL", "value": "eva@x.example"}, {"typeId": "PHONE", "value": "+49"}]})),
-            person_types: vec![json!({"ID": "1", "NAME": "CRM_COMPANY"}), json!({"ID": "2", "NAME": "CRM_CONTACT"})],
+            company: Some(
+                json!({"title": "Acme card", "fm": [{"typeId": "PHONE", "value": "+1"}]}),
+            ),
+            contact: Some(
+                json!({"name": "Eva", "lastName": "Lang", "fm": [{"typeId": "EMAIL", "value": "eva@x.example"}, {"typeId": "PHONE", "value": "+49"}]}),
+            ),
+            person_types: vec![
+                json!({"ID": "1", "NAME": "CRM_COMPANY"}),
+                json!({"ID": "2", "NAME": "CRM_CONTACT"}),
+            ],
         }
     }
 

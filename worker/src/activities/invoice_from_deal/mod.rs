@@ -48,7 +48,10 @@ impl Created {
         values.insert("payment_url".into(), json!(self.payment_url));
         Output {
             return_values: values,
-            log_message: format!("invoice {} (No. {}) {what}", self.invoice_id, self.invoice_number),
+            log_message: format!(
+                "invoice {} (No. {}) {what}",
+                self.invoice_id, self.invoice_number
+            ),
         }
     }
 }
@@ -102,11 +105,17 @@ impl Activity for InvoiceFromDeal {
             Some(_) => Some(crm_common::required_id(input, "my_company_id")?),
             None => None,
         };
-        let kind = match input.string("invoice_kind").map(|k| k.to_ascii_lowercase()).as_deref() {
+        let kind = match input
+            .string("invoice_kind")
+            .map(|k| k.to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("smart") => InvoiceKind::Smart,
             Some("legacy") => InvoiceKind::Legacy,
             Some(other) => {
-                return Err(ActivityError::invalid(format!("invoice_kind: {other:?} is not one of smart, legacy")))
+                return Err(ActivityError::invalid(format!(
+                    "invoice_kind: {other:?} is not one of smart, legacy"
+                )))
             }
         };
         let marker = xml_id(ctx);
@@ -121,7 +130,11 @@ impl Activity for InvoiceFromDeal {
             }
         }
         let source = read::read(ctx, deal_id, my_company, kind).await?;
-        let pay_system = if source.payer_is_company() { pay_company } else { pay_contact };
+        let pay_system = if source.payer_is_company() {
+            pay_company
+        } else {
+            pay_contact
+        };
         ctx.side_effect_started(MARKER).await?;
         let created = match kind {
             InvoiceKind::Smart => smart::create(ctx, &source, pay_system, &marker).await?,

@@ -55,16 +55,32 @@ pub async fn read(
     kind: InvoiceKind,
 ) -> Result<Source, ActivityError> {
     let mut batch = Batch::new(false);
-    batch.push("deal", "crm.item.get", &json!({ "entityTypeId": 2, "id": deal_id }));
+    batch.push(
+        "deal",
+        "crm.item.get",
+        &json!({ "entityTypeId": 2, "id": deal_id }),
+    );
     batch.push(
         "rows",
         "crm.item.productrow.list",
         &json!({ "filter": { "=ownerType": "D", "=ownerId": deal_id } }),
     );
-    batch.push("dlink", "crm.requisite.link.get", &json!({ "entityTypeId": 2, "entityId": deal_id }));
+    batch.push(
+        "dlink",
+        "crm.requisite.link.get",
+        &json!({ "entityTypeId": 2, "entityId": deal_id }),
+    );
     // Fail harmlessly (ID 0 or an unresolved reference) when the deal has no link.
-    batch.push("crq", "crm.requisite.get", &json!({ "id": "$result[dlink][REQUISITE_ID]" }));
-    batch.push("mcrq", "crm.requisite.get", &json!({ "id": "$result[dlink][MC_REQUISITE_ID]" }));
+    batch.push(
+        "crq",
+        "crm.requisite.get",
+        &json!({ "id": "$result[dlink][REQUISITE_ID]" }),
+    );
+    batch.push(
+        "mcrq",
+        "crm.requisite.get",
+        &json!({ "id": "$result[dlink][MC_REQUISITE_ID]" }),
+    );
     if configured_my_company.is_none() {
         batch.push(
             "my",
@@ -74,12 +90,22 @@ pub async fn read(
     }
     batch.push("dfields", "crm.item.fields", &json!({ "entityTypeId": 2 }));
     match kind {
-        InvoiceKind::Smart => batch.push("ifields", "crm.item.fields", &json!({ "entityTypeId": 31 })),
+        InvoiceKind::Smart => {
+            batch.push("ifields", "crm.item.fields", &json!({ "entityTypeId": 31 }))
+        }
         InvoiceKind::Legacy => batch.push("ifields", "crm.invoice.fields", &json!({})),
     };
     if kind == InvoiceKind::Legacy {
-        batch.push("company", "crm.item.get", &json!({ "entityTypeId": 4, "id": "$result[deal][item][companyId]" }));
-        batch.push("contact", "crm.item.get", &json!({ "entityTypeId": 3, "id": "$result[deal][item][contactId]" }));
+        batch.push(
+            "company",
+            "crm.item.get",
+            &json!({ "entityTypeId": 4, "id": "$result[deal][item][companyId]" }),
+        );
+        batch.push(
+            "contact",
+            "crm.item.get",
+            &json!({ "entityTypeId": 3, "id": "$result[deal][item][contactId]" }),
+        );
         batch.push("persontypes", "crm.persontype.list", &json!({}));
     }
     let r1 = ctx
@@ -122,23 +148,36 @@ pub async fn read(
         )));
     }
     if kind == InvoiceKind::Legacy {
-        let types = r1.get("persontypes").map_err(|e| portal_error("payer types were not read", e))?;
+        let types = r1
+            .get("persontypes")
+            .map_err(|e| portal_error("payer types were not read", e))?;
         if types.as_array().is_none_or(|t| t.is_empty()) {
-            return Err(ActivityError::permanent("the portal has no payer types for old invoices"));
+            return Err(ActivityError::permanent(
+                "the portal has no payer types for old invoices",
+            ));
         }
     }
 
     let link = r1.get("dlink").ok().cloned().unwrap_or(Value::Null);
     let mut client = chosen(&link, "REQUISITE_ID", "BANK_DETAIL_ID", r1.get("crq").ok());
-    let mc_requisite = r1.get("mcrq").ok().filter(|_| id_of(link.get("MC_REQUISITE_ID")).is_some());
+    let mc_requisite = r1
+        .get("mcrq")
+        .ok()
+        .filter(|_| id_of(link.get("MC_REQUISITE_ID")).is_some());
     let mc_owner = mc_requisite
         .filter(|rq| id_of(rq.get("ENTITY_TYPE_ID")) == Some(4))
         .and_then(|rq| id_of(rq.get("ENTITY_ID")));
     // The deal's chosen seller requisite wins unless it belongs to another configured company.
     let (my_company_id, mut my) = match (configured_my_company, mc_owner) {
-        (Some(c), Some(owner)) if c == owner => (Some(c), chosen(&link, "MC_REQUISITE_ID", "MC_BANK_DETAIL_ID", mc_requisite)),
+        (Some(c), Some(owner)) if c == owner => (
+            Some(c),
+            chosen(&link, "MC_REQUISITE_ID", "MC_BANK_DETAIL_ID", mc_requisite),
+        ),
         (Some(c), _) => (Some(c), Side::default()),
-        (None, Some(owner)) => (Some(owner), chosen(&link, "MC_REQUISITE_ID", "MC_BANK_DETAIL_ID", mc_requisite)),
+        (None, Some(owner)) => (
+            Some(owner),
+            chosen(&link, "MC_REQUISITE_ID", "MC_BANK_DETAIL_ID", mc_requisite),
+        ),
         (None, None) => (first_my_company(&r1), Side::default()),
     };
 
@@ -170,11 +209,7 @@ pub async fn read(
         }
     }
 
-    let copied_fields = copied_fields(
-        &deal,
-        r1.get("dfields").ok(),
-        r1.get("ifields").ok(),
-    );
+    let copied_fields = copied_fields(&deal, r1.get("dfields").ok(), r1.get("ifields").ok());
     let card = |key: &str| r1.get(key).ok().and_then(|v| v.get("item")).cloned();
     Ok(Source {
         deal_id,
@@ -185,8 +220,16 @@ pub async fn read(
         client,
         my,
         copied_fields,
-        company: if kind == InvoiceKind::Legacy { card("company") } else { None },
-        contact: if kind == InvoiceKind::Legacy { card("contact") } else { None },
+        company: if kind == InvoiceKind::Legacy {
+            card("company")
+        } else {
+            None
+        },
+        contact: if kind == InvoiceKind::Legacy {
+            card("contact")
+        } else {
+            None
+        },
         person_types: r1
             .get("persontypes")
             .ok()
@@ -274,9 +317,18 @@ fn is_user_field(name: &str, f: &Value) -> bool {
 }
 
 /// Deal user fields whose label and type match an invoice user field (ACTIVITIES.md #1, new).
-pub fn copied_fields(deal: &Value, deal_fields: Option<&Value>, invoice_fields: Option<&Value>) -> Map<String, Value> {
+pub fn copied_fields(
+    deal: &Value,
+    deal_fields: Option<&Value>,
+    invoice_fields: Option<&Value>,
+) -> Map<String, Value> {
     let mut out = Map::new();
-    let (Some(Value::Object(df)), Some(Value::Object(inv))) = (deal_fields.and_then(|f| f.get("fields")).or(deal_fields), invoice_fields.and_then(|f| f.get("fields")).or(invoice_fields)) else {
+    let (Some(Value::Object(df)), Some(Value::Object(inv))) = (
+        deal_fields.and_then(|f| f.get("fields")).or(deal_fields),
+        invoice_fields
+            .and_then(|f| f.get("fields"))
+            .or(invoice_fields),
+    ) else {
         return out;
     };
     for (dname, dfield) in df.iter().filter(|(n, f)| is_user_field(n, f)) {
@@ -326,12 +378,21 @@ mod tests {
             "ufCrm_SMART_INVOICE_8": {"type": "string", "title": "Empty", "isDynamic": true}
         }});
         let copied = copied_fields(&deal, Some(&dfields), Some(&smart));
-        assert_eq!(copied, json!({"ufCrm_SMART_INVOICE_9": "C-17"}).as_object().unwrap().clone());
+        assert_eq!(
+            copied,
+            json!({"ufCrm_SMART_INVOICE_9": "C-17"})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
         let legacy = json!({
             "UF_CRM_5": {"type": "string", "title": "UF_CRM_5", "formLabel": "Contract"},
             "UF_DEAL_ID": {"type": "integer", "title": "Deal"}
         });
         let copied = copied_fields(&deal, Some(&dfields), Some(&legacy));
-        assert_eq!(copied, json!({"UF_CRM_5": "C-17"}).as_object().unwrap().clone());
+        assert_eq!(
+            copied,
+            json!({"UF_CRM_5": "C-17"}).as_object().unwrap().clone()
+        );
     }
 }

@@ -4,8 +4,8 @@
 use b24flow_common::bitrix::{Batch, BatchResult};
 use serde_json::{json, Map, Value};
 
-use crate::activity::{ActivityError, RunContext};
 use crate::activities::crm_common::{id_of, portal_error, text_of};
+use crate::activity::{ActivityError, RunContext};
 
 use super::read::Source;
 use super::Created;
@@ -23,7 +23,11 @@ pub fn invoice_fields(src: &Source, xml_id: &str) -> Map<String, Value> {
     let title = text_of(src.deal.get("title"));
     f.insert(
         "title".into(),
-        json!(if title.is_empty() { format!("Invoice for deal {}", src.deal_id) } else { title }),
+        json!(if title.is_empty() {
+            format!("Invoice for deal {}", src.deal_id)
+        } else {
+            title
+        }),
     );
     f.insert("parentId2".into(), json!(src.deal_id));
     f.insert("xmlId".into(), json!(xml_id));
@@ -48,8 +52,18 @@ pub fn invoice_fields(src: &Source, xml_id: &str) -> Map<String, Value> {
 fn invoice_row(row: &Value) -> Value {
     let mut out = Map::new();
     for key in [
-        "productId", "productName", "price", "quantity", "discountTypeId", "discountRate",
-        "discountSum", "taxRate", "taxIncluded", "measureCode", "measureName", "sort",
+        "productId",
+        "productName",
+        "price",
+        "quantity",
+        "discountTypeId",
+        "discountRate",
+        "discountSum",
+        "taxRate",
+        "taxIncluded",
+        "measureCode",
+        "measureName",
+        "sort",
     ] {
         if let Some(v) = row.get(key).filter(|v| !v.is_null()) {
             out.insert(key.into(), v.clone());
@@ -117,14 +131,20 @@ pub async fn create(
     // After the invoice exists every failure says so: it is not created again.
     for key in ["rows", "link", "pay"] {
         if answer.results.contains_key(key) || answer.errors.contains_key(key) {
-            answer.get(key).map_err(|e| incomplete(portal_error(key, e)))?;
+            answer
+                .get(key)
+                .map_err(|e| incomplete(portal_error(key, e)))?;
         }
     }
     let payment_id = answer
         .get("pay")
         .ok()
         .and_then(|p| id_of(Some(p)))
-        .ok_or_else(|| incomplete(ActivityError::permanent("crm.item.payment.add answered no payment ID")))?;
+        .ok_or_else(|| {
+            incomplete(ActivityError::permanent(
+                "crm.item.payment.add answered no payment ID",
+            ))
+        })?;
     let answer = if later.is_empty() {
         answer
     } else {
@@ -139,7 +159,11 @@ pub async fn create(
             .collect();
         add_remaining(ctx, invoice_id, payment_id, &later, &row_ids).await?
     };
-    let check = |key: &str| answer.get(key).map_err(|e| incomplete(portal_error(key, e)));
+    let check = |key: &str| {
+        answer
+            .get(key)
+            .map_err(|e| incomplete(portal_error(key, e)))
+    };
     for i in 0..in_first {
         check(&format!("pp{i}"))?;
     }
@@ -159,7 +183,10 @@ impl From<Incomplete> for ActivityError {
     fn from(Incomplete(id, e): Incomplete) -> Self {
         ActivityError {
             kind: b24flow_common::bitrix::ErrorKind::Permanent,
-            message: format!("invoice {id} was created but is incomplete ({}); it is not created again", e.message),
+            message: format!(
+                "invoice {id} was created but is incomplete ({}); it is not created again",
+                e.message
+            ),
         }
     }
 }
@@ -177,8 +204,16 @@ fn push_payment_product(batch: &mut Batch, i: usize, row: &Value, payment: &str)
 }
 
 fn push_reads(batch: &mut Batch, invoice: &str, payment: &str) {
-    batch.push("url", "salescenter.payment.getPublicUrl", &json!({ "id": payment }));
-    batch.push("get", "crm.item.get", &json!({ "entityTypeId": 31, "id": invoice }));
+    batch.push(
+        "url",
+        "salescenter.payment.getPublicUrl",
+        &json!({ "id": payment }),
+    );
+    batch.push(
+        "get",
+        "crm.item.get",
+        &json!({ "entityTypeId": 31, "id": invoice }),
+    );
 }
 
 /// Payment products for rows past the first batch, then the URL and the number.
@@ -204,15 +239,13 @@ async fn add_remaining(
         if n + 1 == chunks.len() {
             push_reads(&mut batch, &invoice_id.to_string(), &payment_id.to_string());
         }
-        let answer = ctx
-            .b24
-            .batch(&batch)
-            .await
-            .map_err(|e| ActivityError::from(Incomplete(invoice_id, portal_error("payment products", e))))?;
+        let answer = ctx.b24.batch(&batch).await.map_err(|e| {
+            ActivityError::from(Incomplete(invoice_id, portal_error("payment products", e)))
+        })?;
         for (i, _) in chunk.iter() {
-            answer
-                .get(&format!("pp{i}"))
-                .map_err(|e| ActivityError::from(Incomplete(invoice_id, portal_error("payment product", e))))?;
+            answer.get(&format!("pp{i}")).map_err(|e| {
+                ActivityError::from(Incomplete(invoice_id, portal_error("payment product", e)))
+            })?;
         }
         last = answer;
     }
@@ -221,7 +254,10 @@ async fn add_remaining(
 
 /// The invoice an interrupted attempt may have created, found by its `xmlId`, with its
 /// payment link and number; `Err` when it exists but has no payment.
-pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Option<Created>, ActivityError> {
+pub async fn find_earlier(
+    ctx: &RunContext,
+    xml_id: &str,
+) -> Result<Option<Created>, ActivityError> {
     let mut batch = Batch::new(false);
     batch.push(
         "found",
@@ -233,8 +269,16 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Option<Creat
         "crm.item.payment.list",
         &json!({ "entityTypeId": 31, "entityId": "$result[found][items][0][id]" }),
     );
-    batch.push("url", "salescenter.payment.getPublicUrl", &json!({ "id": "$result[pays][0][id]" }));
-    batch.push("get", "crm.item.get", &json!({ "entityTypeId": 31, "id": "$result[found][items][0][id]" }));
+    batch.push(
+        "url",
+        "salescenter.payment.getPublicUrl",
+        &json!({ "id": "$result[pays][0][id]" }),
+    );
+    batch.push(
+        "get",
+        "crm.item.get",
+        &json!({ "entityTypeId": 31, "id": "$result[found][items][0][id]" }),
+    );
     let answer = ctx
         .b24
         .batch(&batch)
@@ -281,7 +325,10 @@ mod tests {
             my_company_id: Some(1),
             client: Side::default(),
             my: Side::default(),
-            copied_fields: json!({"ufCrm_SMART_INVOICE_1": "C-1"}).as_object().unwrap().clone(),
+            copied_fields: json!({"ufCrm_SMART_INVOICE_1": "C-1"})
+                .as_object()
+                .unwrap()
+                .clone(),
             company: None,
             contact: None,
             person_types: vec![],
@@ -296,7 +343,9 @@ mod tests {
         assert_eq!(f["xmlId"], "b24flow:x");
         assert_eq!(f["ufCrm_SMART_INVOICE_1"], "C-1");
         assert_eq!(
-            invoice_row(&json!({"id": 3, "productName": "A", "price": 5, "quantity": 2, "ownerId": 812})),
+            invoice_row(
+                &json!({"id": 3, "productName": "A", "price": 5, "quantity": 2, "ownerId": 812})
+            ),
             json!({"productName": "A", "price": 5, "quantity": 2})
         );
     }
