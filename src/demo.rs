@@ -65,11 +65,18 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     if !status.is_success() {
         bail!("install answered {status}");
     }
+    let codes: Vec<&str> = b24flow_worker::activities::all()
+        .iter()
+        .map(|a| a.definition().code)
+        .collect();
     portal
-        .wait_for_activities(&["user_info"], Duration::from_secs(30))
+        .wait_for_activities(&codes, Duration::from_secs(30))
         .await
         .context("activities were not registered")?;
-    eprintln!("installed: {} activities and robots registered", portal.activities().len());
+    println!("installed: {} activities and robots registered", portal.activities().len());
+    println!("one workflow per activity:");
+    let tour_failures = crate::demo_tour::run(&portal, &users).await?;
+    println!("{} user_info workflows at once:", args.workflows);
 
     let total = args.workflows;
     let answered = Arc::new(AtomicUsize::new(0));
@@ -157,6 +164,9 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     cloud.shutdown().await;
     if missing > 0 {
         bail!("{missing} workflows were never answered");
+    }
+    if tour_failures > 0 {
+        bail!("{tour_failures} activities of the tour failed");
     }
     Ok(())
 }

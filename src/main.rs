@@ -1,6 +1,7 @@
 //! `b24flow`: one binary, one subcommand per role (SPEC.md "Processes and commands").
 mod bench;
 mod demo;
+mod demo_tour;
 mod jobs_cli;
 
 use anyhow::Context;
