@@ -246,3 +246,45 @@ async fn an_unreadable_message_is_dead_lettered_and_work_goes_on() {
     let _ = conn.close(200, "ok".into()).await;
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_exhausts_its_retries_reaches_the_workflow_with_an_error() {
+    let app = spawn_app().await;
+    // Every batch fails; bizproc.event.send still works, so the error can be reported.
+    app.portal.fail_method("batch", true);
+    let sent = app.run_activity("user_info", json!({ "user_id": "user_1" })).await;
+    let error = sent.return_values["error_text"].as_str().unwrap();
+    assert!(error.contains("gave up after 8 attempts"), "{error}");
+    assert!(error.contains("Internal server error"), "{error}");
+    wait_until(|| async {
+        let client = app.pool.get().await.unwrap();
+        let row = client
+            .query_one("SELECT state, attempt FROM jobs WHERE kind = 'activity'", &[])
+            .await
+            .unwrap();
+        row.get::<_, String>(0) == "failed" && row.get::<_, i32>(1) == 8
+    })
+    .await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_whose_timeout_would_pass_before_the_next_try_gets_the_error_now() {
+    let app = spawn_app().await;
+    app.portal.fail_method("batch", true);
+    let mut call = b24flow_sim::ActivityCall::new("user_info", json!({ "user_id": "user_1" }));
+    // One second: the first backoff (~100 ms) fits, later ones do not.
+    call.timeout_duration = 1;
+    let fired = app.portal.fire(call).await.unwrap();
+    let sent = app.portal.wait_event_send(&fired.event_token, WAIT).await.expect("answered");
+    let error = sent.return_values["error_text"].as_str().unwrap();
+    assert!(error.contains("timeout would pass"), "{error}");
+    let client = app.pool.get().await.unwrap();
+    let attempt: i32 = client
+        .query_one("SELECT attempt FROM jobs WHERE kind = 'activity'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(attempt < 8, "gave up early, after {attempt} attempts");
+    app.cleanup().await;
+}

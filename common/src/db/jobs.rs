@@ -417,7 +417,8 @@ pub async fn release(client: &impl GenericClient, id: Uuid, attempt: i32) -> Res
 
 /// Queued jobs that need a (re-)publish: never confirmed by the broker (outbox), retries
 /// that are due, and messages confirmed long ago whose delivery must have been lost.
-/// `grace` keeps the sweeper off jobs the ingress is publishing right now.
+/// `grace` keeps the sweeper off new jobs the ingress is publishing right now; retries
+/// and reaped jobs (attempt > 0) only the sweeper publishes, as soon as they are due.
 pub async fn due_for_publish(
     client: &impl GenericClient,
     grace: Duration,
@@ -428,7 +429,8 @@ pub async fn due_for_publish(
         .query(
             "SELECT id, attempt FROM jobs
              WHERE state = 'queued' AND run_at <= now()
-               AND ((published_at IS NULL AND updated_at <= now() - make_interval(secs => $1))
+               AND ((published_at IS NULL
+                     AND (attempt > 0 OR updated_at <= now() - make_interval(secs => $1)))
                     OR published_at <= now() - make_interval(secs => $2))
              ORDER BY run_at
              LIMIT $3",

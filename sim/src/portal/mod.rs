@@ -116,6 +116,8 @@ pub(crate) struct State {
     pub duplicate_event_sends: usize,
     pub method_calls: HashMap<String, u64>,
     pub faults: Faults,
+    /// Top-level methods (lower case) that answer 500 every time, for retry-exhaustion tests.
+    pub failing_methods: std::collections::HashSet<String>,
     pub rate_limit_enabled: bool,
     pub bucket: LeakyBucket,
 }
@@ -171,6 +173,7 @@ impl Portal {
             duplicate_event_sends: 0,
             method_calls: HashMap::new(),
             faults: cfg.faults.clone(),
+            failing_methods: std::collections::HashSet::new(),
             rate_limit_enabled: cfg.rate_limit_enabled,
             bucket: LeakyBucket::new(),
         };
@@ -247,6 +250,18 @@ impl Portal {
     pub fn set_faults(&self, f: Faults) {
         self.lock().faults = f;
     }
+    /// Makes every HTTP request to `method` (e.g. `batch`) answer 500 until called with
+    /// `false`; the request changes nothing.
+    pub fn fail_method(&self, method: &str, failing: bool) {
+        let method = method.to_lowercase();
+        let mut st = self.lock();
+        if failing {
+            st.failing_methods.insert(method);
+        } else {
+            st.failing_methods.remove(&method);
+        }
+    }
+
     pub fn set_rate_limit(&self, enabled: bool) {
         self.lock().rate_limit_enabled = enabled;
     }

@@ -104,6 +104,14 @@ async fn handle(
     }
 
     let method = method_name(&path);
+    if portal.lock().failing_methods.contains(&method.to_lowercase()) {
+        let e = RestError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_SERVER_ERROR",
+            "Internal server error",
+        );
+        return json_response(e.status, &e.body());
+    }
     let (mut params, cmd_order) = read_params(uri.query(), &headers, &body);
     let token = take_token(&mut params, &headers);
     let params = Value::Object(params);
