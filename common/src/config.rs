@@ -34,6 +34,9 @@ pub struct Config {
     pub amqp_prefix: String,
     pub extra_ca_file: Option<PathBuf>,
     pub fetch_allow: Vec<String>,
+    /// Largest e-mail attachment, and all attachments of one message together, in bytes.
+    pub attachment_max_bytes: u64,
+    pub attachments_total_max_bytes: u64,
     pub log_format: LogFormat,
     /// How long a running attempt owns its job without a heartbeat.
     pub job_lease: std::time::Duration,
@@ -55,6 +58,21 @@ impl std::fmt::Debug for Config {
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn bytes(name: &'static str) -> Result<Option<u64>, ConfigError> {
+    var(name)
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(ConfigError::Invalid {
+                    var: name,
+                    reason: format!("{v:?} is not a positive number of bytes"),
+                })
+        })
+        .transpose()
 }
 
 fn duration_secs(name: &'static str) -> Result<Option<std::time::Duration>, ConfigError> {
@@ -127,6 +145,10 @@ impl Config {
             fetch_allow: var("B24FLOW_FETCH_ALLOW")
                 .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
                 .unwrap_or_default(),
+            attachment_max_bytes: bytes("B24FLOW_ATTACHMENT_MAX_BYTES")?
+                .unwrap_or(defaults.attachment_max_bytes),
+            attachments_total_max_bytes: bytes("B24FLOW_ATTACHMENTS_TOTAL_MAX_BYTES")?
+                .unwrap_or(defaults.attachments_total_max_bytes),
             log_format,
             // Internal knobs for fault tests and benchmarks; not part of the contract.
             job_lease: duration_secs("B24FLOW_JOB_LEASE_SECS")?.unwrap_or(defaults.job_lease),
@@ -152,6 +174,8 @@ impl Config {
             amqp_prefix: "b24flow".into(),
             extra_ca_file: None,
             fetch_allow: Vec::new(),
+            attachment_max_bytes: 25 * 1024 * 1024,
+            attachments_total_max_bytes: 25 * 1024 * 1024,
             log_format: LogFormat::Text,
             job_lease: std::time::Duration::from_secs(60),
             sweep_interval: std::time::Duration::from_secs(5),

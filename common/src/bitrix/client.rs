@@ -135,6 +135,12 @@ impl PortalClient {
         self.session.portal_id
     }
 
+    /// The portal's REST endpoint as stored at install (e.g. `https://x.bitrix24.de/rest/`);
+    /// its host is where the portal's own Disk downloads come from.
+    pub fn endpoint(&self) -> &str {
+        &self.session.endpoint
+    }
+
     /// Calls one method. An auth error refreshes the token once and repeats the call.
     pub async fn call(&self, method: &str, params: Value) -> Result<RestResponse, B24Error> {
         let token = self.current_token().await?;

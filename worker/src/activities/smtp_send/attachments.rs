@@ -8,29 +8,22 @@ use serde_json::{json, Value};
 use super::download::{filename_from_url, redact, sanitize, too_big, Downloader};
 use crate::activity::{ActivityError, RunContext};
 
-/// Size caps; `B24FLOW_ATTACH_FILE_MAX_BYTES` / `B24FLOW_ATTACH_TOTAL_MAX_BYTES` override
-/// the defaults (25 MB each, what common mail services accept).
+/// Size caps (`B24FLOW_ATTACHMENT_MAX_BYTES`, `B24FLOW_ATTACHMENTS_TOTAL_MAX_BYTES`;
+/// 25 MB each by default, what common mail services accept).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub per_file: u64,
     pub total: u64,
 }
 
-const DEFAULT_LIMIT: u64 = 25 * 1024 * 1024;
 /// A batch holds at most 50 commands (protocol.md §6.5).
-const BATCH_SIZE: usize = 50;
+const BATCH_SIZE: usize = b24flow_common::bitrix::BATCH_MAX_COMMANDS;
 
 impl Limits {
-    pub fn from_env() -> Self {
-        let read = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|v| *v > 0)
-        };
+    pub fn from_config(config: &b24flow_common::Config) -> Self {
         Self {
-            per_file: read("B24FLOW_ATTACH_FILE_MAX_BYTES").unwrap_or(DEFAULT_LIMIT),
-            total: read("B24FLOW_ATTACH_TOTAL_MAX_BYTES").unwrap_or(DEFAULT_LIMIT),
+            per_file: config.attachment_max_bytes,
+            total: config.attachments_total_max_bytes,
         }
     }
 }

@@ -146,7 +146,7 @@ impl Activity for SmtpSend {
                 &downloader,
                 &settings.disk_ids,
                 &settings.links,
-                Limits::from_env(),
+                Limits::from_config(&ctx.config),
             )
             .await?
         };
@@ -216,16 +216,7 @@ async fn downloader(
     ctx: &RunContext,
     trust: &Trust,
 ) -> Result<download::Downloader, ActivityError> {
-    let endpoint = {
-        let client = ctx
-            .db
-            .get()
-            .await
-            .map_err(b24flow_common::db::DbError::from)?;
-        b24flow_common::db::portals::get(&client, ctx.job.portal_id)
-            .await?
-            .and_then(|p| url::Url::parse(&p.client_endpoint).ok())
-    };
+    let endpoint = url::Url::parse(ctx.b24.endpoint()).ok();
     let guard = ssrf::Guard::new(&ctx.config.fetch_allow);
     download::Downloader::new(guard, endpoint.as_ref(), trust.extra_roots_pem())
 }
