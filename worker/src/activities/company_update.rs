@@ -1,21 +1,19 @@
 //! `company_update` (ACTIVITIES.md #7): writes the set properties of a company with
 //! `crm.item.update` (entity type 4); addresses, which `crm.item` no longer writes for
 //! companies, go through `crm.company.update` in the same batch (methods.md §7–10).
-use async_trait::async_trait;
-use serde_json::{Map, Value};
 
-use crate::activity::{
-    Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
-};
-use crate::schema::{ActivityDef, Text};
-
-use super::crm_common::result_values;
-use super::crm_options::{self, OptionSource};
+use super::crm_options::OptionSource;
 use super::crm_update_common::{field, Kind, Multi, UpdateSpec};
 
-pub struct CompanyUpdate;
-
-const SPEC: UpdateSpec = UpdateSpec {
+pub const SPEC: UpdateSpec = UpdateSpec {
+    code: "company_update",
+    name: ("Update a company", "Изменение Компании"),
+    description: (
+        "Writes the set fields of a company; phones, e-mails and messengers are added",
+        "Записывает заполненные поля компании; телефоны, e-mail и мессенджеры добавляются",
+    ),
+    id_name: ("Company ID", "ID компании"),
+    options: OPTIONS,
     entity_type_id: 4,
     entity: "company",
     id_key: "company_id",
@@ -122,43 +120,11 @@ const OPTIONS: &[(&str, OptionSource)] = &[
     ("employees", OptionSource::Status("EMPLOYEES")),
 ];
 
-#[async_trait]
-impl Activity for CompanyUpdate {
-    fn definition(&self) -> ActivityDef {
-        ActivityDef {
-            code: "company_update",
-            name: Text::new("Update a company", "Изменение Компании"),
-            description: Text::new(
-                "Writes the set fields of a company; phones, e-mails and messengers are added",
-                "Записывает заполненные поля компании; телефоны, e-mail и мессенджеры добавляются",
-            ),
-            properties: SPEC.properties("Company ID", "ID компании"),
-            returns: super::crm_update_common::result_returns(),
-        }
-    }
-
-    fn option_queries(&self) -> Vec<OptionQuery> {
-        crm_options::queries(OPTIONS)
-    }
-
-    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
-        let mut def = self.definition();
-        crm_options::fill(&mut def, answers, OPTIONS);
-        def
-    }
-
-    fn failure_values(&self) -> Map<String, Value> {
-        result_values(false)
-    }
-
-    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        SPEC.run(ctx, input).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activities::crm_update_common::CrmUpdate;
+    use crate::activity::{Activity, Input};
     use serde_json::json;
 
     #[test]
@@ -169,7 +135,7 @@ mod tests {
         let legacy = SPEC.legacy_fields(&input).unwrap();
         assert_eq!(item.keys().collect::<Vec<_>>(), vec!["title"]);
         assert_eq!(legacy["ADDRESS_CITY"], "Berlin");
-        let def = CompanyUpdate.definition();
+        let def = CrmUpdate(&SPEC).definition();
         let keys: Vec<&str> = def.properties.iter().map(|p| p.key).collect();
         for key in [
             "company_id",

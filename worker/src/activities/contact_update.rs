@@ -1,20 +1,17 @@
 //! `contact_update` (ACTIVITIES.md #8): writes the set properties of a contact with one
 //! `crm.item.update` (entity type 3, methods.md §7–10).
-use async_trait::async_trait;
-use serde_json::{Map, Value};
+use super::crm_options::OptionSource;
+use super::crm_update_common::{field, Kind, Multi, UpdateSpec};
 
-use crate::activity::{
-    Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
-};
-use crate::schema::{ActivityDef, Text};
-
-use super::crm_common::result_values;
-use super::crm_options::{self, OptionSource};
-use super::crm_update_common::{field, result_returns, Kind, Multi, UpdateSpec};
-
-pub struct ContactUpdate;
-
-const SPEC: UpdateSpec = UpdateSpec {
+pub const SPEC: UpdateSpec = UpdateSpec {
+    code: "contact_update",
+    name: ("Update a contact", "Изменение Контакта"),
+    description: (
+        "Writes the set fields of a contact; phones, e-mails, messengers and sites are added",
+        "Записывает заполненные поля контакта; телефоны, e-mail, мессенджеры и сайты добавляются",
+    ),
+    id_name: ("Contact ID", "ID контакта"),
+    options: OPTIONS,
     entity_type_id: 3,
     entity: "contact",
     id_key: "contact_id",
@@ -100,37 +97,3 @@ const OPTIONS: &[(&str, OptionSource)] = &[
     ("contact_type", OptionSource::Status("CONTACT_TYPE")),
     ("source", OptionSource::Status("SOURCE")),
 ];
-
-#[async_trait]
-impl Activity for ContactUpdate {
-    fn definition(&self) -> ActivityDef {
-        ActivityDef {
-            code: "contact_update",
-            name: Text::new("Update a contact", "Изменение Контакта"),
-            description: Text::new(
-                "Writes the set fields of a contact; phones, e-mails, messengers and sites are added",
-                "Записывает заполненные поля контакта; телефоны, e-mail, мессенджеры и сайты добавляются",
-            ),
-            properties: SPEC.properties("Contact ID", "ID контакта"),
-            returns: result_returns(),
-        }
-    }
-
-    fn option_queries(&self) -> Vec<OptionQuery> {
-        crm_options::queries(OPTIONS)
-    }
-
-    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
-        let mut def = self.definition();
-        crm_options::fill(&mut def, answers, OPTIONS);
-        def
-    }
-
-    fn failure_values(&self) -> Map<String, Value> {
-        result_values(false)
-    }
-
-    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        SPEC.run(ctx, input).await
-    }
-}

@@ -4,10 +4,13 @@
 use b24flow_common::bitrix::Batch;
 use serde_json::{json, Map, Value};
 
-use crate::activity::{ActivityError, Input, Output, RunContext};
-use crate::schema::{PropType, Property};
+use crate::activity::{
+    Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
+};
+use crate::schema::{ActivityDef, PropType, Property, Text};
 
 use super::crm_common::{self, portal_error};
+use super::crm_options::{self, OptionSource};
 
 /// How a property's value is written.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +82,13 @@ pub struct Multi {
 
 /// One entity's update.
 pub struct UpdateSpec {
+    pub code: &'static str,
+    /// (English, Russian)
+    pub name: (&'static str, &'static str),
+    pub description: (&'static str, &'static str),
+    pub id_name: (&'static str, &'static str),
+    /// Select options read from the portal at registration.
+    pub options: &'static [(&'static str, OptionSource)],
     pub entity_type_id: u8,
     /// For messages: "company", "deal"...
     pub entity: &'static str,
@@ -306,6 +316,11 @@ mod tests {
         },
     ];
     const SPEC: UpdateSpec = UpdateSpec {
+        code: "test_update",
+        name: ("Test", "Тест"),
+        description: ("Test", "Тест"),
+        id_name: ("ID", "ID"),
+        options: &[],
         entity_type_id: 4,
         entity: "company",
         id_key: "company_id",
@@ -371,5 +386,40 @@ mod tests {
             split_multi_value("PHONE", ":WORK"),
             (":WORK".into(), "WORK")
         );
+    }
+}
+
+/// One activity type for all four CRM updates; each is an [`UpdateSpec`].
+pub struct CrmUpdate(pub &'static UpdateSpec);
+
+#[async_trait::async_trait]
+impl Activity for CrmUpdate {
+    fn definition(&self) -> ActivityDef {
+        let spec = self.0;
+        ActivityDef {
+            code: spec.code,
+            name: Text::new(spec.name.0, spec.name.1),
+            description: Text::new(spec.description.0, spec.description.1),
+            properties: spec.properties(spec.id_name.0, spec.id_name.1),
+            returns: result_returns(),
+        }
+    }
+
+    fn option_queries(&self) -> Vec<OptionQuery> {
+        crm_options::queries(self.0.options)
+    }
+
+    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
+        let mut def = self.definition();
+        crm_options::fill(&mut def, answers, self.0.options);
+        def
+    }
+
+    fn failure_values(&self) -> serde_json::Map<String, serde_json::Value> {
+        super::crm_common::result_values(false)
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        self.0.run(ctx, input).await
     }
 }

@@ -1,21 +1,19 @@
 //! `deal_update` (ACTIVITIES.md #10): writes the set properties of a deal with one
 //! `crm.item.update` (entity type 2), which also moves a deal between pipelines
 //! (methods.md §7–10).
-use async_trait::async_trait;
-use serde_json::{Map, Value};
 
-use crate::activity::{
-    Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
-};
-use crate::schema::{ActivityDef, Text};
+use super::crm_options::OptionSource;
+use super::crm_update_common::{field, Kind, UpdateSpec};
 
-use super::crm_common::result_values;
-use super::crm_options::{self, OptionSource};
-use super::crm_update_common::{field, result_returns, Kind, UpdateSpec};
-
-pub struct DealUpdate;
-
-const SPEC: UpdateSpec = UpdateSpec {
+pub const SPEC: UpdateSpec = UpdateSpec {
+    code: "deal_update",
+    name: ("Update a deal", "Изменение Сделки"),
+    description: (
+        "Writes the set fields of a deal, including its pipeline and stage",
+        "Записывает заполненные поля сделки, в том числе направление и стадию",
+    ),
+    id_name: ("Deal ID", "ID сделки"),
+    options: OPTIONS,
     entity_type_id: 2,
     entity: "deal",
     id_key: "deal_id",
@@ -102,37 +100,3 @@ const OPTIONS: &[(&str, OptionSource)] = &[
     ("currency", OptionSource::Currencies),
     ("source", OptionSource::Status("SOURCE")),
 ];
-
-#[async_trait]
-impl Activity for DealUpdate {
-    fn definition(&self) -> ActivityDef {
-        ActivityDef {
-            code: "deal_update",
-            name: Text::new("Update a deal", "Изменение Сделки"),
-            description: Text::new(
-                "Writes the set fields of a deal, including its pipeline and stage",
-                "Записывает заполненные поля сделки, в том числе направление и стадию",
-            ),
-            properties: SPEC.properties("Deal ID", "ID сделки"),
-            returns: result_returns(),
-        }
-    }
-
-    fn option_queries(&self) -> Vec<OptionQuery> {
-        crm_options::queries(OPTIONS)
-    }
-
-    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
-        let mut def = self.definition();
-        crm_options::fill(&mut def, answers, OPTIONS);
-        def
-    }
-
-    fn failure_values(&self) -> Map<String, Value> {
-        result_values(false)
-    }
-
-    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        SPEC.run(ctx, input).await
-    }
-}

@@ -1,20 +1,17 @@
 //! `lead_update` (ACTIVITIES.md #9): writes the set properties of a lead with one
 //! `crm.item.update` (entity type 1; the lead status is `stageId` there, methods.md §7–10).
-use async_trait::async_trait;
-use serde_json::{Map, Value};
+use super::crm_options::OptionSource;
+use super::crm_update_common::{field, Kind, Multi, UpdateSpec};
 
-use crate::activity::{
-    Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
-};
-use crate::schema::{ActivityDef, Text};
-
-use super::crm_common::result_values;
-use super::crm_options::{self, OptionSource};
-use super::crm_update_common::{field, result_returns, Kind, Multi, UpdateSpec};
-
-pub struct LeadUpdate;
-
-const SPEC: UpdateSpec = UpdateSpec {
+pub const SPEC: UpdateSpec = UpdateSpec {
+    code: "lead_update",
+    name: ("Update a lead", "Изменение Лида"),
+    description: (
+        "Writes the set fields of a lead; phones and e-mails are added",
+        "Записывает заполненные поля лида; телефоны и e-mail добавляются",
+    ),
+    id_name: ("Lead ID", "ID лида"),
+    options: OPTIONS,
     entity_type_id: 1,
     entity: "lead",
     id_key: "lead_id",
@@ -97,37 +94,3 @@ const OPTIONS: &[(&str, OptionSource)] = &[
     ("honorific", OptionSource::Status("HONORIFIC")),
     ("source", OptionSource::Status("SOURCE")),
 ];
-
-#[async_trait]
-impl Activity for LeadUpdate {
-    fn definition(&self) -> ActivityDef {
-        ActivityDef {
-            code: "lead_update",
-            name: Text::new("Update a lead", "Изменение Лида"),
-            description: Text::new(
-                "Writes the set fields of a lead; phones and e-mails are added",
-                "Записывает заполненные поля лида; телефоны и e-mail добавляются",
-            ),
-            properties: SPEC.properties("Lead ID", "ID лида"),
-            returns: result_returns(),
-        }
-    }
-
-    fn option_queries(&self) -> Vec<OptionQuery> {
-        crm_options::queries(OPTIONS)
-    }
-
-    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
-        let mut def = self.definition();
-        crm_options::fill(&mut def, answers, OPTIONS);
-        def
-    }
-
-    fn failure_values(&self) -> Map<String, Value> {
-        result_values(false)
-    }
-
-    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        SPEC.run(ctx, input).await
-    }
-}

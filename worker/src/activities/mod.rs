@@ -5,9 +5,9 @@ mod booking_info;
 mod booking_rename;
 mod callback_call;
 mod company_update;
+mod contact_update;
 mod crm_activity_add;
 mod crm_activity_delete;
-mod contact_update;
 mod crm_common;
 mod crm_feed_post;
 mod crm_options;
@@ -31,10 +31,10 @@ pub fn all() -> Vec<Arc<dyn Activity>> {
         Arc::new(callback_call::CallbackCall),
         Arc::new(booking_info::BookingInfo),
         Arc::new(booking_rename::BookingRename),
-        Arc::new(company_update::CompanyUpdate),
-        Arc::new(contact_update::ContactUpdate),
-        Arc::new(lead_update::LeadUpdate),
-        Arc::new(deal_update::DealUpdate),
+        Arc::new(crm_update_common::CrmUpdate(&company_update::SPEC)),
+        Arc::new(crm_update_common::CrmUpdate(&contact_update::SPEC)),
+        Arc::new(crm_update_common::CrmUpdate(&lead_update::SPEC)),
+        Arc::new(crm_update_common::CrmUpdate(&deal_update::SPEC)),
         Arc::new(crm_activity_add::CrmActivityAdd),
         Arc::new(crm_activity_delete::CrmActivityDelete),
         Arc::new(crm_feed_post::CrmFeedPost),

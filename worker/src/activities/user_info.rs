@@ -15,37 +15,187 @@ const FIELDS: &[(&str, &str, PropType, &str, &str)] = &[
     ("active", "ACTIVE", PropType::Bool, "Active", "Активен"),
     ("email", "EMAIL", PropType::String, "E-mail", "E-mail"),
     ("name", "NAME", PropType::String, "First name", "Имя"),
-    ("last_name", "LAST_NAME", PropType::String, "Last name", "Фамилия"),
-    ("second_name", "SECOND_NAME", PropType::String, "Second name", "Отчество"),
-    ("gender", "PERSONAL_GENDER", PropType::String, "Gender", "Пол"),
-    ("profession", "PERSONAL_PROFESSION", PropType::String, "Profession", "Профессия"),
-    ("www", "PERSONAL_WWW", PropType::String, "Web page", "Веб-страница"),
-    ("birthday", "PERSONAL_BIRTHDAY", PropType::Date, "Birthday", "Дата рождения"),
-    ("photo_url", "PERSONAL_PHOTO", PropType::String, "Photo URL", "Фотография"),
+    (
+        "last_name",
+        "LAST_NAME",
+        PropType::String,
+        "Last name",
+        "Фамилия",
+    ),
+    (
+        "second_name",
+        "SECOND_NAME",
+        PropType::String,
+        "Second name",
+        "Отчество",
+    ),
+    (
+        "gender",
+        "PERSONAL_GENDER",
+        PropType::String,
+        "Gender",
+        "Пол",
+    ),
+    (
+        "profession",
+        "PERSONAL_PROFESSION",
+        PropType::String,
+        "Profession",
+        "Профессия",
+    ),
+    (
+        "www",
+        "PERSONAL_WWW",
+        PropType::String,
+        "Web page",
+        "Веб-страница",
+    ),
+    (
+        "birthday",
+        "PERSONAL_BIRTHDAY",
+        PropType::Date,
+        "Birthday",
+        "Дата рождения",
+    ),
+    (
+        "photo_url",
+        "PERSONAL_PHOTO",
+        PropType::String,
+        "Photo URL",
+        "Фотография",
+    ),
     ("icq", "PERSONAL_ICQ", PropType::String, "ICQ", "ICQ"),
-    ("personal_phone", "PERSONAL_PHONE", PropType::String, "Personal phone", "Личный телефон"),
+    (
+        "personal_phone",
+        "PERSONAL_PHONE",
+        PropType::String,
+        "Personal phone",
+        "Личный телефон",
+    ),
     ("fax", "PERSONAL_FAX", PropType::String, "Fax", "Факс"),
-    ("personal_mobile", "PERSONAL_MOBILE", PropType::String, "Mobile phone", "Мобильный телефон"),
-    ("pager", "PERSONAL_PAGER", PropType::String, "Pager", "Пейджер"),
-    ("street", "PERSONAL_STREET", PropType::String, "Street", "Улица"),
+    (
+        "personal_mobile",
+        "PERSONAL_MOBILE",
+        PropType::String,
+        "Mobile phone",
+        "Мобильный телефон",
+    ),
+    (
+        "pager",
+        "PERSONAL_PAGER",
+        PropType::String,
+        "Pager",
+        "Пейджер",
+    ),
+    (
+        "street",
+        "PERSONAL_STREET",
+        PropType::String,
+        "Street",
+        "Улица",
+    ),
     ("city", "PERSONAL_CITY", PropType::String, "City", "Город"),
-    ("state", "PERSONAL_STATE", PropType::String, "Region", "Область"),
-    ("zip", "PERSONAL_ZIP", PropType::String, "ZIP code", "Индекс"),
-    ("country", "PERSONAL_COUNTRY", PropType::String, "Country", "Страна"),
-    ("work_company", "WORK_COMPANY", PropType::String, "Company", "Компания"),
-    ("work_position", "WORK_POSITION", PropType::String, "Position", "Должность"),
-    ("work_phone", "WORK_PHONE", PropType::String, "Work phone", "Рабочий телефон"),
-    ("interests", "UF_INTERESTS", PropType::String, "Interests", "Интересы"),
+    (
+        "state",
+        "PERSONAL_STATE",
+        PropType::String,
+        "Region",
+        "Область",
+    ),
+    (
+        "zip",
+        "PERSONAL_ZIP",
+        PropType::String,
+        "ZIP code",
+        "Индекс",
+    ),
+    (
+        "country",
+        "PERSONAL_COUNTRY",
+        PropType::String,
+        "Country",
+        "Страна",
+    ),
+    (
+        "work_company",
+        "WORK_COMPANY",
+        PropType::String,
+        "Company",
+        "Компания",
+    ),
+    (
+        "work_position",
+        "WORK_POSITION",
+        PropType::String,
+        "Position",
+        "Должность",
+    ),
+    (
+        "work_phone",
+        "WORK_PHONE",
+        PropType::String,
+        "Work phone",
+        "Рабочий телефон",
+    ),
+    (
+        "interests",
+        "UF_INTERESTS",
+        PropType::String,
+        "Interests",
+        "Интересы",
+    ),
     ("skills", "UF_SKILLS", PropType::String, "Skills", "Навыки"),
-    ("web_sites", "UF_WEB_SITES", PropType::String, "Other sites", "Другие сайты"),
+    (
+        "web_sites",
+        "UF_WEB_SITES",
+        PropType::String,
+        "Other sites",
+        "Другие сайты",
+    ),
     ("xing", "UF_XING", PropType::String, "Xing", "Xing"),
-    ("linkedin", "UF_LINKEDIN", PropType::String, "LinkedIn", "LinkedIn"),
-    ("facebook", "UF_FACEBOOK", PropType::String, "Facebook", "Facebook"),
-    ("twitter", "UF_TWITTER", PropType::String, "Twitter", "Twitter"),
+    (
+        "linkedin",
+        "UF_LINKEDIN",
+        PropType::String,
+        "LinkedIn",
+        "LinkedIn",
+    ),
+    (
+        "facebook",
+        "UF_FACEBOOK",
+        PropType::String,
+        "Facebook",
+        "Facebook",
+    ),
+    (
+        "twitter",
+        "UF_TWITTER",
+        PropType::String,
+        "Twitter",
+        "Twitter",
+    ),
     ("skype", "UF_SKYPE", PropType::String, "Skype", "Skype"),
-    ("district", "UF_DISTRICT", PropType::String, "District", "Район"),
-    ("inner_phone", "UF_PHONE_INNER", PropType::String, "Internal phone", "Внутренний телефон"),
-    ("user_type", "USER_TYPE", PropType::String, "User type", "Тип пользователя"),
+    (
+        "district",
+        "UF_DISTRICT",
+        PropType::String,
+        "District",
+        "Район",
+    ),
+    (
+        "inner_phone",
+        "UF_PHONE_INNER",
+        PropType::String,
+        "Internal phone",
+        "Внутренний телефон",
+    ),
+    (
+        "user_type",
+        "USER_TYPE",
+        PropType::String,
+        "User type",
+        "Тип пользователя",
+    ),
 ];
 
 #[async_trait]
@@ -56,12 +206,22 @@ impl Activity for UserInfo {
             .map(|(key, _, ty, en, ru)| Property::new(key, *ty, en, ru))
             .collect();
         returns.push(
-            Property::new("department_ids", PropType::Int, "Department IDs", "ID подразделений")
-                .multiple(),
+            Property::new(
+                "department_ids",
+                PropType::Int,
+                "Department IDs",
+                "ID подразделений",
+            )
+            .multiple(),
         );
         returns.push(
-            Property::new("department_names", PropType::String, "Departments", "Подразделения")
-                .multiple(),
+            Property::new(
+                "department_names",
+                PropType::String,
+                "Departments",
+                "Подразделения",
+            )
+            .multiple(),
         );
         ActivityDef {
             code: "user_info",
@@ -123,10 +283,13 @@ impl Activity for UserInfo {
             .collect();
         values.insert("department_ids".into(), json!(department_ids));
         values.insert("department_names".into(), json!(department_names));
-        let full_name = [as_text(user.get("NAME").unwrap_or(&Value::Null)), as_text(user.get("LAST_NAME").unwrap_or(&Value::Null))]
-            .join(" ")
-            .trim()
-            .to_string();
+        let full_name = [
+            as_text(user.get("NAME").unwrap_or(&Value::Null)),
+            as_text(user.get("LAST_NAME").unwrap_or(&Value::Null)),
+        ]
+        .join(" ")
+        .trim()
+        .to_string();
         Ok(Output {
             return_values: values,
             log_message: format!("user {user_id} ({full_name}) read"),
@@ -194,7 +357,10 @@ mod tests {
         assert_eq!(as_date(&json!("1990-05-01T03:00:00+03:00")), "1990-05-01");
         assert_eq!(as_date(&json!("")), "");
         assert_eq!(as_text(&json!(["a", "", "b"])), "a, b");
-        assert_eq!(department_ids(&json!({"UF_DEPARTMENT": [3, "7"]})), vec![3, 7]);
+        assert_eq!(
+            department_ids(&json!({"UF_DEPARTMENT": [3, "7"]})),
+            vec![3, 7]
+        );
     }
 
     #[test]
