@@ -85,7 +85,9 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
         .map(|_| spawn_worker())
         .collect::<anyhow::Result<_>>()?;
 
-    portal.install(&format!("{}/b24/install", config.public_url)).await?;
+    portal
+        .install(&format!("{}/b24/install", config.public_url))
+        .await?;
     portal
         .wait_for_activities(&["user_info"], Duration::from_secs(60))
         .await
@@ -135,7 +137,8 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     let answered = Arc::new(AtomicUsize::new(0));
     let progress_stop = CancellationToken::new();
     let progress = {
-        let (accepted, answered, stop) = (accepted.clone(), answered.clone(), progress_stop.clone());
+        let (accepted, answered, stop) =
+            (accepted.clone(), answered.clone(), progress_stop.clone());
         let kills = kills.clone();
         let total = args.calls;
         tokio::spawn(async move {
@@ -160,10 +163,17 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
             let (accepted, answered) = (accepted.clone(), answered.clone());
             let user = users[i % users.len()];
             async move {
-                let call = ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }));
-                let fired = portal.fire(call).await.ok().filter(|f| f.status.is_success())?;
+                let call =
+                    ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }));
+                let fired = portal
+                    .fire(call)
+                    .await
+                    .ok()
+                    .filter(|f| f.status.is_success())?;
                 accepted.fetch_add(1, Ordering::Relaxed);
-                let send = portal.wait_event_send(&fired.event_token, Duration::from_secs(300)).await?;
+                let send = portal
+                    .wait_event_send(&fired.event_token, Duration::from_secs(300))
+                    .await?;
                 answered.fetch_add(1, Ordering::Relaxed);
                 Some((fired.event_token, send.at.duration_since(send.fired_at)))
             }
@@ -207,9 +217,18 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     println!("duplicate event.send  {}", portal.duplicate_event_sends());
     println!("worker kills          {}", kills.load(Ordering::Relaxed));
     println!("token refreshes       {}", portal.refresh_count());
-    println!("p50 to event.send     {:.0} ms", pct(0.50).as_secs_f64() * 1000.0);
-    println!("p99 to event.send     {:.0} ms", pct(0.99).as_secs_f64() * 1000.0);
-    println!("wall time             {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "p50 to event.send     {:.0} ms",
+        pct(0.50).as_secs_f64() * 1000.0
+    );
+    println!(
+        "p99 to event.send     {:.0} ms",
+        pct(0.99).as_secs_f64() * 1000.0
+    );
+    println!(
+        "wall time             {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     for w in workers.iter_mut() {
         let _ = w.start_kill();
@@ -234,11 +253,23 @@ fn worker_process(config: &Config, secret_key: &str) -> anyhow::Result<Child> {
         .env("B24FLOW_AMQP_PREFIX", &config.amqp_prefix)
         .env("B24FLOW_PUBLIC_URL", &config.public_url)
         .env("B24FLOW_OAUTH_URL", &config.oauth_url)
-        .env("B24FLOW_CLIENT_ID", config.client_id.clone().unwrap_or_default())
-        .env("B24FLOW_CLIENT_SECRET", config.client_secret.clone().unwrap_or_default())
+        .env(
+            "B24FLOW_CLIENT_ID",
+            config.client_id.clone().unwrap_or_default(),
+        )
+        .env(
+            "B24FLOW_CLIENT_SECRET",
+            config.client_secret.clone().unwrap_or_default(),
+        )
         .env("B24FLOW_SECRET_KEY", secret_key)
-        .env("B24FLOW_JOB_LEASE_SECS", config.job_lease.as_secs_f64().to_string())
-        .env("B24FLOW_SWEEP_INTERVAL_SECS", config.sweep_interval.as_secs_f64().to_string())
+        .env(
+            "B24FLOW_JOB_LEASE_SECS",
+            config.job_lease.as_secs_f64().to_string(),
+        )
+        .env(
+            "B24FLOW_SWEEP_INTERVAL_SECS",
+            config.sweep_interval.as_secs_f64().to_string(),
+        )
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -56,9 +56,17 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     crate::prepare_database(&config).await?;
     crate::declare_topology(&config).await?;
     let shutdown = CancellationToken::new();
-    let app = tokio::spawn(crate::run_roles(config.clone(), Some(listener), shutdown.clone()));
+    let app = tokio::spawn(crate::run_roles(
+        config.clone(),
+        Some(listener),
+        shutdown.clone(),
+    ));
 
-    eprintln!("b24flow demo: simulated portal at {}, ingress at {}", portal.base_url(), config.public_url);
+    eprintln!(
+        "b24flow demo: simulated portal at {}, ingress at {}",
+        portal.base_url(),
+        config.public_url
+    );
     let status = portal
         .install(&format!("{}/b24/install", config.public_url))
         .await?;
@@ -73,7 +81,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         .wait_for_activities(&codes, Duration::from_secs(30))
         .await
         .context("activities were not registered")?;
-    println!("installed: {} activities and robots registered", portal.activities().len());
+    println!(
+        "installed: {} activities and robots registered",
+        portal.activities().len()
+    );
     println!("one workflow per activity:");
     let tour_failures = crate::demo_tour::run(&portal, &users).await?;
     println!("{} user_info workflows at once:", args.workflows);
@@ -86,7 +97,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let (f, a) = (fired.load(Ordering::Relaxed), answered.load(Ordering::Relaxed));
+                let (f, a) = (
+                    fired.load(Ordering::Relaxed),
+                    answered.load(Ordering::Relaxed),
+                );
                 eprint!("\r  fired {f:>5}/{total}   answered {a:>5}/{total}");
                 let _ = std::io::stderr().flush();
                 if a >= total {
@@ -108,12 +122,15 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
                 users[rand::thread_rng().gen_range(0..users.len())]
             };
             async move {
-                let call = ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }));
+                let call =
+                    ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }));
                 let fired_call = portal.fire(call).await;
                 fired.fetch_add(1, Ordering::Relaxed);
                 let send = match fired_call {
                     Ok(c) if c.status.is_success() => {
-                        portal.wait_event_send(&c.event_token, Duration::from_secs(120)).await
+                        portal
+                            .wait_event_send(&c.event_token, Duration::from_secs(120))
+                            .await
                     }
                     _ => None,
                 };
@@ -132,7 +149,11 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         match send {
             Some(s) => {
                 latencies.push(s.at.duration_since(s.fired_at));
-                let error_text = s.return_values.get("error_text").and_then(|v| v.as_str()).unwrap_or("");
+                let error_text = s
+                    .return_values
+                    .get("error_text")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
                 if error_text.is_empty() {
                     ok += 1;
                 } else {
@@ -154,9 +175,18 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     println!("completed        {ok}   (user found, all return values sent)");
     println!("failed           {errors}   (expected: one in fifty asks for a missing user)");
     println!("never answered   {missing}");
-    println!("latency p50      {:.1} ms", pct(0.50).as_secs_f64() * 1000.0);
-    println!("latency p99      {:.1} ms", pct(0.99).as_secs_f64() * 1000.0);
-    println!("REST requests    {} (portal side, incl. install)", portal.request_count());
+    println!(
+        "latency p50      {:.1} ms",
+        pct(0.50).as_secs_f64() * 1000.0
+    );
+    println!(
+        "latency p99      {:.1} ms",
+        pct(0.99).as_secs_f64() * 1000.0
+    );
+    println!(
+        "REST requests    {} (portal side, incl. install)",
+        portal.request_count()
+    );
     println!("wall time        {:.1} s", started.elapsed().as_secs_f64());
 
     shutdown.cancel();
@@ -175,7 +205,11 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
 pub fn scratch_database_url(url: &str, suffix: &str) -> anyhow::Result<String> {
     let mut parsed = url::Url::parse(url).context("B24FLOW_DATABASE_URL")?;
     let name = parsed.path().trim_start_matches('/').to_string();
-    let name = if name.is_empty() { "b24flow".to_string() } else { name };
+    let name = if name.is_empty() {
+        "b24flow".to_string()
+    } else {
+        name
+    };
     parsed.set_path(&format!("/{name}_{suffix}"));
     Ok(parsed.to_string())
 }

@@ -12,17 +12,42 @@ pub async fn run(portal: &Portal, users: &[u64]) -> anyhow::Result<usize> {
     let crm = portal.seed_demo_crm();
     let phone = portal.seed_demo_telephony_and_calendar(users);
     let booking: Vec<String> = phone.booking.iter().map(u64::to_string).collect();
-    let (company, contact, lead, deal) = (&crm["company"], &crm["contact"], &crm["lead"], &crm["deal"]);
+    let (company, contact, lead, deal) =
+        (&crm["company"], &crm["contact"], &crm["lead"], &crm["deal"]);
     let calls = vec![
-        ("user_info", json!({ "user_id": format!("user_{}", users[0]) })),
-        ("company_update", json!({ "company_id": company, "title": "Acme Group", "industry": "IT", "phone": ["+49 30 7654321:MOBILE"], "address_city": "Berlin" })),
-        ("contact_update", json!({ "contact_id": contact, "post": "CFO", "email": "eva@acme.example:HOME" })),
-        ("lead_update", json!({ "lead_id": lead, "status": "IN_PROCESS", "opportunity": "1 200,50" })),
-        ("deal_update", json!({ "deal_id": deal, "stage_id": "EXECUTING", "probability": "60" })),
-        ("crm_feed_post", json!({ "entity_type": "deal", "entity_id": deal, "title": "Audit started", "message": "Kick-off done" })),
-        ("callback_call", json!({ "phone": phone.client_phone, "line": "default", "text": "Acme asked for a callback" })),
+        (
+            "user_info",
+            json!({ "user_id": format!("user_{}", users[0]) }),
+        ),
+        (
+            "company_update",
+            json!({ "company_id": company, "title": "Acme Group", "industry": "IT", "phone": ["+49 30 7654321:MOBILE"], "address_city": "Berlin" }),
+        ),
+        (
+            "contact_update",
+            json!({ "contact_id": contact, "post": "CFO", "email": "eva@acme.example:HOME" }),
+        ),
+        (
+            "lead_update",
+            json!({ "lead_id": lead, "status": "IN_PROCESS", "opportunity": "1 200,50" }),
+        ),
+        (
+            "deal_update",
+            json!({ "deal_id": deal, "stage_id": "EXECUTING", "probability": "60" }),
+        ),
+        (
+            "crm_feed_post",
+            json!({ "entity_type": "deal", "entity_id": deal, "title": "Audit started", "message": "Kick-off done" }),
+        ),
+        (
+            "callback_call",
+            json!({ "phone": phone.client_phone, "line": "default", "text": "Acme asked for a callback" }),
+        ),
         ("booking_info", json!({ "booking": booking })),
-        ("booking_rename", json!({ "booking": booking, "name": "Demo: consultation" })),
+        (
+            "booking_rename",
+            json!({ "booking": booking, "name": "Demo: consultation" }),
+        ),
     ];
     let mut failures = 0;
     for (code, properties) in calls {
@@ -37,7 +62,11 @@ pub async fn run(portal: &Portal, users: &[u64]) -> anyhow::Result<usize> {
     .await?;
     failures += usize::from(!ok);
     if let Some(id) = values.get("activity_id").filter(|v| !v.is_null()) {
-        failures += usize::from(!show(portal, "crm_activity_delete", json!({ "activity_id": id })).await?.0);
+        failures += usize::from(
+            !show(portal, "crm_activity_delete", json!({ "activity_id": id }))
+                .await?
+                .0,
+        );
     }
     Ok(failures)
 }
@@ -49,7 +78,11 @@ async fn show(portal: &Portal, code: &str, properties: Value) -> anyhow::Result<
         println!("  {code:<20} no answer within {WAIT:?}");
         return Ok((false, Value::Null));
     };
-    let error = sent.return_values.get("error_text").and_then(Value::as_str).unwrap_or("");
+    let error = sent
+        .return_values
+        .get("error_text")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let took = sent.at.duration_since(sent.fired_at).as_millis();
     if error.is_empty() {
         println!("  {code:<20} ok     {took:>5} ms  {}", sent.log_message);

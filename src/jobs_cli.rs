@@ -45,7 +45,12 @@ pub async fn run(config: Config, command: JobsCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("no job {id}"))?;
             println!("job        {}", job.id);
             println!("code       {}", job.code);
-            println!("state      {} (attempt {}/{})", job.state.as_str(), job.attempt, job.max_attempts);
+            println!(
+                "state      {} (attempt {}/{})",
+                job.state.as_str(),
+                job.attempt,
+                job.max_attempts
+            );
             println!("workflow   {}", job.workflow_id.unwrap_or_default());
             println!("document   {}", job.document_id);
             println!("properties {}", job.properties);

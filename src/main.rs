@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "b24flow", version, about = "Bitrix24 workflow activities backend")]
+#[command(
+    name = "b24flow",
+    version,
+    about = "Bitrix24 workflow activities backend"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -20,7 +20,10 @@ async fn the_updates_are_registered_with_select_options_read_from_the_portal() {
     assert_eq!(deal.properties["currency"]["OPTIONS"]["EUR"], "Euro");
     // PHP keeps an option map keyed 0..n as a list.
     let pipelines = &deal.properties["category_id"]["OPTIONS"];
-    assert!(pipelines["0"] == "General" || pipelines[0] == "General", "{pipelines}");
+    assert!(
+        pipelines["0"] == "General" || pipelines[0] == "General",
+        "{pipelines}"
+    );
     assert_eq!(deal.properties["deal_type"]["OPTIONS"]["SALE"], "Sales");
     let company = find("company_update");
     assert_eq!(

@@ -31,7 +31,9 @@ async fn fire_many(app: &TestApp, n: usize) -> Vec<String> {
     let user = app.portal.add_user(json!({ "NAME": "Dora" }));
     let mut tokens = Vec::new();
     for _ in 0..n {
-        let fired = app.fire("user_info", json!({ "user_id": format!("user_{user}") })).await;
+        let fired = app
+            .fire("user_info", json!({ "user_id": format!("user_{user}") }))
+            .await;
         tokens.push(fired.event_token);
     }
     tokens
@@ -40,7 +42,11 @@ async fn fire_many(app: &TestApp, n: usize) -> Vec<String> {
 async fn wait_answered(app: &TestApp, n: usize) {
     let deadline = tokio::time::Instant::now() + LONG_WAIT;
     while app.portal.event_sends().len() < n {
-        assert!(tokio::time::Instant::now() < deadline, "only {} of {n} answered", app.portal.event_sends().len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} answered",
+            app.portal.event_sends().len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -55,13 +61,18 @@ async fn assert_each_ended_exactly_once(app: &TestApp, tokens: &[String]) {
         .map(|s| (s.event_token.clone(), s))
         .collect();
     for token in tokens {
-        let send = sends.get(token).unwrap_or_else(|| panic!("call {token} never answered"));
+        let send = sends
+            .get(token)
+            .unwrap_or_else(|| panic!("call {token} never answered"));
         assert_eq!(send.return_values["error_text"], "", "{token}");
     }
     wait_until(|| async {
         let client = app.pool.get().await.unwrap();
         let open: i64 = client
-            .query_one("SELECT count(*) FROM jobs WHERE kind = 'activity' AND state NOT IN ('succeeded')", &[])
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE kind = 'activity' AND state NOT IN ('succeeded')",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
@@ -80,7 +91,12 @@ async fn assert_each_ended_exactly_once(app: &TestApp, tokens: &[String]) {
         .unwrap();
     assert_eq!(rows.len(), tokens.len(), "one job per call");
     for row in rows {
-        assert_eq!(row.get::<_, i64>(1), 1, "job {} has one terminal state", row.get::<_, uuid::Uuid>(0));
+        assert_eq!(
+            row.get::<_, i64>(1),
+            1,
+            "job {} has one terminal state",
+            row.get::<_, uuid::Uuid>(0)
+        );
     }
 }
 
@@ -101,7 +117,10 @@ async fn a_sigkilled_worker_process_loses_no_call_and_each_ends_once() {
     worker.start_kill().expect("SIGKILL");
     let _ = worker.wait().await;
     let answered_at_kill = app.portal.event_sends().len();
-    assert!(answered_at_kill < 40, "the kill came too late to test anything");
+    assert!(
+        answered_at_kill < 40,
+        "the kill came too late to test anything"
+    );
     let mut restarted = app.spawn_worker_process();
     assert_each_ended_exactly_once(&app, &tokens).await;
     restarted.start_kill().ok();
@@ -124,7 +143,10 @@ async fn sigterm_with_jobs_in_flight_exits_cleanly_and_loses_none() {
     let tokens = fire_many(&app, 30).await;
     wait_until(|| async { app.portal.event_sends().len() >= 3 }).await;
     let pid = worker.id().expect("pid").to_string();
-    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(sent.success());
     let status = tokio::time::timeout(Duration::from_secs(40), worker.wait())
         .await
@@ -229,7 +251,10 @@ async fn an_unreadable_message_is_dead_lettered_and_work_goes_on() {
         let q = channel
             .queue_declare(
                 topology.dead_letter_queue().into(),
-                QueueDeclareOptions { passive: true, ..Default::default() },
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
                 FieldTable::default(),
             )
             .await
@@ -238,10 +263,15 @@ async fn an_unreadable_message_is_dead_lettered_and_work_goes_on() {
     };
     let deadline = tokio::time::Instant::now() + WAIT;
     while dead_letters().await < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "poison message not dead-lettered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "poison message not dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let sent = app.run_activity("user_info", json!({ "user_id": "user_1" })).await;
+    let sent = app
+        .run_activity("user_info", json!({ "user_id": "user_1" }))
+        .await;
     assert_eq!(sent.return_values["error_text"], "");
     let _ = conn.close(200, "ok".into()).await;
     app.cleanup().await;
@@ -252,14 +282,19 @@ async fn a_job_that_exhausts_its_retries_reaches_the_workflow_with_an_error() {
     let app = spawn_app().await;
     // Every batch fails; bizproc.event.send still works, so the error can be reported.
     app.portal.fail_method("batch", true);
-    let sent = app.run_activity("user_info", json!({ "user_id": "user_1" })).await;
+    let sent = app
+        .run_activity("user_info", json!({ "user_id": "user_1" }))
+        .await;
     let error = sent.return_values["error_text"].as_str().unwrap();
     assert!(error.contains("gave up after 8 attempts"), "{error}");
     assert!(error.contains("Internal server error"), "{error}");
     wait_until(|| async {
         let client = app.pool.get().await.unwrap();
         let row = client
-            .query_one("SELECT state, attempt FROM jobs WHERE kind = 'activity'", &[])
+            .query_one(
+                "SELECT state, attempt FROM jobs WHERE kind = 'activity'",
+                &[],
+            )
             .await
             .unwrap();
         row.get::<_, String>(0) == "failed" && row.get::<_, i32>(1) == 8
@@ -276,7 +311,11 @@ async fn a_workflow_whose_timeout_would_pass_before_the_next_try_gets_the_error_
     // One second: the first backoff (~100 ms) fits, later ones do not.
     call.timeout_duration = 1;
     let fired = app.portal.fire(call).await.unwrap();
-    let sent = app.portal.wait_event_send(&fired.event_token, WAIT).await.expect("answered");
+    let sent = app
+        .portal
+        .wait_event_send(&fired.event_token, WAIT)
+        .await
+        .expect("answered");
     let error = sent.return_values["error_text"].as_str().unwrap();
     assert!(error.contains("timeout would pass"), "{error}");
     let client = app.pool.get().await.unwrap();

@@ -5,7 +5,10 @@ use crate::support::*;
 async fn error_code(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.expect("JSON error body");
-    (status, body["error"].as_str().unwrap_or_default().to_string())
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 fn no_worker() -> AppOptions {
@@ -26,8 +29,19 @@ async fn a_forged_application_token_is_rejected_and_creates_no_job() {
     let (status, code) = error_code(app.post_form("/b24/activity", body).await).await;
     assert_eq!((status, code.as_str()), (401, "invalid_application_token"));
     assert_eq!(app.job_count().await, 0);
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("outcome=\"invalid_application_token\""), "rejection counted");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("outcome=\"invalid_application_token\""),
+        "rejection counted"
+    );
     app.cleanup().await;
 }
 
@@ -48,10 +62,22 @@ async fn malformed_calls_are_rejected_with_a_code_and_create_no_job() {
     let good = raw_call(&app, "user_info", "e-malformed");
     let cases = [
         (good.replace("code=user_info&", ""), "missing_field"),
-        (good.replace("event_token=e-malformed&", ""), "missing_field"),
-        (good.replace("code=user_info", "code=%3Cscript%3E"), "malformed_body"),
-        (good.replace("properties%5Buser_id%5D=user_1", "properties=scalar"), "malformed_body"),
-        (good.replace("timeout_duration=0", "timeout_duration=soon"), "malformed_body"),
+        (
+            good.replace("event_token=e-malformed&", ""),
+            "missing_field",
+        ),
+        (
+            good.replace("code=user_info", "code=%3Cscript%3E"),
+            "malformed_body",
+        ),
+        (
+            good.replace("properties%5Buser_id%5D=user_1", "properties=scalar"),
+            "malformed_body",
+        ),
+        (
+            good.replace("timeout_duration=0", "timeout_duration=soon"),
+            "malformed_body",
+        ),
         ("%ZZ%%=&&[[".to_string(), "malformed_body"),
     ];
     for (body, expected) in cases {
@@ -66,7 +92,11 @@ async fn malformed_calls_are_rejected_with_a_code_and_create_no_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_is_refused_with_413() {
     let app = spawn_app_with(no_worker()).await;
-    let huge = format!("{}&properties%5Bpad%5D={}", raw_call(&app, "user_info", "e-big"), "x".repeat(1024 * 1024 + 10));
+    let huge = format!(
+        "{}&properties%5Bpad%5D={}",
+        raw_call(&app, "user_info", "e-big"),
+        "x".repeat(1024 * 1024 + 10)
+    );
     let (status, code) = error_code(app.post_form("/b24/activity", huge).await).await;
     assert_eq!((status, code.as_str()), (413, "body_too_large"));
     assert_eq!(app.job_count().await, 0);
@@ -77,8 +107,18 @@ async fn an_oversized_body_is_refused_with_413() {
 async fn the_same_event_token_twice_makes_one_job() {
     let app = spawn_app_with(no_worker()).await;
     let body = raw_call(&app, "user_info", "e-twice");
-    let first: Value = app.post_form("/b24/activity", body.clone()).await.json().await.unwrap();
-    let second: Value = app.post_form("/b24/activity", body).await.json().await.unwrap();
+    let first: Value = app
+        .post_form("/b24/activity", body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second: Value = app
+        .post_form("/b24/activity", body)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(first["status"], "accepted");
     assert_eq!(second["status"], "duplicate");
     assert_eq!(first["job_id"], second["job_id"]);
@@ -98,7 +138,10 @@ async fn an_accepted_call_is_committed_and_published_before_the_answer() {
     let id: uuid::Uuid = answer["job_id"].as_str().unwrap().parse().unwrap();
     let client = app.pool.get().await.unwrap();
     let row = client
-        .query_one("SELECT state, published_at IS NOT NULL FROM jobs WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT state, published_at IS NOT NULL FROM jobs WHERE id = $1",
+            &[&id],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "queued");
@@ -108,10 +151,25 @@ async fn an_accepted_call_is_committed_and_published_before_the_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_answer() {
-    let app = spawn_app_with(AppOptions { install: false, ..Default::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        install: false,
+        ..Default::default()
+    })
+    .await;
     let health = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let ready: Value = app.http.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(ready, serde_json::json!({"postgres": true, "rabbitmq": true}));
+    let ready: Value = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready,
+        serde_json::json!({"postgres": true, "rabbitmq": true})
+    );
     app.cleanup().await;
 }

@@ -7,17 +7,25 @@ use crate::support::*;
 async fn install_registers_every_activity_and_its_robot() {
     let app = spawn_app().await;
     let registered = app.portal.activities();
-    for def in b24flow_worker::activities::all().iter().map(|a| a.definition()) {
+    for def in b24flow_worker::activities::all()
+        .iter()
+        .map(|a| a.definition())
+    {
         let activity = registered
             .iter()
             .find(|a| a.code == def.code && !a.is_robot)
             .unwrap_or_else(|| panic!("{} not registered", def.code));
         assert_eq!(activity.handler, app.url("/b24/activity"));
         assert_eq!(activity.use_subscription, "Y");
-        assert!(activity.return_properties.get("error_text").is_some() || activity.return_properties.get("ERROR_TEXT").is_some());
+        assert!(
+            activity.return_properties.get("error_text").is_some()
+                || activity.return_properties.get("ERROR_TEXT").is_some()
+        );
         let robot_code = format!("robot_{}", def.code);
         assert!(
-            registered.iter().any(|a| a.code == robot_code && a.is_robot),
+            registered
+                .iter()
+                .any(|a| a.code == robot_code && a.is_robot),
             "{robot_code} not registered"
         );
     }
@@ -26,7 +34,10 @@ async fn install_registers_every_activity_and_its_robot() {
         .properties
         .get("user_id")
         .expect("user_id property");
-    let required = user_id.get("REQUIRED").or_else(|| user_id.get("Required")).unwrap();
+    let required = user_id
+        .get("REQUIRED")
+        .or_else(|| user_id.get("Required"))
+        .unwrap();
     assert_eq!(required, "Y");
     app.cleanup().await;
 }
@@ -37,7 +48,11 @@ async fn an_app_update_deletes_activities_and_the_next_install_registers_them_ag
     app.portal.simulate_app_update();
     assert!(app.portal.activities().is_empty());
     app.install().await;
-    assert!(app.portal.activities().iter().any(|a| a.code == "user_info"));
+    assert!(app
+        .portal
+        .activities()
+        .iter()
+        .any(|a| a.code == "user_info"));
     // A second install while they exist updates them instead of failing.
     app.install().await;
     let client = app.pool.get().await.unwrap();
@@ -49,25 +64,43 @@ async fn an_app_update_deletes_activities_and_the_next_install_registers_them_ag
     wait_until(|| async {
         let client = app.pool.get().await.unwrap();
         let done: i64 = client
-            .query_one("SELECT count(*) FROM jobs WHERE kind = 'register' AND state = 'succeeded'", &[])
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE kind = 'register' AND state = 'succeeded'",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
         done == 3
     })
     .await;
-    let ok = app.run_activity("user_info", json!({ "user_id": "user_1" })).await;
+    let ok = app
+        .run_activity("user_info", json!({ "user_id": "user_1" }))
+        .await;
     assert_eq!(ok.return_values["error_text"], "");
     app.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_install_the_portal_does_not_confirm_is_refused() {
-    let app = spawn_app_with(AppOptions { install: false, ..Default::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        install: false,
+        ..Default::default()
+    })
+    .await;
     let response = app
         .http
-        .post(format!("{}?DOMAIN={}&PROTOCOL=0", app.url("/b24/install"), app.portal.domain()))
-        .form(&[("AUTH_ID", "forged"), ("REFRESH_ID", "forged"), ("member_id", "m1"), ("AUTH_EXPIRES", "3600")])
+        .post(format!(
+            "{}?DOMAIN={}&PROTOCOL=0",
+            app.url("/b24/install"),
+            app.portal.domain()
+        ))
+        .form(&[
+            ("AUTH_ID", "forged"),
+            ("REFRESH_ID", "forged"),
+            ("member_id", "m1"),
+            ("AUTH_EXPIRES", "3600"),
+        ])
         .send()
         .await
         .unwrap();
@@ -75,14 +108,22 @@ async fn an_install_the_portal_does_not_confirm_is_refused() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "install_not_confirmed");
     let client = app.pool.get().await.unwrap();
-    let portals: i64 = client.query_one("SELECT count(*) FROM portals", &[]).await.unwrap().get(0);
+    let portals: i64 = client
+        .query_one("SELECT count(*) FROM portals", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(portals, 0);
     app.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_install_event_stores_the_portal_and_registers_the_activities() {
-    let app = spawn_app_with(AppOptions { install: false, ..Default::default() }).await;
+    let app = spawn_app_with(AppOptions {
+        install: false,
+        ..Default::default()
+    })
+    .await;
     let status = app
         .portal
         .send_app_install_event(&app.url("/b24/events"))
@@ -122,7 +163,12 @@ async fn uninstall_needs_the_right_token_and_then_calls_are_refused() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "uninstalled");
     assert!(row.get::<_, bool>(1), "tokens erased");
-    let call = app.post_form("/b24/activity", raw_call(&app, "user_info", "tok-after-uninstall")).await;
+    let call = app
+        .post_form(
+            "/b24/activity",
+            raw_call(&app, "user_info", "tok-after-uninstall"),
+        )
+        .await;
     assert_eq!(call.status(), 403);
     app.cleanup().await;
 }
@@ -143,9 +189,14 @@ async fn a_portal_installed_without_application_token_pins_the_first_confirmed_o
         "code=user_info&event_token=e1&auth%5Bmember_id%5D={}&auth%5Bapplication_token%5D=attacker&auth%5Baccess_token%5D=made-up",
         app.portal.member_id()
     );
-    assert_eq!(app.post_form("/b24/activity", unconfirmed).await.status(), 401);
+    assert_eq!(
+        app.post_form("/b24/activity", unconfirmed).await.status(),
+        401
+    );
     // A real call carries a token the portal confirms; its application_token gets pinned.
-    let sent = app.run_activity("user_info", json!({ "user_id": "user_1" })).await;
+    let sent = app
+        .run_activity("user_info", json!({ "user_id": "user_1" }))
+        .await;
     assert_eq!(sent.return_values["error_text"], "");
     let client = app.pool.get().await.unwrap();
     let pinned: Option<String> = client
@@ -153,6 +204,9 @@ async fn a_portal_installed_without_application_token_pins_the_first_confirmed_o
         .await
         .unwrap()
         .get(0);
-    assert_eq!(pinned.as_deref(), Some(app.portal.application_token().as_str()));
+    assert_eq!(
+        pinned.as_deref(),
+        Some(app.portal.application_token().as_str())
+    );
     app.cleanup().await;
 }

@@ -27,22 +27,52 @@ async fn a_user_info_call_returns_the_whole_profile_and_departments() {
     let v = &sent.return_values;
     assert_eq!(v["error_text"], "");
     let expected = [
-        ("is_online", "Y"), ("active", "Y"), ("email", "a.koch@example.com"), ("name", "Анна"),
-        ("last_name", "Koch"), ("second_name", "Maria"), ("gender", "F"), ("profession", "Engineer"),
-        ("www", "https://koch.example"), ("birthday", "1990-05-01"), ("photo_url", "https://cdn.example/p.jpg"),
-        ("icq", "12345"), ("personal_phone", "+49 30 1"), ("fax", "+49 30 2"), ("personal_mobile", "+49 170 3"),
-        ("pager", "p-4"), ("street", "Hauptstr. 1"), ("city", "Berlin"), ("state", "BE"), ("zip", "10115"),
-        ("country", "DE"), ("work_company", "Acme"), ("work_position", "Lead"), ("work_phone", "+49 30 5"),
-        ("interests", "chess"), ("skills", "rust"), ("web_sites", "https://a.example"), ("xing", "x"),
-        ("linkedin", "l"), ("facebook", "f"), ("twitter", "t"), ("skype", "s"), ("district", "Mitte"),
-        ("inner_phone", "204"), ("user_type", "employee"),
+        ("is_online", "Y"),
+        ("active", "Y"),
+        ("email", "a.koch@example.com"),
+        ("name", "Анна"),
+        ("last_name", "Koch"),
+        ("second_name", "Maria"),
+        ("gender", "F"),
+        ("profession", "Engineer"),
+        ("www", "https://koch.example"),
+        ("birthday", "1990-05-01"),
+        ("photo_url", "https://cdn.example/p.jpg"),
+        ("icq", "12345"),
+        ("personal_phone", "+49 30 1"),
+        ("fax", "+49 30 2"),
+        ("personal_mobile", "+49 170 3"),
+        ("pager", "p-4"),
+        ("street", "Hauptstr. 1"),
+        ("city", "Berlin"),
+        ("state", "BE"),
+        ("zip", "10115"),
+        ("country", "DE"),
+        ("work_company", "Acme"),
+        ("work_position", "Lead"),
+        ("work_phone", "+49 30 5"),
+        ("interests", "chess"),
+        ("skills", "rust"),
+        ("web_sites", "https://a.example"),
+        ("xing", "x"),
+        ("linkedin", "l"),
+        ("facebook", "f"),
+        ("twitter", "t"),
+        ("skype", "s"),
+        ("district", "Mitte"),
+        ("inner_phone", "204"),
+        ("user_type", "employee"),
     ];
     for (key, value) in expected {
         assert_eq!(v[key], value, "{key}");
     }
     assert_eq!(v["department_ids"], json!([sales, north]));
     assert_eq!(v["department_names"], json!(["Sales", "Продажи Север"]));
-    assert!(sent.log_message.contains("Анна Koch"), "{}", sent.log_message);
+    assert!(
+        sent.log_message.contains("Анна Koch"),
+        "{}",
+        sent.log_message
+    );
     // One batch for the data, one bizproc.event.send.
     assert_eq!(app.portal.request_count() - before, 2);
     assert_eq!(app.portal.method_calls("user.get"), 1);
@@ -52,8 +82,12 @@ async fn a_user_info_call_returns_the_whole_profile_and_departments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_numeric_user_id_is_accepted() {
     let app = spawn_app().await;
-    let user = app.portal.add_user(json!({ "NAME": "Ben", "UF_DEPARTMENT": [] }));
-    let sent = app.run_activity("user_info", json!({ "user_id": user.to_string() })).await;
+    let user = app
+        .portal
+        .add_user(json!({ "NAME": "Ben", "UF_DEPARTMENT": [] }));
+    let sent = app
+        .run_activity("user_info", json!({ "user_id": user.to_string() }))
+        .await;
     assert_eq!(sent.return_values["error_text"], "");
     assert_eq!(sent.return_values["name"], "Ben");
     assert_eq!(sent.return_values["department_ids"], json!([]));
@@ -64,9 +98,14 @@ async fn a_plain_numeric_user_id_is_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_user_is_a_clear_error() {
     let app = spawn_app().await;
-    let sent = app.run_activity("user_info", json!({ "user_id": "user_987654" })).await;
+    let sent = app
+        .run_activity("user_info", json!({ "user_id": "user_987654" }))
+        .await;
     let error = sent.return_values["error_text"].as_str().unwrap();
-    assert!(error.contains("987654") && error.contains("does not exist"), "{error}");
+    assert!(
+        error.contains("987654") && error.contains("does not exist"),
+        "{error}"
+    );
     app.cleanup().await;
 }
 
@@ -104,10 +143,18 @@ async fn an_expired_token_is_refreshed_once_and_every_job_succeeds() {
     app.portal.expire_access_tokens();
     let mut tokens = Vec::new();
     for _ in 0..6 {
-        tokens.push(app.fire("user_info", json!({ "user_id": format!("user_{user}") })).await.event_token);
+        tokens.push(
+            app.fire("user_info", json!({ "user_id": format!("user_{user}") }))
+                .await
+                .event_token,
+        );
     }
     for token in tokens {
-        let sent = app.portal.wait_event_send(&token, WAIT).await.expect("answered");
+        let sent = app
+            .portal
+            .wait_event_send(&token, WAIT)
+            .await
+            .expect("answered");
         assert_eq!(sent.return_values["error_text"], "");
         assert_eq!(sent.return_values["name"], "Cleo");
     }

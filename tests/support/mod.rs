@@ -74,14 +74,23 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let db_name = format!("b24flow_test_{}", &unique[..16]);
     let database_url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
-    db::ensure_database(&database_url).await.expect("create test database");
+    db::ensure_database(&database_url)
+        .await
+        .expect("create test database");
     let pool = db::pool(&database_url, 8).expect("pool");
     db::migrate(&pool).await.expect("migrate");
 
-    let cloud = Cloud::start(CloudConfig::default()).await.expect("simulator");
-    let portal = cloud.add_portal(options.portal.clone()).await.expect("portal");
+    let cloud = Cloud::start(CloudConfig::default())
+        .await
+        .expect("simulator");
+    let portal = cloud
+        .add_portal(options.portal.clone())
+        .await
+        .expect("portal");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = format!("http://{}", listener.local_addr().expect("addr"));
     let secret_key = SecretBox::generate_key();
     let secrets = SecretBox::from_base64(&secret_key, None).expect("key");
@@ -210,7 +219,12 @@ impl TestApp {
             .fire(ActivityCall::new(code, properties))
             .await
             .expect("fire activity call");
-        assert!(fired.status.is_success(), "handler answered {}: {}", fired.status, fired.body);
+        assert!(
+            fired.status.is_success(),
+            "handler answered {}: {}",
+            fired.status,
+            fired.body
+        );
         fired
     }
 
@@ -265,11 +279,23 @@ impl TestApp {
             .env("B24FLOW_PUBLIC_URL", &c.public_url)
             .env("B24FLOW_OAUTH_URL", &c.oauth_url)
             .env("B24FLOW_CLIENT_ID", c.client_id.clone().unwrap_or_default())
-            .env("B24FLOW_CLIENT_SECRET", c.client_secret.clone().unwrap_or_default())
+            .env(
+                "B24FLOW_CLIENT_SECRET",
+                c.client_secret.clone().unwrap_or_default(),
+            )
             .env("B24FLOW_SECRET_KEY", &self.secret_key)
-            .env("B24FLOW_WORKER_CONCURRENCY", c.worker_concurrency.to_string())
-            .env("B24FLOW_JOB_LEASE_SECS", c.job_lease.as_secs_f64().to_string())
-            .env("B24FLOW_SWEEP_INTERVAL_SECS", c.sweep_interval.as_secs_f64().to_string())
+            .env(
+                "B24FLOW_WORKER_CONCURRENCY",
+                c.worker_concurrency.to_string(),
+            )
+            .env(
+                "B24FLOW_JOB_LEASE_SECS",
+                c.job_lease.as_secs_f64().to_string(),
+            )
+            .env(
+                "B24FLOW_SWEEP_INTERVAL_SECS",
+                c.sweep_interval.as_secs_f64().to_string(),
+            )
             .kill_on_drop(true)
             .spawn()
             .expect("start the b24flow worker process")
@@ -306,7 +332,9 @@ async fn drop_resources(db_name: &str, prefix: &str) {
     if let Ok((client, conn)) = tokio_postgres::connect(PG_ADMIN_URL, tokio_postgres::NoTls).await {
         let handle = tokio::spawn(conn);
         let _ = client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+            ))
             .await;
         drop(client);
         let _ = handle.await;
@@ -326,7 +354,10 @@ impl Drop for TestApp {
         }
         let (db_name, prefix) = (self.db_name.clone(), self.config.amqp_prefix.clone());
         let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 rt.block_on(drop_resources(&db_name, &prefix));
             }
         })

@@ -28,14 +28,18 @@ impl Proxy {
                     a = listener.accept() => a,
                     _ = s.cancelled() => return,
                 };
-                let Ok((mut inbound, _)) = accepted else { continue };
+                let Ok((mut inbound, _)) = accepted else {
+                    continue;
+                };
                 if !o.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
                 let cut = g.lock().expect("lock").clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut.cancelled() => {}
@@ -43,7 +47,12 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, open, generation, stop }
+        Proxy {
+            addr,
+            open,
+            generation,
+            stop,
+        }
     }
 
     /// Drops every open connection and refuses new ones until [`Proxy::restore`].

@@ -185,7 +185,9 @@ impl Input {
             return Ok(None);
         };
         parse_user_id(&raw).map(Some).ok_or_else(|| {
-            ActivityError::invalid(format!("{key}: {raw:?} is not a user (expected user_<id> or <id>)"))
+            ActivityError::invalid(format!(
+                "{key}: {raw:?} is not a user (expected user_<id> or <id>)"
+            ))
         })
     }
 
@@ -219,7 +221,9 @@ impl Input {
         match raw.to_ascii_lowercase().as_str() {
             "y" | "1" | "true" | "yes" => Ok(Some(true)),
             "n" | "0" | "false" | "no" => Ok(Some(false)),
-            _ => Err(ActivityError::invalid(format!("{key}: {raw:?} is not Y or N"))),
+            _ => Err(ActivityError::invalid(format!(
+                "{key}: {raw:?} is not Y or N"
+            ))),
         }
     }
 }
@@ -238,7 +242,9 @@ mod tests {
 
     #[test]
     fn user_values_take_both_forms_and_the_first_of_many() {
-        let input = Input::new(&json!({"a": "user_5", "b": "7", "c": ["user_9", "user_3"], "d": "group_1", "e": ""}));
+        let input = Input::new(
+            &json!({"a": "user_5", "b": "7", "c": ["user_9", "user_3"], "d": "group_1", "e": ""}),
+        );
         assert_eq!(input.user("a").unwrap(), Some(5));
         assert_eq!(input.user("b").unwrap(), Some(7));
         assert_eq!(input.user("c").unwrap(), Some(9));

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use b24flow_common::amqp::{self, AmqpError, JobMessage, Topology};
 use futures::StreamExt;
+use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::message::Delivery;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,9 +49,16 @@ pub async fn run(runner: Arc<Runner>, settings: ConsumerSettings, shutdown: Canc
 }
 
 /// Waits for in-flight jobs until the deadline, then tells the rest to hand their job back.
-async fn finish_in_flight(tracker: &TaskTracker, hand_back: &CancellationToken, deadline: Duration) {
+async fn finish_in_flight(
+    tracker: &TaskTracker,
+    hand_back: &CancellationToken,
+    deadline: Duration,
+) {
     tracker.close();
-    if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown deadline passed; handing unfinished jobs back");
         hand_back.cancel();
         tracker.wait().await;
@@ -118,9 +126,7 @@ async fn handle_delivery(runner: &Runner, delivery: Delivery, hand_back: Cancell
         Err(e) => {
             // A message nobody can read goes to the dead-letter queue, not back to work.
             tracing::error!(error = %e, "unreadable message dead-lettered");
-            let _ = delivery
-                .reject(BasicRejectOptions { requeue: false })
-                .await;
+            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
             return;
         }
     };

@@ -66,7 +66,9 @@ pub async fn register_all(
         }
     }
     if !failures.is_empty() {
-        let transient = failures.iter().any(|(_, e)| e.kind() != ErrorKind::Permanent);
+        let transient = failures
+            .iter()
+            .any(|(_, e)| e.kind() != ErrorKind::Permanent);
         let text = failures
             .iter()
             .map(|(k, e)| format!("{k}: {}", e.description()))

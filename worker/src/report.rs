@@ -18,7 +18,10 @@ pub async fn send(
     outcome: &Outcome,
 ) -> Result<Reported, B24Error> {
     let mut values = outcome.return_values.clone();
-    values.insert("error_text".into(), Value::String(outcome.error_text.clone()));
+    values.insert(
+        "error_text".into(),
+        Value::String(outcome.error_text.clone()),
+    );
     let log = if outcome.success {
         outcome.log_message.clone()
     } else if outcome.log_message.is_empty() {

@@ -94,6 +94,9 @@ mod tests {
         assert!(matches!(decide(&p, 8, 8, None, now), Decision::GiveUp(_)));
         assert!(matches!(decide(&p, 1, 8, None, now), Decision::RetryAt(_)));
         let soon = now + chrono::Duration::milliseconds(500);
-        assert!(matches!(decide(&p, 1, 8, Some(soon), now), Decision::GiveUp(_)));
+        assert!(matches!(
+            decide(&p, 1, 8, Some(soon), now),
+            Decision::GiveUp(_)
+        ));
     }
 }

@@ -42,7 +42,10 @@ pub struct Runner {
 
 enum RunResult {
     Done(Outcome),
-    Retry { at: chrono::DateTime<Utc>, error: String },
+    Retry {
+        at: chrono::DateTime<Utc>,
+        error: String,
+    },
 }
 
 impl Runner {
@@ -135,11 +138,18 @@ impl Runner {
                     .await
             }
             Err(e) if e.kind == ErrorKind::Transient => {
-                match decide(&self.policy, job.attempt, job.max_attempts, None, Utc::now()) {
+                match decide(
+                    &self.policy,
+                    job.attempt,
+                    job.max_attempts,
+                    None,
+                    Utc::now(),
+                ) {
                     Decision::RetryAt(at) => self.retry(job, at, &e.message).await,
                     Decision::GiveUp(why) => {
                         let msg = format!("{}; {why}", e.message);
-                        self.finish(job, JobState::Failed, None, Some(&msg), &msg).await
+                        self.finish(job, JobState::Failed, None, Some(&msg), &msg)
+                            .await
                     }
                 }
             }
@@ -248,7 +258,13 @@ impl Runner {
         let error = (!outcome.success).then_some(outcome.error_text.as_str());
         let Some(event_token) = job.event_token.as_deref() else {
             return self
-                .finish(job, state, result.as_ref(), error, "no event token to report to")
+                .finish(
+                    job,
+                    state,
+                    result.as_ref(),
+                    error,
+                    "no event token to report to",
+                )
                 .await;
         };
         let sent = match self.bitrix.portal(job.portal_id).await {
@@ -262,7 +278,8 @@ impl Runner {
                 } else {
                     format!("reported error: {}", outcome.error_text)
                 };
-                self.finish(job, state, result.as_ref(), error, &message).await
+                self.finish(job, state, result.as_ref(), error, &message)
+                    .await
             }
             Ok(Reported::WorkflowGone) => {
                 self.finish(

@@ -16,7 +16,12 @@ const PUBLISH_GRACE: Duration = Duration::from_secs(2);
 const STALE_PUBLISH: Duration = Duration::from_secs(600);
 const BATCH: i64 = 500;
 
-pub async fn run(db: Pool, publisher: Arc<Publisher>, every: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    db: Pool,
+    publisher: Arc<Publisher>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
@@ -37,7 +42,10 @@ pub async fn sweep(db: &Pool, publisher: &Publisher) -> Result<usize, DbError> {
         metrics::SWEPT
             .with_label_values(&["reaped"])
             .inc_by(reaped.len() as u64);
-        tracing::warn!(count = reaped.len(), "orphaned jobs handed back (their worker stopped)");
+        tracing::warn!(
+            count = reaped.len(),
+            "orphaned jobs handed back (their worker stopped)"
+        );
     }
     let mut published = 0;
     loop {

@@ -169,14 +169,24 @@ mod encoding_tests {
     fn values_with_query_syntax_survive_the_round_trip() {
         let mut batch = Batch::new(false);
         let text = "a&b=c+d 50% Привет #1";
-        batch.push("x", "m", &json!({"fields": {"TITLE": text}, "list": [1, 2]}));
+        batch.push(
+            "x",
+            "m",
+            &json!({"fields": {"TITLE": text}, "list": [1, 2]}),
+        );
         let cmd = batch.to_params()["cmd"]["x"].as_str().unwrap().to_string();
         let query = cmd.strip_prefix("m?").unwrap();
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
-        assert!(pairs.contains(&("fields[TITLE]".to_string(), text.to_string())), "{pairs:?}");
-        assert!(pairs.contains(&("list[1]".to_string(), "2".to_string())), "{pairs:?}");
+        assert!(
+            pairs.contains(&("fields[TITLE]".to_string(), text.to_string())),
+            "{pairs:?}"
+        );
+        assert!(
+            pairs.contains(&("list[1]".to_string(), "2".to_string())),
+            "{pairs:?}"
+        );
     }
 }
 
@@ -193,6 +203,9 @@ mod order_tests {
         batch.push("zeta", "a", &json!({}));
         batch.push("alpha", "b", &json!({}));
         let body = serde_json::to_string(&batch.to_params()).unwrap();
-        assert!(body.find("zeta").unwrap() < body.find("alpha").unwrap(), "{body}");
+        assert!(
+            body.find("zeta").unwrap() < body.find("alpha").unwrap(),
+            "{body}"
+        );
     }
 }

@@ -250,7 +250,11 @@ impl PortalClient {
         .await?;
         tx.commit().await.map_err(db::DbError::from)?;
         metrics::OAUTH_REFRESHES.with_label_values(&["ok"]).inc();
-        tracing::info!(portal.id = self.session.portal_id, version, "token refreshed");
+        tracing::info!(
+            portal.id = self.session.portal_id,
+            version,
+            "token refreshed"
+        );
         let token = CachedToken {
             access_token: refreshed.access_token,
             version,

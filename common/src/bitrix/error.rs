@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(classify(500, "INTERNAL_SERVER_ERROR"), ErrorKind::Transient);
         assert_eq!(classify(403, "ACCESS_DENIED"), ErrorKind::Permanent);
         assert_eq!(classify(400, "404"), ErrorKind::Permanent);
-        assert_eq!(classify(404, "ERROR_METHOD_NOT_FOUND"), ErrorKind::Permanent);
+        assert_eq!(
+            classify(404, "ERROR_METHOD_NOT_FOUND"),
+            ErrorKind::Permanent
+        );
         assert_eq!(classify(400, "ERROR_CORE"), ErrorKind::Permanent);
     }
 }

@@ -26,8 +26,7 @@ pub fn decode(body: &[u8]) -> Result<Value, FormError> {
 fn normalise_lists(value: Value) -> Value {
     match value {
         Value::Object(map) => {
-            let is_list = !map.is_empty()
-                && map.keys().all(|k| k.parse::<usize>().is_ok());
+            let is_list = !map.is_empty() && map.keys().all(|k| k.parse::<usize>().is_ok());
             if is_list {
                 let mut items: Vec<(usize, Value)> = map
                     .into_iter()
@@ -72,7 +71,10 @@ mod tests {
             &auth%5Bmember_id%5D=abc&auth%5Bapplication_token%5D=tok";
         let form = decode(body.as_bytes()).unwrap();
         assert_eq!(form["code"], "user_info");
-        assert_eq!(form["document_id"], json!(["crm", "CCrmDocumentDeal", "DEAL_1"]));
+        assert_eq!(
+            form["document_id"],
+            json!(["crm", "CCrmDocumentDeal", "DEAL_1"])
+        );
         assert_eq!(form["properties"]["user_id"], "user_5");
         assert_eq!(form["properties"]["tags"], json!(["vip", "new"]));
         assert_eq!(form["properties"]["subject"], "Привет & co=1");
@@ -88,7 +90,9 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_or_harmless() {
-        assert!(decode(b"a[b][c][d][e][f][g]=1").map(|v| v.is_object()).unwrap_or(true));
+        assert!(decode(b"a[b][c][d][e][f][g]=1")
+            .map(|v| v.is_object())
+            .unwrap_or(true));
         assert!(decode(b"%%%").is_err() || decode(b"%%%").is_ok());
     }
 }

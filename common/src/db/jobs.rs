@@ -234,7 +234,10 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, D
 
 pub async fn secret(client: &impl GenericClient, id: Uuid) -> Result<Option<Vec<u8>>, DbError> {
     Ok(client
-        .query_opt("SELECT secret_enc FROM job_secrets WHERE job_id = $1", &[&id])
+        .query_opt(
+            "SELECT secret_enc FROM job_secrets WHERE job_id = $1",
+            &[&id],
+        )
         .await?
         .map(|r| r.try_get(0))
         .transpose()?)
@@ -322,10 +325,7 @@ pub async fn record_outcome(
                 &id,
                 &attempt,
                 &value,
-                &format!(
-                    "ran: {}",
-                    if outcome.success { "success" } else { "error" }
-                ),
+                &format!("ran: {}", if outcome.success { "success" } else { "error" }),
             ],
         )
         .await?;
@@ -512,9 +512,7 @@ pub async fn list(
 }
 
 /// Counts per state, for progress displays and the dashboard.
-pub async fn count_by_state(
-    client: &impl GenericClient,
-) -> Result<Vec<(String, i64)>, DbError> {
+pub async fn count_by_state(client: &impl GenericClient) -> Result<Vec<(String, i64)>, DbError> {
     let rows = client
         .query("SELECT state, count(*) FROM jobs GROUP BY state", &[])
         .await?;

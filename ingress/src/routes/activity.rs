@@ -49,7 +49,10 @@ async fn accept_inner(
     };
     let required = |path: &[&str]| {
         text(path).ok_or_else(|| {
-            ApiError::bad_request("missing_field", format!("the call lacks {}", path.join(".")))
+            ApiError::bad_request(
+                "missing_field",
+                format!("the call lacks {}", path.join(".")),
+            )
         })
     };
     let member_id = required(&["auth", "member_id"])?;
@@ -57,10 +60,20 @@ async fn accept_inner(
     let code = required(&["code"])?;
     let event_token = required(&["event_token"])?;
     if event_token.len() > MAX_EVENT_TOKEN {
-        return Err(ApiError::bad_request("malformed_body", "event_token is too long"));
+        return Err(ApiError::bad_request(
+            "malformed_body",
+            "event_token is too long",
+        ));
     }
-    if code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-        return Err(ApiError::bad_request("malformed_body", "code is not an activity code"));
+    if code.len() > 64
+        || !code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(ApiError::bad_request(
+            "malformed_body",
+            "code is not an activity code",
+        ));
     }
     let mut properties = match form.get("properties") {
         None => json!({}),
@@ -84,7 +97,13 @@ async fn accept_inner(
     let client = state.db.get().await?;
     let portal = portals::find_by_member_id(&client, &member_id)
         .await?
-        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "unknown_portal", "this portal has not installed the app"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "unknown_portal",
+                "this portal has not installed the app",
+            )
+        })?;
     drop(client);
     if !portal.is_installed() {
         return Err(ApiError::new(

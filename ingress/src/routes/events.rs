@@ -30,7 +30,9 @@ pub async fn event(
             ApiError::bad_request("missing_field", format!("the event lacks auth[{k}]"))
         })
     };
-    let event = form::str_at(&form, &["event"]).unwrap_or_default().to_ascii_uppercase();
+    let event = form::str_at(&form, &["event"])
+        .unwrap_or_default()
+        .to_ascii_uppercase();
     match event.as_str() {
         "ONAPPINSTALL" => {
             let domain = required("domain")?;
@@ -45,7 +47,9 @@ pub async fn event(
                 application_token: Some(required("application_token")?),
                 access_token: required("access_token")?,
                 refresh_token: required("refresh_token")?,
-                expires_in: auth("expires_in").and_then(|v| v.parse().ok()).unwrap_or(3600),
+                expires_in: auth("expires_in")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(3600),
             };
             install_portal(&state, installation).await?;
             Ok(Json(json!({ "status": "installed" })))
@@ -72,7 +76,10 @@ pub async fn event(
             tracing::info!(portal.member_id = %member_id, "portal uninstalled the app");
             Ok(Json(json!({ "status": "uninstalled" })))
         }
-        "" => Err(ApiError::bad_request("missing_field", "the event has no name")),
+        "" => Err(ApiError::bad_request(
+            "missing_field",
+            "the event has no name",
+        )),
         _ => Err(ApiError::bad_request(
             "unsupported_event",
             format!("event {event} is not handled"),
@@ -99,7 +106,10 @@ pub(crate) async fn install_portal(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "install_not_confirmed",
-            format!("the portal did not confirm the install token: {}", e.description()),
+            format!(
+                "the portal did not confirm the install token: {}",
+                e.description()
+            ),
         ));
     }
     let client = state.db.get().await?;
@@ -134,7 +144,11 @@ pub(crate) fn endpoint_for(domain: &str, protocol: Option<&str>) -> Result<Strin
             "DOMAIN must be a host name, optionally with a port",
         ));
     }
-    let scheme = if protocol == Some("0") { "http" } else { "https" };
+    let scheme = if protocol == Some("0") {
+        "http"
+    } else {
+        "https"
+    };
     Ok(format!("{scheme}://{domain}/rest/"))
 }
 

@@ -56,4 +56,3 @@ const INSTALL_FINISHED_PAGE: &str = r#"<!doctype html>
 <body><p>b24flow is installed; its activities are being registered.</p>
 <script>if (window.BX24) { BX24.init(function () { BX24.installFinish(); }); }</script>
 </body></html>"#;
-

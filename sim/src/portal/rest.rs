@@ -104,7 +104,11 @@ async fn handle(
     }
 
     let method = method_name(&path);
-    if portal.lock().failing_methods.contains(&method.to_lowercase()) {
+    if portal
+        .lock()
+        .failing_methods
+        .contains(&method.to_lowercase())
+    {
         let e = RestError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_SERVER_ERROR",

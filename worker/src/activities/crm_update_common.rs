@@ -265,6 +265,41 @@ pub fn split_multi_value(type_id: &str, raw: &str) -> (String, &'static str) {
     (raw.trim().to_string(), types[0])
 }
 
+/// One activity type for all four CRM updates; each is an [`UpdateSpec`].
+pub struct CrmUpdate(pub &'static UpdateSpec);
+
+#[async_trait::async_trait]
+impl Activity for CrmUpdate {
+    fn definition(&self) -> ActivityDef {
+        let spec = self.0;
+        ActivityDef {
+            code: spec.code,
+            name: Text::new(spec.name.0, spec.name.1),
+            description: Text::new(spec.description.0, spec.description.1),
+            properties: spec.properties(spec.id_name.0, spec.id_name.1),
+            returns: result_returns(),
+        }
+    }
+
+    fn option_queries(&self) -> Vec<OptionQuery> {
+        crm_options::queries(self.0.options)
+    }
+
+    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
+        let mut def = self.definition();
+        crm_options::fill(&mut def, answers, self.0.options);
+        def
+    }
+
+    fn failure_values(&self) -> serde_json::Map<String, serde_json::Value> {
+        super::crm_common::result_values(false)
+    }
+
+    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
+        self.0.run(ctx, input).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,40 +421,5 @@ mod tests {
             split_multi_value("PHONE", ":WORK"),
             (":WORK".into(), "WORK")
         );
-    }
-}
-
-/// One activity type for all four CRM updates; each is an [`UpdateSpec`].
-pub struct CrmUpdate(pub &'static UpdateSpec);
-
-#[async_trait::async_trait]
-impl Activity for CrmUpdate {
-    fn definition(&self) -> ActivityDef {
-        let spec = self.0;
-        ActivityDef {
-            code: spec.code,
-            name: Text::new(spec.name.0, spec.name.1),
-            description: Text::new(spec.description.0, spec.description.1),
-            properties: spec.properties(spec.id_name.0, spec.id_name.1),
-            returns: result_returns(),
-        }
-    }
-
-    fn option_queries(&self) -> Vec<OptionQuery> {
-        crm_options::queries(self.0.options)
-    }
-
-    fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
-        let mut def = self.definition();
-        crm_options::fill(&mut def, answers, self.0.options);
-        def
-    }
-
-    fn failure_values(&self) -> serde_json::Map<String, serde_json::Value> {
-        super::crm_common::result_values(false)
-    }
-
-    async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        self.0.run(ctx, input).await
     }
 }
