@@ -327,3 +327,26 @@ async fn a_workflow_whose_timeout_would_pass_before_the_next_try_gets_the_error_
     assert!(attempt < 8, "gave up early, after {attempt} attempts");
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_goes_false_while_the_broker_is_unreachable_and_back_after() {
+    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let app = spawn_app_with(AppOptions {
+        install: false,
+        ingress_amqp_url: Some(format!("amqp://guest:guest@{}/%2f", proxy.addr)),
+        ..Default::default()
+    })
+    .await;
+    let ready = || async {
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+    proxy.cut();
+    let (status, body) = ready().await;
+    assert_eq!(status, 503);
+    assert_eq!(body, json!({"postgres": true, "rabbitmq": false}));
+    proxy.restore();
+    wait_until(|| async { ready().await.0 == 200 }).await;
+    app.cleanup().await;
+}
