@@ -339,7 +339,10 @@ async fn readiness_goes_false_while_the_broker_is_unreachable_and_back_after() {
     .await;
     let ready = || async {
         let r = app.http.get(app.url("/readyz")).send().await.unwrap();
-        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
     };
     assert_eq!(ready().await.0, 200);
     proxy.cut();
@@ -348,5 +351,35 @@ async fn readiness_goes_false_while_the_broker_is_unreachable_and_back_after() {
     assert_eq!(body, json!({"postgres": true, "rabbitmq": false}));
     proxy.restore();
     wait_until(|| async { ready().await.0 == 200 }).await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_keeps_being_retried_beyond_the_activity_attempts_until_the_portal_takes_it() {
+    let app = spawn_app().await;
+    app.portal.fail_method("bizproc.event.send", true);
+    let fired = app.fire("user_info", json!({ "user_id": "user_1" })).await;
+    // Past the activity's 8 attempts, the job is still trying to answer.
+    wait_until(|| async {
+        let client = app.pool.get().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT state, attempt FROM jobs WHERE kind = 'activity'",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i32>(1) > 9 && row.get::<_, String>(0) != "failed"
+    })
+    .await;
+    app.portal.fail_method("bizproc.event.send", false);
+    let sent = app
+        .portal
+        .wait_event_send(&fired.event_token, WAIT)
+        .await
+        .expect("answered once the portal recovered");
+    assert_eq!(sent.return_values["error_text"], "");
+    // The activity itself ran once; only the answer was repeated.
+    assert_eq!(app.portal.method_calls("user.get"), 1);
     app.cleanup().await;
 }

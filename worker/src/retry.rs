@@ -71,6 +71,24 @@ pub fn decide(
     }
 }
 
+/// How long a finished job keeps trying to deliver its answer when the portal fails
+/// transiently. The answer is what the workflow waits for, so it is not bound by the
+/// activity's attempts, only by the workflow's own timeout and this horizon.
+pub const REPORT_HORIZON: chrono::Duration = chrono::Duration::days(7);
+
+/// Like [`decide`], for `bizproc.event.send` after the activity already ran.
+pub fn decide_report(
+    policy: &RetryPolicy,
+    attempt: i32,
+    created_at: DateTime<Utc>,
+    workflow_deadline: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Decision {
+    let horizon = created_at + REPORT_HORIZON;
+    let deadline = workflow_deadline.map_or(horizon, |d| d.min(horizon));
+    decide(policy, attempt, i32::MAX, Some(deadline), now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +114,21 @@ mod tests {
         let soon = now + chrono::Duration::milliseconds(500);
         assert!(matches!(
             decide(&p, 1, 8, Some(soon), now),
+            Decision::GiveUp(_)
+        ));
+    }
+
+    #[test]
+    fn answers_keep_being_retried_past_the_activity_attempts() {
+        let p = RetryPolicy::default();
+        let now = Utc::now();
+        assert!(matches!(
+            decide_report(&p, 30, now, None, now),
+            Decision::RetryAt(_)
+        ));
+        let long_ago = now - REPORT_HORIZON;
+        assert!(matches!(
+            decide_report(&p, 30, long_ago, None, now),
             Decision::GiveUp(_)
         ));
     }

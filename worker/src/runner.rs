@@ -18,7 +18,7 @@ use crate::activities;
 use crate::activity::{Activity, ActivityError, Input, RunContext};
 use crate::registration;
 use crate::report::{self, Reported};
-use crate::retry::{decide, Decision, RetryPolicy};
+use crate::retry::{decide, decide_report, Decision, RetryPolicy};
 
 /// What to do with the delivery that carried the job id.
 #[derive(Debug, PartialEq, Eq)]
@@ -303,10 +303,10 @@ impl Runner {
     ) -> Result<(), DbError> {
         let message = format!("bizproc.event.send: {}", e.description());
         if e.kind() != ErrorKind::Permanent {
-            if let Decision::RetryAt(at) = decide(
+            if let Decision::RetryAt(at) = decide_report(
                 &self.policy,
                 job.attempt,
-                job.max_attempts,
+                job.created_at,
                 job.workflow_deadline(),
                 Utc::now(),
             ) {
