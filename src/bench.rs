@@ -189,15 +189,16 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     let accepted = accepted.load(Ordering::Relaxed);
     let mut latencies: Vec<Duration> = results.iter().flatten().map(|(_, d)| *d).collect();
     latencies.sort();
+    let successful: std::collections::HashSet<String> = portal
+        .event_sends()
+        .into_iter()
+        .filter(|s| s.return_values["error_text"] == "")
+        .map(|s| s.event_token)
+        .collect();
     let answered_ok = results
         .iter()
         .flatten()
-        .filter(|(token, _)| {
-            portal
-                .event_sends()
-                .iter()
-                .any(|s| &s.event_token == token && s.return_values["error_text"] == "")
-        })
+        .filter(|(token, _)| successful.contains(token))
         .count();
     let terminal = terminal_states_per_job(&config).await?;
     let duplicated = terminal.values().filter(|n| **n > 1).count();
