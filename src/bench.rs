@@ -62,6 +62,7 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
         })
         .await?;
     let users = portal.seed_demo_directory(100);
+    let deal = portal.seed_demo_crm()["deal"].clone();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     config.public_url = format!("http://{}", listener.local_addr()?);
@@ -162,9 +163,18 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
             let portal = portal.clone();
             let (accepted, answered) = (accepted.clone(), answered.clone());
             let user = users[i % users.len()];
+            let deal = deal.clone();
             async move {
-                let call =
-                    ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }));
+                // One call in ten creates something (a feed comment): retries must not repeat it.
+                let call = if i % 10 == 0 {
+                    let message = format!("chaos-{i}");
+                    ActivityCall::new(
+                        "crm_feed_post",
+                        json!({ "entity_type": "deal", "entity_id": deal, "title": "chaos", "message": message }),
+                    )
+                } else {
+                    ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }))
+                };
                 let fired = portal
                     .fire(call)
                     .await
@@ -200,6 +210,18 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
         .flatten()
         .filter(|(token, _)| successful.contains(token))
         .count();
+    let mut comments_per_call: HashMap<String, usize> = HashMap::new();
+    for comment in portal.crm_comments() {
+        let text = comment
+            .get("COMMENT")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        if let Some(marker) = text.split_whitespace().find(|w| w.starts_with("chaos-")) {
+            *comments_per_call.entry(marker.to_string()).or_default() += 1;
+        }
+    }
+    let side_effects = comments_per_call.len();
+    let duplicated_side_effects: usize = comments_per_call.values().map(|n| n - 1).sum();
     let terminal = terminal_states_per_job(&config).await?;
     let duplicated = terminal.values().filter(|n| **n > 1).count();
     let pct = |p: f64| {
@@ -215,6 +237,8 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     println!("  of them successful  {answered_ok}");
     println!("lost (never answered) {}", accepted - latencies.len());
     println!("jobs with >1 terminal {duplicated}");
+    println!("side effects (posts)  {side_effects} (one call in ten posts a feed comment)");
+    println!("duplicated posts      {duplicated_side_effects}");
     println!("duplicate event.send  {}", portal.duplicate_event_sends());
     println!("worker kills          {}", kills.load(Ordering::Relaxed));
     println!("token refreshes       {}", portal.refresh_count());
@@ -239,7 +263,7 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     let _ = ingress.await;
     cloud.shutdown().await;
     crate::demo::reset_database(&config.database_url).await?;
-    if accepted != latencies.len() || duplicated > 0 {
+    if accepted != latencies.len() || duplicated > 0 || duplicated_side_effects > 0 {
         anyhow::bail!("chaos found lost or duplicated work");
     }
     Ok(())
