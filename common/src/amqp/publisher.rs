@@ -54,9 +54,32 @@ impl Publisher {
         *self.link.lock().await = None;
     }
 
-    /// True when a connection is open (or can be opened now).
+    /// True when the broker answers now: a passive declare of the jobs exchange is a real
+    /// round trip, so a connection that died silently is noticed (and replaced next time).
     pub async fn is_ready(&self) -> bool {
-        self.channel().await.is_ok()
+        let probe = async {
+            let channel = self.channel().await?;
+            channel
+                .exchange_declare(
+                    self.topology.jobs_exchange().into(),
+                    lapin::ExchangeKind::Direct,
+                    lapin::options::ExchangeDeclareOptions {
+                        passive: true,
+                        durable: true,
+                        ..Default::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await?;
+            Ok::<(), AmqpError>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(2), probe).await {
+            Ok(Ok(())) => true,
+            _ => {
+                self.drop_link().await;
+                false
+            }
+        }
     }
 
     pub async fn publish_job(&self, job_id: Uuid) -> Result<(), AmqpError> {
