@@ -16,6 +16,10 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+/// How long one call may wait for its answer. Under 20 % faults an answer can need many
+/// tries, and backoff grows to 5 minutes between them.
+const ANSWER_WAIT: Duration = Duration::from_secs(20 * 60);
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Calls under faults and worker kills; reports lost, duplicated and hanging work.
@@ -182,7 +186,7 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
                     .filter(|f| f.status.is_success())?;
                 accepted.fetch_add(1, Ordering::Relaxed);
                 let send = portal
-                    .wait_event_send(&fired.event_token, Duration::from_secs(300))
+                    .wait_event_send(&fired.event_token, ANSWER_WAIT)
                     .await?;
                 answered.fetch_add(1, Ordering::Relaxed);
                 Some((fired.event_token, send.at.duration_since(send.fired_at)))
@@ -262,10 +266,11 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = ingress.await;
     cloud.shutdown().await;
-    crate::demo::reset_database(&config.database_url).await?;
     if accepted != latencies.len() || duplicated > 0 || duplicated_side_effects > 0 {
+        eprintln!("kept the database {} for inspection", config.database_url);
         anyhow::bail!("chaos found lost or duplicated work");
     }
+    crate::demo::reset_database(&config.database_url).await?;
     Ok(())
 }
 
