@@ -53,6 +53,22 @@ pub async fn run(portal: &Portal, users: &[u64]) -> anyhow::Result<usize> {
     for (code, properties) in calls {
         failures += usize::from(!show(portal, code, properties).await?.0);
     }
+    let invoice = portal.seed_demo_invoice(&crm);
+    let (ok, created) = show(
+        portal,
+        "invoice_from_deal",
+        json!({ "deal_id": invoice["deal"], "paysystem_company": invoice["paysystem_company"],
+                "paysystem_contact": invoice["paysystem_contact"], "invoice_kind": "smart" }),
+    )
+    .await?;
+    failures += usize::from(!ok);
+    if let Some(id) = created
+        .get("invoice_id")
+        .filter(|v| !v.is_null() && *v != "")
+    {
+        let status = json!({ "invoice_id": id, "invoice_kind": "auto" });
+        failures += usize::from(!show(portal, "invoice_status", status).await?.0);
+    }
     let (ok, values) = show(
         portal,
         "crm_activity_add",

@@ -347,7 +347,10 @@ async fn readiness_goes_false_while_the_broker_is_unreachable_and_back_after() {
     assert_eq!(ready().await.0, 200);
     proxy.cut();
     wait_until(|| async { ready().await.0 == 503 }).await;
-    assert_eq!(ready().await.1, json!({"postgres": true, "rabbitmq": false}));
+    assert_eq!(
+        ready().await.1,
+        json!({"postgres": true, "rabbitmq": false})
+    );
     proxy.restore();
     wait_until(|| async { ready().await.0 == 200 }).await;
     app.cleanup().await;

@@ -2,12 +2,13 @@
 //! Each test gets its own database and AMQP names and removes them afterwards.
 mod support;
 
+mod crm_invoice;
+mod crm_timeline;
+mod crm_update;
 mod ingress_checks;
 mod install;
 mod smtp;
 mod telephony_calendar;
 mod user_info;
-mod crm_update;
-mod crm_timeline;
 
 mod faults;

@@ -1,4 +1,3 @@
-//! NOTE FOR ENGINEERS WORKING IN PARALLEL (temporary, the lead removes it): read /work/PARALLEL_WORK_BRIEF.md before editing anything.
 //! One module per activity; [`all`] is the one list that registers and runs them.
 mod booking;
 mod booking_info;

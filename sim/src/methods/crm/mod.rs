@@ -4,7 +4,13 @@
 //! controllers answer coded errors (`NOT_FOUND`, `ACCESS_DENIED`); the legacy proxies a bare
 //! message with an empty code (`CCrmRestProxyBase`: `RestException($message)`).
 mod hooks;
+mod invoice_hooks;
+pub(crate) mod invoice_state;
+mod invoices;
 mod items;
+mod legacy_invoice;
+mod payments;
+mod requisites;
 pub(crate) mod state;
 mod timeline;
 
@@ -15,7 +21,12 @@ use super::{Ctx, Handler, RestError};
 use crate::php;
 
 pub(crate) fn route(method: &str) -> Option<Handler> {
-    items::route(method).or_else(|| timeline::route(method))
+    items::route(method)
+        .or_else(|| timeline::route(method))
+        .or_else(|| invoices::route(method))
+        .or_else(|| requisites::route(method))
+        .or_else(|| payments::route(method))
+        .or_else(|| legacy_invoice::route(method))
 }
 
 /// A parameter as PHP's REST proxies resolve it: exact, lower, upper case.

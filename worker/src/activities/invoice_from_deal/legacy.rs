@@ -9,7 +9,7 @@ use crate::activity::{ActivityError, RunContext};
 
 use super::read::Source;
 use super::smart::Incomplete;
-use super::Created;
+use super::{Created, Earlier};
 
 /// `PERSON_TYPE_ID` of the payer: `crm.persontype.list` names them `CRM_COMPANY` / `CRM_CONTACT`.
 fn person_type(src: &Source) -> Result<u64, ActivityError> {
@@ -165,41 +165,44 @@ pub fn invoice_fields(
     Ok(f)
 }
 
+/// Creates the invoice, or finishes `existing` (link, public link, number).
 pub async fn create(
     ctx: &RunContext,
     src: &Source,
     pay_system: u64,
     xml_id: &str,
+    existing: Option<u64>,
 ) -> Result<Created, ActivityError> {
     let fields = invoice_fields(src, pay_system, xml_id)?;
+    let inv = existing.map_or_else(|| "$result[inv]".to_string(), |id| id.to_string());
+    let inv = inv.as_str();
     let mut batch = Batch::new(true);
-    batch.push("inv", "crm.invoice.add", &json!({ "fields": fields }));
+    if existing.is_none() {
+        batch.push("inv", "crm.invoice.add", &json!({ "fields": fields }));
+    }
     if src.client.requisite_id > 0 || src.my.requisite_id > 0 {
         batch.push(
             "link",
             "crm.requisite.link.register",
             &json!({ "fields": {
-                "ENTITY_TYPE_ID": 5, "ENTITY_ID": "$result[inv]",
+                "ENTITY_TYPE_ID": 5, "ENTITY_ID": inv,
                 "REQUISITE_ID": src.client.requisite_id, "BANK_DETAIL_ID": src.client.bank_detail_id,
                 "MC_REQUISITE_ID": src.my.requisite_id, "MC_BANK_DETAIL_ID": src.my.bank_detail_id,
             } }),
         );
     }
-    batch.push(
-        "url",
-        "crm.invoice.getexternallink",
-        &json!({ "id": "$result[inv]" }),
-    );
-    batch.push("get", "crm.invoice.get", &json!({ "id": "$result[inv]" }));
+    batch.push("url", "crm.invoice.getexternallink", &json!({ "id": inv }));
+    batch.push("get", "crm.invoice.get", &json!({ "id": inv }));
     let answer = ctx
         .b24
         .batch(&batch)
         .await
         .map_err(|e| portal_error("no invoice created", e))?;
-    let invoice_id = match answer.get("inv") {
-        Ok(id) => id_of(Some(id))
+    let invoice_id = match (existing, answer.get("inv")) {
+        (Some(id), _) => id,
+        (None, Ok(id)) => id_of(Some(id))
             .ok_or_else(|| ActivityError::permanent("crm.invoice.add answered no invoice ID"))?,
-        Err(e) => return Err(portal_error("no invoice created", e)),
+        (None, Err(e)) => return Err(portal_error("no invoice created", e)),
     };
     let step = |key: &str| {
         answer
@@ -218,53 +221,24 @@ pub async fn create(
     })
 }
 
-/// The old invoice an interrupted attempt may have created, found by its `XML_ID`.
-pub async fn find_earlier(
-    ctx: &RunContext,
-    xml_id: &str,
-) -> Result<Option<Created>, ActivityError> {
-    let mut batch = Batch::new(false);
-    batch.push(
-        "found",
-        "crm.invoice.list",
-        &json!({ "filter": { "XML_ID": xml_id }, "select": ["ID"] }),
-    );
-    batch.push(
-        "url",
-        "crm.invoice.getexternallink",
-        &json!({ "id": "$result[found][0][ID]" }),
-    );
-    batch.push(
-        "get",
-        "crm.invoice.get",
-        &json!({ "id": "$result[found][0][ID]" }),
-    );
+/// The old invoice an interrupted attempt may have created, found by its `XML_ID`. It is
+/// always finished again: `crm.invoice.add` wrote it whole, but the requisite link after it
+/// may be missing, and registering it twice is harmless.
+pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, ActivityError> {
     let answer = ctx
         .b24
-        .batch(&batch)
+        .call(
+            "crm.invoice.list",
+            json!({ "filter": { "XML_ID": xml_id }, "select": ["ID"] }),
+        )
         .await
         .map_err(|e| portal_error("cannot check for an invoice of an earlier attempt", e))?;
-    let found = answer
-        .get("found")
-        .map_err(|e| portal_error("cannot check for an invoice of an earlier attempt", e))?;
-    let Some(invoice_id) = found
+    Ok(answer
+        .result
         .as_array()
         .and_then(|l| l.first())
         .and_then(|i| id_of(i.get("ID")))
-    else {
-        return Ok(None);
-    };
-    Ok(Some(Created {
-        invoice_id,
-        payment_url: answer
-            .get("url")
-            .map(|u| text_of(Some(u)))
-            .unwrap_or_default(),
-        invoice_number: answer
-            .get("get")
-            .map(|g| text_of(g.get("ACCOUNT_NUMBER")))
-            .unwrap_or_default(),
-    }))
+        .map_or(Earlier::None, Earlier::Incomplete))
 }
 
 #[cfg(test)]

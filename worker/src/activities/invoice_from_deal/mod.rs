@@ -2,7 +2,7 @@
 //! with its payment link and number (methods.md §1). New invoices: 2–3 requests (reads,
 //! requisite lookup only when the deal has none chosen, one linked write batch); old ones
 //! the same on `crm.invoice.*`. The invoice carries the job's marker in its external code,
-//! so a retry after a crash finds it instead of creating a second one.
+//! so a retry after a crash finds it, and finishes it if needed, instead of creating a second one.
 mod legacy;
 mod read;
 mod smart;
@@ -54,6 +54,15 @@ impl Created {
             ),
         }
     }
+}
+
+/// What an earlier, interrupted attempt left in the portal.
+pub enum Earlier {
+    None,
+    /// Finished: the workflow gets this.
+    Complete(Created),
+    /// Created, but its later steps may be missing: finish this invoice.
+    Incomplete(u64),
 }
 
 /// The external code stored in the invoice (`xmlId` / `XML_ID`).
@@ -119,14 +128,19 @@ impl Activity for InvoiceFromDeal {
             }
         };
         let marker = xml_id(ctx);
+        let mut existing = None;
         if let Some(SideEffect::Started) = earlier {
             let found = match kind {
                 InvoiceKind::Smart => smart::find_earlier(ctx, &marker).await?,
                 InvoiceKind::Legacy => legacy::find_earlier(ctx, &marker).await?,
             };
-            if let Some(created) = found {
-                ctx.side_effect_done(MARKER, &created.to_json()).await?;
-                return Ok(created.output("found, created by an earlier attempt"));
+            match found {
+                Earlier::Complete(created) => {
+                    ctx.side_effect_done(MARKER, &created.to_json()).await?;
+                    return Ok(created.output("found, created by an earlier attempt"));
+                }
+                Earlier::Incomplete(id) => existing = Some(id),
+                Earlier::None => {}
             }
         }
         let source = read::read(ctx, deal_id, my_company, kind).await?;
@@ -137,13 +151,18 @@ impl Activity for InvoiceFromDeal {
         };
         ctx.side_effect_started(MARKER).await?;
         let created = match kind {
-            InvoiceKind::Smart => smart::create(ctx, &source, pay_system, &marker).await?,
-            InvoiceKind::Legacy => legacy::create(ctx, &source, pay_system, &marker).await?,
+            InvoiceKind::Smart => {
+                smart::create(ctx, &source, pay_system, &marker, existing).await?
+            }
+            InvoiceKind::Legacy => {
+                legacy::create(ctx, &source, pay_system, &marker, existing).await?
+            }
         };
         ctx.side_effect_done(MARKER, &created.to_json()).await?;
-        let what = match kind {
-            InvoiceKind::Smart => "created",
-            InvoiceKind::Legacy => "created (old invoice)",
+        let what = match (kind, existing) {
+            (_, Some(_)) => "finished after an interrupted attempt",
+            (InvoiceKind::Smart, None) => "created",
+            (InvoiceKind::Legacy, None) => "created (old invoice)",
         };
         Ok(created.output(&format!("{what} from deal {deal_id}")))
     }

@@ -8,7 +8,7 @@ use crate::activities::crm_common::{id_of, portal_error, text_of};
 use crate::activity::{ActivityError, RunContext};
 
 use super::read::Source;
-use super::Created;
+use super::{Created, Earlier};
 
 /// Commands per batch (protocol.md §6.5).
 const MAX_COMMANDS: usize = 50;
@@ -72,30 +72,37 @@ fn invoice_row(row: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Creates the invoice, or completes `existing` (one an interrupted attempt created: rows are
+/// replaced and the link re-registered, both idempotent; it has no payment yet).
 pub async fn create(
     ctx: &RunContext,
     src: &Source,
     pay_system: u64,
     xml_id: &str,
+    existing: Option<u64>,
 ) -> Result<Created, ActivityError> {
     let rows: Vec<Value> = src.rows.iter().map(invoice_row).collect();
+    let inv = existing.map_or_else(|| INV.to_string(), |id| id.to_string());
+    let inv = inv.as_str();
     let mut batch = Batch::new(true);
-    batch.push(
-        "inv",
-        "crm.item.add",
-        &json!({ "entityTypeId": 31, "fields": invoice_fields(src, xml_id) }),
-    );
+    if existing.is_none() {
+        batch.push(
+            "inv",
+            "crm.item.add",
+            &json!({ "entityTypeId": 31, "fields": invoice_fields(src, xml_id) }),
+        );
+    }
     batch.push(
         "rows",
         "crm.item.productrow.set",
-        &json!({ "ownerType": "SI", "ownerId": INV, "productRows": rows }),
+        &json!({ "ownerType": "SI", "ownerId": inv, "productRows": rows }),
     );
     if src.client.requisite_id > 0 || src.my.requisite_id > 0 {
         batch.push(
             "link",
             "crm.requisite.link.register",
             &json!({ "fields": {
-                "ENTITY_TYPE_ID": 31, "ENTITY_ID": INV,
+                "ENTITY_TYPE_ID": 31, "ENTITY_ID": inv,
                 "REQUISITE_ID": src.client.requisite_id, "BANK_DETAIL_ID": src.client.bank_detail_id,
                 "MC_REQUISITE_ID": src.my.requisite_id, "MC_BANK_DETAIL_ID": src.my.bank_detail_id,
             } }),
@@ -104,7 +111,7 @@ pub async fn create(
     batch.push(
         "pay",
         "crm.item.payment.add",
-        &json!({ "entityTypeId": 31, "entityId": INV, "fields": { "paySystemId": pay_system } }),
+        &json!({ "entityTypeId": 31, "entityId": inv, "fields": { "paySystemId": pay_system } }),
     );
     // Rows beyond what fits go into follow-up batches; the URL and number come last.
     let in_first = rows.len().min(MAX_COMMANDS - FIXED_COMMANDS);
@@ -113,7 +120,7 @@ pub async fn create(
     }
     let mut later = Vec::new();
     if in_first == rows.len() {
-        push_reads(&mut batch, INV, "$result[pay]");
+        push_reads(&mut batch, inv, "$result[pay]");
     } else {
         later = rows.iter().enumerate().skip(in_first).collect();
     }
@@ -122,10 +129,11 @@ pub async fn create(
         .batch(&batch)
         .await
         .map_err(|e| portal_error("no invoice created", e))?;
-    let invoice_id = match answer.get("inv") {
-        Ok(inv) => id_of(inv.get("item").and_then(|i| i.get("id")))
+    let invoice_id = match (existing, answer.get("inv")) {
+        (Some(id), _) => id,
+        (None, Ok(inv)) => id_of(inv.get("item").and_then(|i| i.get("id")))
             .ok_or_else(|| ActivityError::permanent("crm.item.add answered no invoice ID"))?,
-        Err(e) => return Err(portal_error("no invoice created", e)),
+        (None, Err(e)) => return Err(portal_error("no invoice created", e)),
     };
     let incomplete = |e| Incomplete(invoice_id, e);
     // After the invoice exists every failure says so: it is not created again.
@@ -176,13 +184,14 @@ pub async fn create(
     })
 }
 
-/// An error after the invoice was created, carrying its ID.
+/// An error after the invoice was created, carrying its ID. It keeps its kind: a retry
+/// finds the invoice by its marker and finishes it (`find_earlier`) instead of creating one.
 pub struct Incomplete(pub u64, pub ActivityError);
 
 impl From<Incomplete> for ActivityError {
     fn from(Incomplete(id, e): Incomplete) -> Self {
         ActivityError {
-            kind: b24flow_common::bitrix::ErrorKind::Permanent,
+            kind: e.kind,
             message: format!(
                 "invoice {id} was created but is incomplete ({}); it is not created again",
                 e.message
@@ -252,17 +261,14 @@ async fn add_remaining(
     Ok(last)
 }
 
-/// The invoice an interrupted attempt may have created, found by its `xmlId`, with its
-/// payment link and number; `Err` when it exists but has no payment.
-pub async fn find_earlier(
-    ctx: &RunContext,
-    xml_id: &str,
-) -> Result<Option<Created>, ActivityError> {
+/// The invoice an interrupted attempt may have created, found by its `xmlId`: complete
+/// (it has a payment: its link and number), or still without a payment.
+pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, ActivityError> {
     let mut batch = Batch::new(false);
     batch.push(
         "found",
         "crm.item.list",
-        &json!({ "entityTypeId": 31, "filter": { "xmlId": xml_id }, "select": ["id"] }),
+        &json!({ "entityTypeId": 31, "filter": { "=xmlId": xml_id }, "select": ["id"] }),
     );
     batch.push(
         "pays",
@@ -279,34 +285,81 @@ pub async fn find_earlier(
         "crm.item.get",
         &json!({ "entityTypeId": 31, "id": "$result[found][items][0][id]" }),
     );
+    // An answer lost among the payment products leaves some rows unpaid.
+    batch.push(
+        "rows",
+        "crm.item.productrow.list",
+        &json!({ "filter": { "=ownerType": "SI", "=ownerId": "$result[found][items][0][id]" } }),
+    );
+    batch.push(
+        "paid",
+        "crm.item.payment.product.list",
+        &json!({ "paymentId": "$result[pays][0][id]" }),
+    );
+    let context = "cannot check for an invoice of an earlier attempt";
     let answer = ctx
         .b24
         .batch(&batch)
         .await
-        .map_err(|e| portal_error("cannot check for an invoice of an earlier attempt", e))?;
-    let found = answer
-        .get("found")
-        .map_err(|e| portal_error("cannot check for an invoice of an earlier attempt", e))?;
+        .map_err(|e| portal_error(context, e))?;
+    let found = answer.get("found").map_err(|e| portal_error(context, e))?;
     let Some(invoice_id) = found
         .get("items")
         .and_then(Value::as_array)
         .and_then(|l| l.first())
         .and_then(|i| id_of(i.get("id")))
     else {
-        return Ok(None);
+        return Ok(Earlier::None);
     };
-    match (answer.get("url"), answer.get("get")) {
-        (Ok(url), Ok(get)) => Ok(Some(Created {
-            invoice_id,
-            payment_url: text_of(url.get("payment").and_then(|p| p.get("url"))),
-            invoice_number: text_of(get.get("item").and_then(|i| i.get("accountNumber"))),
-        })),
-        _ => Err(Incomplete(
-            invoice_id,
-            ActivityError::permanent("an earlier attempt stopped before its payment was created"),
-        )
-        .into()),
+    let paid = answer
+        .get("pays")
+        .map_err(|e| portal_error(context, e))?
+        .as_array()
+        .is_some_and(|p| !p.is_empty());
+    if !paid {
+        return Ok(Earlier::Incomplete(invoice_id));
     }
+    let list = |key: &str| {
+        answer
+            .get(key)
+            .map(|v| {
+                v.get("productRows")
+                    .unwrap_or(v)
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map_err(|e| portal_error(context, e))
+    };
+    let (rows, paid_rows) = (list("rows")?, list("paid")?);
+    let row_ids: Vec<u64> = rows.iter().filter_map(|r| id_of(r.get("id"))).collect();
+    let unpaid: Vec<(usize, &Value)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            !paid_rows
+                .iter()
+                .any(|p| id_of(p.get("rowId")) == id_of(r.get("id")))
+        })
+        .collect();
+    let answer = if unpaid.is_empty() {
+        answer
+    } else {
+        let payment_id = answer
+            .get("pays")
+            .ok()
+            .and_then(|p| p.get(0))
+            .and_then(|p| id_of(p.get("id")))
+            .unwrap_or(0);
+        add_remaining(ctx, invoice_id, payment_id, &unpaid, &row_ids).await?
+    };
+    let url = answer.get("url").map_err(|e| portal_error(context, e))?;
+    let get = answer.get("get").map_err(|e| portal_error(context, e))?;
+    Ok(Earlier::Complete(Created {
+        invoice_id,
+        payment_url: text_of(url.get("payment").and_then(|p| p.get("url"))),
+        invoice_number: text_of(get.get("item").and_then(|i| i.get("accountNumber"))),
+    }))
 }
 
 #[cfg(test)]
