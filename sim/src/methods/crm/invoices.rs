@@ -5,8 +5,9 @@
 use serde_json::{json, Map, Value};
 
 use super::invoice_state::{self, owner_of_abbr, SMART_INVOICE_CATEGORY};
+use super::items::entity_type;
 use super::state::{self, Crm, Item};
-use super::{denied, int_param, lost_answer, param};
+use super::{denied, lost_answer, param};
 use crate::methods::{Ctx, Handler, Reply, RestError};
 use crate::php;
 
@@ -19,22 +20,6 @@ pub(super) fn route(method: &str) -> Option<Handler> {
         _ => return None,
     };
     Some(handler)
-}
-
-const TYPES: &[u64] = &[1, 2, 3, 4, 31];
-
-fn entity_type(params: &Value) -> Result<u64, RestError> {
-    let t = int_param(params, "entityTypeId");
-    if t == 5 {
-        return Err(RestError::bad_request(
-            "ENTITY_TYPE_NOT_SUPPORTED",
-            "Entity type 5 is not supported",
-        ));
-    }
-    u64::try_from(t)
-        .ok()
-        .filter(|t| TYPES.contains(t))
-        .ok_or_else(|| RestError::bad_request("NOT_FOUND", "Smart process not found"))
 }
 
 fn missing(name: &str) -> RestError {

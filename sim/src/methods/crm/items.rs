@@ -24,7 +24,7 @@ pub(super) fn route(method: &str) -> Option<Handler> {
 
 const TYPES: &[u64] = &[1, 2, 3, 4, 31];
 
-fn entity_type(params: &Value) -> Result<u64, RestError> {
+pub(super) fn entity_type(params: &Value) -> Result<u64, RestError> {
     let t = int_param(params, "entityTypeId");
     if t == 5 {
         return Err(RestError::bad_request(
