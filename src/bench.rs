@@ -266,6 +266,7 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = ingress.await;
     cloud.shutdown().await;
+    crate::delete_topology(&config).await?;
     if accepted != latencies.len() || duplicated > 0 || duplicated_side_effects > 0 {
         eprintln!("kept the database {} for inspection", config.database_url);
         anyhow::bail!("chaos found lost or duplicated work");

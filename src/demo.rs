@@ -192,6 +192,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = app.await;
     cloud.shutdown().await;
+    crate::delete_topology(&config).await?;
     if missing > 0 {
         bail!("{missing} workflows were never answered");
     }

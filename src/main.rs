@@ -95,6 +95,15 @@ async fn declare_topology(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes the exchanges and queues of a scratch prefix (demo, benchmarks).
+async fn delete_topology(config: &Config) -> anyhow::Result<()> {
+    let conn = amqp::connect(&config.amqp_url, "b24flow-cleanup").await?;
+    let channel = conn.create_channel().await?;
+    Topology::new(&config.amqp_prefix).delete(&channel).await?;
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
 /// Ingress and worker in one process, stopping together on SIGTERM / Ctrl-C.
 pub async fn run_all(config: Config) -> anyhow::Result<()> {
     prepare_database(&config).await?;
