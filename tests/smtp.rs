@@ -706,15 +706,12 @@ async fn a_retry_after_the_server_accepted_the_message_does_not_send_it_again() 
     let fired = app
         .fire("smtp_send", call(&server, json!({ "subject": "second" })))
         .await;
-    client
-        .execute(
-            "INSERT INTO job_side_effects (job_id, key, state, value)
-             SELECT id, 'smtp.accepted', 'done', '{\"log_message\": \"e-mail accepted for 1\"}'
-             FROM jobs WHERE event_token = $1",
-            &[&fired.event_token],
-        )
-        .await
-        .expect("marker");
+    app.mark_side_effect_done(
+        &fired.event_token,
+        "smtp.accepted",
+        json!({"log_message": "e-mail accepted for 1"}),
+    )
+    .await;
     app.start_worker();
     let again = app
         .portal
@@ -734,14 +731,8 @@ async fn a_retry_after_the_server_accepted_the_message_does_not_send_it_again() 
     let fired = app
         .fire("smtp_send", call(&server, json!({ "subject": "third" })))
         .await;
-    client
-        .execute(
-            "WITH j AS (UPDATE jobs SET attempt = 1 WHERE event_token = $1 RETURNING id)
-             INSERT INTO job_side_effects (job_id, key, state) SELECT id, 'smtp.attempt.1', 'started' FROM j",
-            &[&fired.event_token],
-        )
-        .await
-        .expect("marker");
+    app.mark_side_effect_started(&fired.event_token, 1, "smtp.attempt.1")
+        .await;
     app.start_worker();
     let unsure = app
         .portal

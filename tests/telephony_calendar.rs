@@ -183,16 +183,12 @@ async fn a_retried_callback_job_never_starts_a_second_call() {
     let fired = app
         .fire("callback_call", call("+79123456789", "sip7"))
         .await;
-    let client = app.pool.get().await.expect("db");
-    client
-        .execute(
-            "INSERT INTO job_side_effects (job_id, key, state, value)
-             SELECT id, 'callback.done', 'done', '{\"call_id\": \"callback.earlier.1\"}'
-             FROM jobs WHERE event_token = $1",
-            &[&fired.event_token],
-        )
-        .await
-        .expect("marker");
+    app.mark_side_effect_done(
+        &fired.event_token,
+        "callback.done",
+        json!({"call_id": "callback.earlier.1"}),
+    )
+    .await;
     app.start_worker();
     let again = app
         .portal
@@ -212,14 +208,8 @@ async fn a_retried_callback_job_never_starts_a_second_call() {
     let fired = app
         .fire("callback_call", call("+79123456789", "sip7"))
         .await;
-    client
-        .execute(
-            "WITH j AS (UPDATE jobs SET attempt = 1 WHERE event_token = $1 RETURNING id)
-             INSERT INTO job_side_effects (job_id, key, state) SELECT id, 'callback.attempt.1', 'started' FROM j",
-            &[&fired.event_token],
-        )
-        .await
-        .expect("marker");
+    app.mark_side_effect_started(&fired.event_token, 1, "callback.attempt.1")
+        .await;
     app.start_worker();
     let unsure = app
         .portal

@@ -392,3 +392,43 @@ where
     }
     panic!("condition not reached within {WAIT:?}");
 }
+
+impl TestApp {
+    /// The id of the job of a fired call.
+    pub async fn job_id_of(&self, event_token: &str) -> uuid::Uuid {
+        let client = self.pool.get().await.expect("db");
+        client
+            .query_one(
+                "SELECT id FROM jobs WHERE event_token = $1",
+                &[&event_token],
+            )
+            .await
+            .expect("job of the call")
+            .get(0)
+    }
+
+    /// Pretends an earlier attempt of this call's job completed side effect `key`.
+    pub async fn mark_side_effect_done(&self, event_token: &str, key: &str, value: Value) {
+        let id = self.job_id_of(event_token).await;
+        let client = self.pool.get().await.expect("db");
+        db::jobs::side_effect_done(&client, id, key, &value)
+            .await
+            .expect("marker");
+    }
+
+    /// Pretends attempt `attempt` of this call's job began side effect `key` and died.
+    pub async fn mark_side_effect_started(&self, event_token: &str, attempt: i32, key: &str) {
+        let id = self.job_id_of(event_token).await;
+        let client = self.pool.get().await.expect("db");
+        client
+            .execute(
+                "UPDATE jobs SET attempt = $2 WHERE id = $1",
+                &[&id, &attempt],
+            )
+            .await
+            .expect("attempt");
+        db::jobs::side_effect_started(&client, id, key)
+            .await
+            .expect("marker");
+    }
+}

@@ -3,7 +3,7 @@
 //! companies, go through `crm.company.update` in the same batch (methods.md §7–10).
 
 use super::crm_options::OptionSource;
-use super::crm_update_common::{field, Kind, Multi, UpdateSpec};
+use super::crm_update_common::{field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS, EMAIL, IM, PHONE};
 
 pub const SPEC: UpdateSpec = UpdateSpec {
     code: "company_update",
@@ -61,41 +61,10 @@ pub const SPEC: UpdateSpec = UpdateSpec {
             "Contacts",
             "Контакты",
         ),
-        field(
-            "assigned_by",
-            "assignedById",
-            Kind::User,
-            "Responsible",
-            "Ответственный",
-        ),
-        field(
-            "comments",
-            "comments",
-            Kind::LongText,
-            "Comment",
-            "Комментарий",
-        ),
+        ASSIGNED_BY,
+        COMMENTS,
     ],
-    multi: &[
-        Multi {
-            key: "phone",
-            type_id: "PHONE",
-            en: "Phone (value or value:TYPE)",
-            ru: "Телефон (значение или значение:ТИП)",
-        },
-        Multi {
-            key: "email",
-            type_id: "EMAIL",
-            en: "E-mail (value or value:TYPE)",
-            ru: "E-mail (значение или значение:ТИП)",
-        },
-        Multi {
-            key: "im",
-            type_id: "IM",
-            en: "Messenger (value or value:TYPE)",
-            ru: "Мессенджер (значение или значение:ТИП)",
-        },
-    ],
+    multi: &[PHONE, EMAIL, IM],
     legacy: Some((
         "crm.company.update",
         &[

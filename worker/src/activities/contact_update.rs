@@ -1,7 +1,9 @@
 //! `contact_update` (ACTIVITIES.md #8): writes the set properties of a contact with one
 //! `crm.item.update` (entity type 3, methods.md §7–10).
 use super::crm_options::OptionSource;
-use super::crm_update_common::{field, Kind, Multi, UpdateSpec};
+use super::crm_update_common::{
+    field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS, EMAIL, IM, PHONE, WEB,
+};
 
 pub const SPEC: UpdateSpec = UpdateSpec {
     code: "contact_update",
@@ -48,47 +50,10 @@ pub const SPEC: UpdateSpec = UpdateSpec {
             "Компании",
         ),
         field("post", "post", Kind::Text, "Position", "Должность"),
-        field(
-            "assigned_by",
-            "assignedById",
-            Kind::User,
-            "Responsible",
-            "Ответственный",
-        ),
-        field(
-            "comments",
-            "comments",
-            Kind::LongText,
-            "Comment",
-            "Комментарий",
-        ),
+        ASSIGNED_BY,
+        COMMENTS,
     ],
-    multi: &[
-        Multi {
-            key: "phone",
-            type_id: "PHONE",
-            en: "Phone (value or value:TYPE)",
-            ru: "Телефон (значение или значение:ТИП)",
-        },
-        Multi {
-            key: "email",
-            type_id: "EMAIL",
-            en: "E-mail (value or value:TYPE)",
-            ru: "E-mail (значение или значение:ТИП)",
-        },
-        Multi {
-            key: "im",
-            type_id: "IM",
-            en: "Messenger (value or value:TYPE)",
-            ru: "Мессенджер (значение или значение:ТИП)",
-        },
-        Multi {
-            key: "web",
-            type_id: "WEB",
-            en: "Website (value or value:TYPE)",
-            ru: "Сайт (значение или значение:ТИП)",
-        },
-    ],
+    multi: &[PHONE, EMAIL, IM, WEB],
     legacy: None,
     manual_opportunity: false,
 };

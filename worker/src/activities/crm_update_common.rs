@@ -80,6 +80,46 @@ pub struct Multi {
     pub ru: &'static str,
 }
 
+/// Properties several CRM entities share.
+pub const ASSIGNED_BY: Field = field(
+    "assigned_by",
+    "assignedById",
+    Kind::User,
+    "Responsible",
+    "Ответственный",
+);
+pub const COMMENTS: Field = field(
+    "comments",
+    "comments",
+    Kind::LongText,
+    "Comment",
+    "Комментарий",
+);
+pub const PHONE: Multi = Multi {
+    key: "phone",
+    type_id: "PHONE",
+    en: "Phone (value or value:TYPE)",
+    ru: "Телефон (значение или значение:ТИП)",
+};
+pub const EMAIL: Multi = Multi {
+    key: "email",
+    type_id: "EMAIL",
+    en: "E-mail (value or value:TYPE)",
+    ru: "E-mail (значение или значение:ТИП)",
+};
+pub const IM: Multi = Multi {
+    key: "im",
+    type_id: "IM",
+    en: "Messenger (value or value:TYPE)",
+    ru: "Мессенджер (значение или значение:ТИП)",
+};
+pub const WEB: Multi = Multi {
+    key: "web",
+    type_id: "WEB",
+    en: "Website (value or value:TYPE)",
+    ru: "Сайт (значение или значение:ТИП)",
+};
+
 /// One entity's update.
 pub struct UpdateSpec {
     pub code: &'static str,

@@ -3,7 +3,7 @@
 //! (methods.md §7–10).
 
 use super::crm_options::OptionSource;
-use super::crm_update_common::{field, Kind, UpdateSpec};
+use super::crm_update_common::{field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS};
 
 pub const SPEC: UpdateSpec = UpdateSpec {
     code: "deal_update",
@@ -59,20 +59,8 @@ pub const SPEC: UpdateSpec = UpdateSpec {
             "Company ID",
             "ID компании",
         ),
-        field(
-            "assigned_by",
-            "assignedById",
-            Kind::User,
-            "Responsible",
-            "Ответственный",
-        ),
-        field(
-            "comments",
-            "comments",
-            Kind::LongText,
-            "Comment",
-            "Комментарий",
-        ),
+        ASSIGNED_BY,
+        COMMENTS,
         field(
             "contact_ids",
             "contactIds",

@@ -1,7 +1,7 @@
 //! `lead_update` (ACTIVITIES.md #9): writes the set properties of a lead with one
 //! `crm.item.update` (entity type 1; the lead status is `stageId` there, methods.md §7–10).
 use super::crm_options::OptionSource;
-use super::crm_update_common::{field, Kind, Multi, UpdateSpec};
+use super::crm_update_common::{field, Kind, UpdateSpec, COMMENTS, EMAIL, PHONE};
 
 pub const SPEC: UpdateSpec = UpdateSpec {
     code: "lead_update",
@@ -56,13 +56,7 @@ pub const SPEC: UpdateSpec = UpdateSpec {
             "Company ID",
             "ID компании",
         ),
-        field(
-            "comments",
-            "comments",
-            Kind::LongText,
-            "Comment",
-            "Комментарий",
-        ),
+        COMMENTS,
         field(
             "opportunity",
             "opportunity",
@@ -71,20 +65,7 @@ pub const SPEC: UpdateSpec = UpdateSpec {
             "Сумма",
         ),
     ],
-    multi: &[
-        Multi {
-            key: "phone",
-            type_id: "PHONE",
-            en: "Phone (value or value:TYPE)",
-            ru: "Телефон (значение или значение:ТИП)",
-        },
-        Multi {
-            key: "email",
-            type_id: "EMAIL",
-            en: "E-mail (value or value:TYPE)",
-            ru: "E-mail (значение или значение:ТИП)",
-        },
-    ],
+    multi: &[PHONE, EMAIL],
     legacy: None,
     manual_opportunity: true,
 };
