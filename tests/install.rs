@@ -174,7 +174,8 @@ async fn uninstall_needs_the_right_token_and_then_calls_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_portal_installed_without_application_token_pins_the_first_confirmed_one() {
+async fn a_portal_installed_without_application_token_refuses_calls_until_an_install_event_brings_one(
+) {
     let app = spawn_app_with(AppOptions {
         portal: PortalConfig {
             send_application_token_on_install: false,
@@ -184,29 +185,26 @@ async fn a_portal_installed_without_application_token_pins_the_first_confirmed_o
         ..Default::default()
     })
     .await;
-    // A call whose access token the portal does not know is refused and pins nothing.
-    let unconfirmed = format!(
-        "code=user_info&event_token=e1&auth%5Bmember_id%5D={}&auth%5Bapplication_token%5D=attacker&auth%5Baccess_token%5D=made-up",
-        app.portal.member_id()
-    );
-    assert_eq!(
-        app.post_form("/b24/activity", unconfirmed).await.status(),
-        401
-    );
-    // A real call carries a token the portal confirms; its application_token gets pinned.
+    // Nothing is pinned on a first call: whatever it carries, it is refused with a way out.
+    let call = app
+        .post_form("/b24/activity", raw_call(&app, "user_info", "e1"))
+        .await;
+    assert_eq!(call.status(), 403);
+    let body: serde_json::Value = call.json().await.unwrap();
+    assert_eq!(body["error"], "application_token_missing");
+    assert!(body["message"].as_str().unwrap().contains("reinstall"));
+    assert_eq!(app.job_count().await, 0);
+
+    // ONAPPINSTALL carries the token, and the OAuth server confirms its install.
+    let status = app
+        .portal
+        .send_app_install_event(&app.url("/b24/events"))
+        .await
+        .unwrap();
+    assert!(status.is_success(), "{status}");
     let sent = app
         .run_activity("user_info", json!({ "user_id": "user_1" }))
         .await;
     assert_eq!(sent.return_values["error_text"], "");
-    let client = app.pool.get().await.unwrap();
-    let pinned: Option<String> = client
-        .query_one("SELECT application_token FROM portals", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        pinned.as_deref(),
-        Some(app.portal.application_token().as_str())
-    );
     app.cleanup().await;
 }

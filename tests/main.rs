@@ -7,6 +7,7 @@ mod crm_timeline;
 mod crm_update;
 mod ingress_checks;
 mod install;
+mod install_security;
 mod smtp;
 mod telephony_calendar;
 mod user_info;

@@ -3,6 +3,7 @@
 //! handler, app events, `/metrics` and health checks.
 mod enqueue;
 mod error;
+mod portal_auth;
 mod routes;
 
 use std::net::SocketAddr;

@@ -47,6 +47,8 @@ pub struct AppOptions {
     pub ingress_amqp_url: Option<String>,
     pub worker_amqp_url: Option<String>,
     pub worker_postgres_port: Option<u16>,
+    /// Where the app's OAuth server is, instead of the simulator's (tests of a broken one).
+    pub oauth_url: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -61,6 +63,7 @@ impl Default for AppOptions {
             ingress_amqp_url: None,
             worker_amqp_url: None,
             worker_postgres_port: None,
+            oauth_url: None,
         }
     }
 }
@@ -98,7 +101,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     config.database_url = database_url;
     config.amqp_url = AMQP_URL.into();
     config.public_url = address.clone();
-    config.oauth_url = cloud.oauth_url();
+    config.oauth_url = options
+        .oauth_url
+        .clone()
+        .unwrap_or_else(|| cloud.oauth_url());
     config.client_id = Some(cloud.client_id().to_string());
     config.client_secret = Some(cloud.client_secret().to_string());
     config.amqp_prefix = format!("b24flow-test-{unique}");

@@ -51,6 +51,16 @@ pub async fn run_with_policy(
             client_secret: config.client_secret.clone(),
         },
     );
+    let portal_changes = {
+        let bitrix = bitrix.clone();
+        let database_url = config.database_url.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            bitrix
+                .follow_portal_changes(database_url, stop.cancelled_owned())
+                .await
+        })
+    };
     let runner = Arc::new(runner::Runner {
         db: pool.clone(),
         bitrix,
@@ -80,6 +90,7 @@ pub async fn run_with_policy(
     )
     .await;
     let _ = sweeper.await;
+    portal_changes.abort();
     publisher.close().await;
     tracing::info!("worker stopped");
     Ok(())

@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -6,8 +7,9 @@ use serde_json::{Map, Value};
 use tokio::sync::{Mutex, RwLock};
 
 use super::batch::{Batch, BatchResult, MAX_COMMANDS};
+use super::body::{read_capped, BodyError, MAX_REST_BODY};
 use super::error::{B24Error, ErrorKind};
-use super::oauth::OAuthApp;
+use super::oauth::{InstallProof, OAuthApp};
 use crate::crypto::SecretBox;
 use crate::db::{self, Pool};
 use crate::metrics;
@@ -27,11 +29,19 @@ struct Inner {
     secrets: SecretBox,
     oauth: OAuthApp,
     sessions: DashMap<i64, Arc<PortalSession>>,
+    /// True while this process hears about reinstalls and uninstalls (see
+    /// `portal_changes`); without that, nothing about a portal may be cached.
+    watching: AtomicBool,
+    /// Grows whenever cached sessions are dropped, so a session read from the database before
+    /// a drop is not cached after it.
+    epoch: AtomicU64,
 }
 
 /// Per-portal state shared by every job of that portal in this process.
 struct PortalSession {
     portal_id: i64,
+    /// The install this session belongs to; tokens of another install are never used with it.
+    install_generation: i64,
     endpoint: String,
     token: RwLock<Option<CachedToken>>,
     /// One refresh at a time per portal in this process; the row lock covers other processes.
@@ -68,37 +78,47 @@ impl Bitrix {
                 secrets,
                 oauth,
                 sessions: DashMap::new(),
+                watching: AtomicBool::new(false),
+                epoch: AtomicU64::new(0),
             }),
         }
     }
 
-    /// The client for one portal. Its endpoint is the one stored at install, never one
-    /// taken from a request.
+    /// The client for one portal. Its endpoint is the one stored by the last confirmed
+    /// install, never one taken from a request.
     pub async fn portal(&self, portal_id: i64) -> Result<PortalClient, B24Error> {
-        if let Some(session) = self.inner.sessions.get(&portal_id) {
-            return Ok(PortalClient {
-                inner: self.inner.clone(),
-                session: session.clone(),
-            });
+        let watching = self.inner.watching.load(Ordering::Acquire);
+        if watching {
+            if let Some(session) = self.inner.sessions.get(&portal_id) {
+                return Ok(PortalClient {
+                    inner: self.inner.clone(),
+                    session: session.clone(),
+                });
+            }
         }
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
         let client = self.inner.db.get().await.map_err(db::DbError::from)?;
         let portal = db::portals::get(&client, portal_id)
             .await?
             .filter(|p| p.is_installed())
             .ok_or(B24Error::NotInstalled(portal_id))?;
-        let session = self
-            .inner
-            .sessions
-            .entry(portal_id)
-            .or_insert_with(|| {
-                Arc::new(PortalSession {
-                    portal_id,
-                    endpoint: portal.client_endpoint.clone(),
-                    token: RwLock::new(None),
-                    refresh_gate: Mutex::new(()),
-                })
-            })
-            .clone();
+        let session = Arc::new(PortalSession {
+            portal_id,
+            install_generation: portal.install_generation,
+            endpoint: portal.client_endpoint.clone(),
+            token: RwLock::new(None),
+            refresh_gate: Mutex::new(()),
+        });
+        // Cache only when no reinstall notice can have slipped in since the read above.
+        let session = if watching && epoch == self.inner.epoch.load(Ordering::Acquire) {
+            self.inner
+                .sessions
+                .entry(portal_id)
+                .or_insert(session)
+                .clone()
+        } else {
+            session
+        };
         Ok(PortalClient {
             inner: self.inner.clone(),
             session,
@@ -107,19 +127,28 @@ impl Bitrix {
 
     /// Forgets what this process cached about a portal (after a reinstall or uninstall).
     pub fn forget_portal(&self, portal_id: i64) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         self.inner.sessions.remove(&portal_id);
     }
 
-    /// One call with a token that is not (yet) the portal's stored one, e.g. to let the
-    /// portal confirm a token before we trust its sender. No refresh, no retry.
-    pub async fn call_with_token(
-        &self,
-        endpoint: &str,
-        access_token: &str,
-        method: &str,
-        params: Value,
-    ) -> Result<RestResponse, B24Error> {
-        send(&self.inner.http, endpoint, access_token, method, params).await
+    pub(crate) fn forget_all(&self) {
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        self.inner.sessions.clear();
+    }
+
+    pub(crate) fn set_watching(&self, watching: bool) {
+        self.inner.watching.store(watching, Ordering::Release);
+    }
+
+    /// Asks the OAuth server, not the caller, whose `refresh_token` this is (protocol.md §2):
+    /// the one proof of an install that a forger who knows a `member_id` cannot fake.
+    /// Spends the offered refresh token; the proof carries the new pair.
+    pub async fn confirm_install(&self, refresh_token: &str) -> Result<InstallProof, B24Error> {
+        self.inner
+            .oauth
+            .refresh(&self.inner.http, refresh_token)
+            .await?
+            .try_into()
     }
 }
 
@@ -183,6 +212,23 @@ impl PortalClient {
         Ok(BatchResult::from_result(response.result))
     }
 
+    fn check_generation(&self, stored: i64) -> Result<(), B24Error> {
+        if stored == self.session.install_generation {
+            return Ok(());
+        }
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        self.inner
+            .sessions
+            .remove_if(&self.session.portal_id, |_, s| {
+                Arc::ptr_eq(s, &self.session)
+            });
+        tracing::info!(
+            portal.id = self.session.portal_id,
+            "portal reinstalled meanwhile; dropping its old session"
+        );
+        Err(B24Error::PortalChanged(self.session.portal_id))
+    }
+
     async fn current_token(&self) -> Result<CachedToken, B24Error> {
         if let Some(token) = self.session.token.read().await.clone() {
             return Ok(token);
@@ -191,6 +237,7 @@ impl PortalClient {
         let tokens = db::portals::load_tokens(&client, &self.inner.secrets, self.session.portal_id)
             .await?
             .ok_or(B24Error::NotInstalled(self.session.portal_id))?;
+        self.check_generation(tokens.install_generation)?;
         let token = CachedToken {
             access_token: tokens.access_token,
             version: tokens.version,
@@ -214,6 +261,8 @@ impl PortalClient {
         let stored = db::portals::lock_tokens(&tx, &self.inner.secrets, self.session.portal_id)
             .await?
             .ok_or(B24Error::NotInstalled(self.session.portal_id))?;
+        // Never send a token of the new install to the endpoint of the old one.
+        self.check_generation(stored.install_generation)?;
         if stored.version > failed_version {
             tx.commit().await.map_err(db::DbError::from)?;
             let token = CachedToken {
@@ -292,9 +341,16 @@ async fn send(
         }
     };
     let status = response.status().as_u16();
-    let bytes = match response.bytes().await {
+    let bytes = match read_capped(response, MAX_REST_BODY).await {
         Ok(b) => b,
-        Err(e) => {
+        Err(BodyError::TooLarge(limit)) => {
+            outcome("too_large");
+            return Err(B24Error::TooLarge {
+                method: method.to_string(),
+                limit,
+            });
+        }
+        Err(BodyError::Transport(e)) => {
             outcome("transport_error");
             return Err(B24Error::transport(method, e));
         }

@@ -31,6 +31,11 @@ pub enum B24Error {
     Refresh { message: String, kind: ErrorKind },
     #[error("portal {0} is not installed or has no tokens")]
     NotInstalled(i64),
+    /// A reinstall or uninstall changed the portal while we held its old endpoint or tokens.
+    #[error("portal {0} was reinstalled or uninstalled meanwhile")]
+    PortalChanged(i64),
+    #[error("{method}: the answer is larger than {limit} bytes")]
+    TooLarge { method: String, limit: usize },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -70,6 +75,8 @@ impl B24Error {
             }
             B24Error::Refresh { kind, .. } => *kind,
             B24Error::NotInstalled(_) => ErrorKind::Permanent,
+            B24Error::PortalChanged(_) => ErrorKind::Transient,
+            B24Error::TooLarge { .. } => ErrorKind::Permanent,
             B24Error::Db(_) => ErrorKind::Transient,
         }
     }

@@ -2,13 +2,15 @@
 //! place where OAuth refresh happens and where the per-portal rate limiter and cross-job
 //! batching attach. Protocol facts: `../shared/bitrix/protocol.md`.
 mod batch;
+mod body;
 pub use batch::MAX_COMMANDS as BATCH_MAX_COMMANDS;
 mod client;
 mod error;
 pub mod form;
 mod oauth;
+mod portal_changes;
 
 pub use batch::{Batch, BatchResult};
 pub use client::{Bitrix, PortalClient, RestResponse};
 pub use error::{classify, B24Error, ErrorKind};
-pub use oauth::OAuthApp;
+pub use oauth::{InstallProof, OAuthApp};

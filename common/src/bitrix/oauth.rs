@@ -1,6 +1,7 @@
 //! OAuth 2.0 refresh against `B24FLOW_OAUTH_URL` (protocol.md §2).
 use serde::Deserialize;
 
+use super::body::{read_capped, BodyError, MAX_OAUTH_BODY};
 use super::error::{B24Error, ErrorKind};
 
 /// The app's credentials and where its OAuth server is.
@@ -20,12 +21,73 @@ impl std::fmt::Debug for OAuthApp {
     }
 }
 
+/// The OAuth server's answer to a refresh (protocol.md §2). Besides the new pair it says
+/// which portal and user the token belongs to: the only source we trust for those.
 #[derive(Deserialize)]
 pub(crate) struct RefreshedTokens {
     pub access_token: String,
     pub refresh_token: String,
     #[serde(default)]
     pub expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    pub member_id: Option<String>,
+    #[serde(default)]
+    pub client_endpoint: Option<String>,
+    #[serde(default)]
+    pub user_id: Option<serde_json::Value>,
+}
+
+/// An install the OAuth server vouched for: the portal and installing user behind the
+/// offered refresh token, and the fresh token pair the refresh produced (the offered
+/// refresh token is spent).
+pub struct InstallProof {
+    pub member_id: String,
+    pub client_endpoint: String,
+    pub user_id: Option<i64>,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+}
+
+impl std::fmt::Debug for InstallProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallProof")
+            .field("member_id", &self.member_id)
+            .field("client_endpoint", &self.client_endpoint)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TryFrom<RefreshedTokens> for InstallProof {
+    type Error = B24Error;
+
+    fn try_from(t: RefreshedTokens) -> Result<Self, B24Error> {
+        let expires_in = t.expires_in_secs();
+        let missing = |what: &str| B24Error::Refresh {
+            message: format!("the OAuth server's answer lacks {what}"),
+            kind: ErrorKind::Permanent,
+        };
+        let user_id = match &t.user_id {
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        };
+        Ok(InstallProof {
+            member_id: t
+                .member_id
+                .filter(|m| !m.is_empty())
+                .ok_or_else(|| missing("member_id"))?,
+            client_endpoint: t
+                .client_endpoint
+                .filter(|e| !e.is_empty())
+                .ok_or_else(|| missing("client_endpoint"))?,
+            user_id,
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            expires_in,
+        })
+    }
 }
 
 impl RefreshedTokens {
@@ -76,10 +138,18 @@ impl OAuthApp {
                 kind: ErrorKind::Transient,
             })?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| B24Error::Refresh {
-            message: B24Error::transport("oauth", e).to_string(),
-            kind: ErrorKind::Transient,
-        })?;
+        let body = read_capped(response, MAX_OAUTH_BODY)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge(_) => B24Error::Refresh {
+                    message: e.to_string(),
+                    kind: ErrorKind::Permanent,
+                },
+                BodyError::Transport(e) => B24Error::Refresh {
+                    message: B24Error::transport("oauth", e).to_string(),
+                    kind: ErrorKind::Transient,
+                },
+            })?;
         if status == 200 {
             if let Ok(tokens) = serde_json::from_slice::<RefreshedTokens>(&body) {
                 return Ok(tokens);

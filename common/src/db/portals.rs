@@ -13,6 +13,11 @@ pub struct Portal {
     pub client_endpoint: String,
     pub application_token: Option<String>,
     pub status: String,
+    /// Grows with every confirmed install and every uninstall; sessions cached by workers
+    /// belong to one generation.
+    pub install_generation: i64,
+    /// The admin whose install the OAuth server confirmed.
+    pub installer_user_id: Option<i64>,
 }
 
 impl Portal {
@@ -29,6 +34,7 @@ pub struct PortalTokens {
     pub refresh_token: String,
     pub expires_at: Option<DateTime<Utc>>,
     pub version: i64,
+    pub install_generation: i64,
 }
 
 impl std::fmt::Debug for PortalTokens {
@@ -40,18 +46,21 @@ impl std::fmt::Debug for PortalTokens {
     }
 }
 
-/// What an install (install page or `ONAPPINSTALL`) tells us about a portal.
+/// An install (install page or `ONAPPINSTALL`) whose portal, endpoint and tokens the OAuth
+/// server confirmed; nothing else may write a portal's endpoint or tokens.
 pub struct Installation {
     pub member_id: String,
     pub domain: String,
     pub client_endpoint: String,
     pub application_token: Option<String>,
+    pub installer_user_id: Option<i64>,
     pub access_token: String,
     pub refresh_token: String,
     pub expires_in: i64,
 }
 
-const COLUMNS: &str = "id, member_id, domain, client_endpoint, application_token, status";
+const COLUMNS: &str = "id, member_id, domain, client_endpoint, application_token, status, \
+                       install_generation, installer_user_id";
 
 fn from_row(row: &tokio_postgres::Row) -> Result<Portal, DbError> {
     Ok(Portal {
@@ -61,12 +70,14 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Portal, DbError> {
         client_endpoint: row.try_get("client_endpoint")?,
         application_token: row.try_get("application_token")?,
         status: row.try_get("status")?,
+        install_generation: row.try_get("install_generation")?,
+        installer_user_id: row.try_get("installer_user_id")?,
     })
 }
 
 /// Stores (or re-stores after a reinstall) a portal with fresh tokens. A reinstall issues
-/// a new `application_token`; when the install did not carry one, the old one is dropped
-/// and the next confirmed call pins the new one (SPEC.md "Guarantees").
+/// a new `application_token`; when the install did not carry one, the old one is dropped and
+/// calls are refused until an install or `ONAPPINSTALL` that carries one.
 pub async fn upsert_installed(
     client: &impl GenericClient,
     secrets: &SecretBox,
@@ -74,12 +85,15 @@ pub async fn upsert_installed(
 ) -> Result<Portal, DbError> {
     let sql = format!(
         "INSERT INTO portals (member_id, domain, client_endpoint, application_token,
-                              access_token_enc, refresh_token_enc, token_expires_at, status)
-         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), 'installed')
+                              access_token_enc, refresh_token_enc, token_expires_at, status,
+                              installer_user_id)
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), 'installed', $8)
          ON CONFLICT (member_id) DO UPDATE SET
              domain = EXCLUDED.domain,
              client_endpoint = EXCLUDED.client_endpoint,
              application_token = EXCLUDED.application_token,
+             installer_user_id = EXCLUDED.installer_user_id,
+             install_generation = portals.install_generation + 1,
              access_token_enc = EXCLUDED.access_token_enc,
              refresh_token_enc = EXCLUDED.refresh_token_enc,
              token_expires_at = EXCLUDED.token_expires_at,
@@ -100,6 +114,7 @@ pub async fn upsert_installed(
                 &secrets.encrypt_str(&inst.access_token),
                 &secrets.encrypt_str(&inst.refresh_token),
                 &(inst.expires_in as f64),
+                &inst.installer_user_id,
             ],
         )
         .await?;
@@ -144,7 +159,8 @@ pub async fn load_tokens(
 ) -> Result<Option<PortalTokens>, DbError> {
     let row = client
         .query_opt(
-            "SELECT access_token_enc, refresh_token_enc, token_expires_at, token_version
+            "SELECT access_token_enc, refresh_token_enc, token_expires_at, token_version,
+                    install_generation
              FROM portals WHERE id = $1 AND access_token_enc IS NOT NULL",
             &[&id],
         )
@@ -157,6 +173,7 @@ pub async fn load_tokens(
         refresh_token: secrets.decrypt_str(&refresh)?,
         expires_at: row.try_get(2)?,
         version: row.try_get(3)?,
+        install_generation: row.try_get(4)?,
     }))
 }
 
@@ -169,7 +186,8 @@ pub async fn lock_tokens(
 ) -> Result<Option<PortalTokens>, DbError> {
     let row = tx
         .query_opt(
-            "SELECT access_token_enc, refresh_token_enc, token_expires_at, token_version
+            "SELECT access_token_enc, refresh_token_enc, token_expires_at, token_version,
+                    install_generation
              FROM portals WHERE id = $1 AND access_token_enc IS NOT NULL FOR UPDATE",
             &[&id],
         )
@@ -182,6 +200,7 @@ pub async fn lock_tokens(
         refresh_token: secrets.decrypt_str(&refresh)?,
         expires_at: row.try_get(2)?,
         version: row.try_get(3)?,
+        install_generation: row.try_get(4)?,
     }))
 }
 
@@ -211,30 +230,14 @@ pub async fn save_tokens(
     Ok(row.try_get(0)?)
 }
 
-/// Pins the `application_token` of a portal that was installed without one.
-/// Only succeeds while none is pinned, so a later forged call cannot replace it.
-pub async fn pin_application_token(
-    client: &impl GenericClient,
-    id: i64,
-    token: &str,
-) -> Result<bool, DbError> {
-    let n = client
-        .execute(
-            "UPDATE portals SET application_token = $2, updated_at = now()
-             WHERE id = $1 AND application_token IS NULL",
-            &[&id, &token],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
 /// The portal removed the app: its tokens no longer work (protocol.md §1.3) and are erased.
 pub async fn mark_uninstalled(client: &impl GenericClient, id: i64) -> Result<(), DbError> {
     client
         .execute(
             "UPDATE portals SET status = 'uninstalled', access_token_enc = NULL,
                  refresh_token_enc = NULL, token_expires_at = NULL,
-                 token_version = token_version + 1, updated_at = now(), uninstalled_at = now()
+                 token_version = token_version + 1, install_generation = install_generation + 1,
+                 updated_at = now(), uninstalled_at = now()
              WHERE id = $1",
             &[&id],
         )

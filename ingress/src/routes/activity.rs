@@ -7,14 +7,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use b24flow_common::bitrix::form;
 use b24flow_common::db::jobs::{Inserted, JobKind, NewJob, DEFAULT_MAX_ATTEMPTS};
-use b24flow_common::db::portals::{self, Portal};
+use b24flow_common::db::portals;
 use b24flow_common::{metrics, secrets};
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 use super::body::read_form;
 use crate::enqueue;
 use crate::error::ApiError;
+use crate::portal_auth;
 use crate::AppState;
 
 /// Longest `event_token` we store; real ones are about 100 characters.
@@ -112,7 +112,7 @@ async fn accept_inner(
             "this portal uninstalled the app",
         ));
     }
-    verify_application_token(state, &portal, &app_token, text(&["auth", "access_token"])).await?;
+    portal_auth::verify_application_token(&portal, &app_token)?;
 
     let sealed = secrets::split_secrets(&mut properties, &state.config.secrets);
     let job = NewJob {
@@ -134,54 +134,4 @@ async fn accept_inner(
     metrics::INGRESS_CALLS.with_label_values(&[outcome]).inc();
     tracing::info!(job.id = %inserted.id(), portal.member_id = %portal.member_id, activity.code = %job.code, status, "activity call");
     Ok(Json(json!({ "status": status, "job_id": inserted.id() })))
-}
-
-pub(crate) fn token_matches(stored: Option<&str>, given: &str) -> bool {
-    stored.is_some_and(|s| bool::from(s.as_bytes().ct_eq(given.as_bytes())))
-}
-
-/// Compares `auth[application_token]` with the stored one (protocol.md §1.4). A portal
-/// installed without one gets it pinned by the first call whose access token the portal
-/// itself confirms with `app.info` on the stored endpoint.
-async fn verify_application_token(
-    state: &AppState,
-    portal: &Portal,
-    given: &str,
-    access_token: Option<String>,
-) -> Result<(), ApiError> {
-    let forged = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_application_token",
-            "application_token does not match this portal",
-        )
-    };
-    if portal.application_token.is_some() {
-        return if token_matches(portal.application_token.as_deref(), given) {
-            Ok(())
-        } else {
-            Err(forged())
-        };
-    }
-    let access_token = access_token.ok_or_else(forged)?;
-    state
-        .bitrix
-        .call_with_token(&portal.client_endpoint, &access_token, "app.info", json!({}))
-        .await
-        .map_err(|e| {
-            tracing::warn!(portal.member_id = %portal.member_id, error = %e, "unconfirmed call refused");
-            forged()
-        })?;
-    let client = state.db.get().await?;
-    if portals::pin_application_token(&client, portal.id, given).await? {
-        tracing::info!(portal.member_id = %portal.member_id, "application_token pinned");
-        return Ok(());
-    }
-    // Someone pinned one meanwhile: it must be this one.
-    let current = portals::get(&client, portal.id).await?;
-    if token_matches(current.and_then(|p| p.application_token).as_deref(), given) {
-        Ok(())
-    } else {
-        Err(forged())
-    }
 }

@@ -4,13 +4,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use b24flow_common::bitrix::form;
-use b24flow_common::db::jobs::{JobKind, NewJob, DEFAULT_MAX_ATTEMPTS};
-use b24flow_common::db::portals::{self, Installation};
+use b24flow_common::db::portals;
 use serde_json::{json, Value};
 
 use super::body::read_form;
-use crate::enqueue;
 use crate::error::ApiError;
+use crate::portal_auth::{self, InstallClaim, InstallOutcome};
 use crate::AppState;
 
 pub async fn event(
@@ -35,24 +34,21 @@ pub async fn event(
         .to_ascii_uppercase();
     match event.as_str() {
         "ONAPPINSTALL" => {
-            let domain = required("domain")?;
-            let client_endpoint = match auth("client_endpoint") {
-                Some(e) => validate_endpoint(&e)?,
-                None => endpoint_for(&domain, Some("1"))?,
-            };
-            let installation = Installation {
+            let claim = InstallClaim {
                 member_id: required("member_id")?,
-                domain,
-                client_endpoint,
+                client_endpoint: match auth("client_endpoint") {
+                    Some(e) => portal_auth::validate_endpoint(&e)?,
+                    None => portal_auth::endpoint_for(&required("domain")?, Some("1"))?,
+                },
                 application_token: Some(required("application_token")?),
-                access_token: required("access_token")?,
                 refresh_token: required("refresh_token")?,
-                expires_in: auth("expires_in")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(3600),
+                source: "ONAPPINSTALL",
             };
-            install_portal(&state, installation).await?;
-            Ok(Json(json!({ "status": "installed" })))
+            let status = match portal_auth::install(&state, claim).await? {
+                InstallOutcome::Installed => "installed",
+                InstallOutcome::AlreadyInstalled => "already_installed",
+            };
+            Ok(Json(json!({ "status": status })))
         }
         "ONAPPUNINSTALL" => {
             let member_id = required("member_id")?;
@@ -64,15 +60,10 @@ pub async fn event(
                     ApiError::new(StatusCode::NOT_FOUND, "unknown_portal", "no such portal")
                 })?;
             // The application_token is the only check possible for uninstall (§1.4).
-            if !super::activity::token_matches(portal.application_token.as_deref(), &token) {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_application_token",
-                    "application_token does not match",
-                ));
-            }
+            portal_auth::verify_application_token(&portal, &token)?;
+            // Tokens erased, job history kept; workers hear of it through the
+            // `portals_changed` trigger and drop their session.
             portals::mark_uninstalled(&client, portal.id).await?;
-            state.bitrix.forget_portal(portal.id);
             tracing::info!(portal.member_id = %member_id, "portal uninstalled the app");
             Ok(Json(json!({ "status": "uninstalled" })))
         }
@@ -84,84 +75,5 @@ pub async fn event(
             "unsupported_event",
             format!("event {event} is not handled"),
         )),
-    }
-}
-
-/// Confirms the token with the portal (`app.info`), stores the portal and enqueues the
-/// registration of every activity.
-pub(crate) async fn install_portal(
-    state: &AppState,
-    installation: Installation,
-) -> Result<(), ApiError> {
-    if let Err(e) = state
-        .bitrix
-        .call_with_token(
-            &installation.client_endpoint,
-            &installation.access_token,
-            "app.info",
-            json!({}),
-        )
-        .await
-    {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "install_not_confirmed",
-            format!(
-                "the portal did not confirm the install token: {}",
-                e.description()
-            ),
-        ));
-    }
-    let client = state.db.get().await?;
-    let portal = portals::upsert_installed(&client, &state.config.secrets, &installation).await?;
-    drop(client);
-    state.bitrix.forget_portal(portal.id);
-    tracing::info!(portal.member_id = %portal.member_id, portal.domain = %portal.domain, "portal installed");
-    let job = NewJob {
-        portal_id: portal.id,
-        kind: JobKind::Register,
-        code: "register".into(),
-        event_token: None,
-        workflow_id: None,
-        document_id: Value::Null,
-        properties: json!({ "handler": state.config.activity_handler_url() }),
-        timeout_duration: 0,
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
-    };
-    enqueue::store_and_publish(state, &job, None).await?;
-    Ok(())
-}
-
-/// `PROTOCOL` 0 = http, 1 = https; `DOMAIN` is a bare host with an optional port.
-pub(crate) fn endpoint_for(domain: &str, protocol: Option<&str>) -> Result<String, ApiError> {
-    let valid = !domain.is_empty()
-        && domain
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
-    if !valid {
-        return Err(ApiError::bad_request(
-            "invalid_domain",
-            "DOMAIN must be a host name, optionally with a port",
-        ));
-    }
-    let scheme = if protocol == Some("0") {
-        "http"
-    } else {
-        "https"
-    };
-    Ok(format!("{scheme}://{domain}/rest/"))
-}
-
-fn validate_endpoint(endpoint: &str) -> Result<String, ApiError> {
-    let ok = (endpoint.starts_with("https://") || endpoint.starts_with("http://"))
-        && endpoint.ends_with("/rest/")
-        && !endpoint.contains(['?', '#', '@']);
-    if ok {
-        Ok(endpoint.to_string())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_endpoint",
-            "auth[client_endpoint] must be an http(s) URL ending in /rest/",
-        ))
     }
 }

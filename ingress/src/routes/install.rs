@@ -1,14 +1,15 @@
-//! `POST /b24/install`: the install page Bitrix24 opens (protocol.md §1.1). Stores the
-//! portal and enqueues the registration of every activity as a worker job.
+//! `POST /b24/install`: the install page Bitrix24 opens (protocol.md §1.1). Once the OAuth
+//! server confirms the install, stores the portal and enqueues the registration of every
+//! activity as a worker job.
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Html;
 use b24flow_common::bitrix::form;
-use b24flow_common::db::portals::Installation;
 
 use super::body::read_form;
 use crate::error::ApiError;
+use crate::portal_auth::{self, InstallClaim};
 use crate::AppState;
 
 pub async fn install(
@@ -33,19 +34,14 @@ pub async fn install(
         })
     };
     let domain = required("DOMAIN")?;
-    let endpoint = super::events::endpoint_for(&domain, field("PROTOCOL").as_deref())?;
-    let installation = Installation {
+    let claim = InstallClaim {
         member_id: required("member_id")?,
-        domain,
-        client_endpoint: endpoint,
+        client_endpoint: portal_auth::endpoint_for(&domain, field("PROTOCOL").as_deref())?,
         application_token: field("APPLICATION_TOKEN"),
-        access_token: required("AUTH_ID")?,
         refresh_token: required("REFRESH_ID")?,
-        expires_in: field("AUTH_EXPIRES")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3600),
+        source: "install page",
     };
-    super::events::install_portal(&state, installation).await?;
+    portal_auth::install(&state, claim).await?;
     Ok(Html(INSTALL_FINISHED_PAGE.to_string()))
 }
 

@@ -124,7 +124,11 @@ pub(crate) struct State {
 
 pub(crate) struct PortalInner {
     pub cfg: PortalConfig,
-    pub domain: String,
+    /// `127.0.0.1:PORT`; changes when the portal moves (`move_to_new_address`).
+    pub domain: Mutex<String>,
+    /// Addresses the portal no longer answers on, and how many requests still reached them.
+    pub old_domains: Mutex<Vec<String>>,
+    pub requests_to_old_domains: AtomicU64,
     pub member_id: String,
     pub oauth_url: String,
     signing_key: Vec<u8>,
@@ -185,7 +189,9 @@ impl Portal {
         let portal = Portal {
             inner: Arc::new(PortalInner {
                 cfg,
-                domain,
+                domain: Mutex::new(domain),
+                old_domains: Mutex::new(Vec::new()),
+                requests_to_old_domains: AtomicU64::new(0),
                 member_id: random_hex(32),
                 oauth_url,
                 signing_key: random_hex(64).into_bytes(),
@@ -230,15 +236,40 @@ impl Portal {
 
     /// `127.0.0.1:PORT`
     pub fn domain(&self) -> String {
-        self.inner.domain.clone()
+        self.inner.domain.lock().unwrap().clone()
     }
     /// `http://127.0.0.1:PORT`
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.inner.domain)
+        format!("http://{}", self.domain())
     }
     /// `http://127.0.0.1:PORT/rest/` (the `client_endpoint`).
     pub fn rest_url(&self) -> String {
-        format!("http://{}/rest/", self.inner.domain)
+        format!("http://{}/rest/", self.domain())
+    }
+
+    /// The portal changes its address, as when an admin renames the portal's domain: a new
+    /// listener serves it, the OAuth server and later installs name the new address, and
+    /// requests to the old one are refused (and counted) from now on. Returns the new domain.
+    pub async fn move_to_new_address(&self) -> anyhow::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let new_domain = listener.local_addr()?.to_string();
+        let app = rest::router(self.clone());
+        let stop = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(error) = serve.await {
+                tracing::warn!(%error, "simulated portal stopped");
+            }
+        });
+        let old = std::mem::replace(&mut *self.inner.domain.lock().unwrap(), new_domain.clone());
+        self.inner.old_domains.lock().unwrap().push(old);
+        Ok(new_domain)
+    }
+
+    /// Requests that reached an address the portal moved away from.
+    pub fn requests_to_old_addresses(&self) -> u64 {
+        self.inner.requests_to_old_domains.load(Ordering::Relaxed)
     }
     pub fn member_id(&self) -> String {
         self.inner.member_id.clone()

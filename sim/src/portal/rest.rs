@@ -66,6 +66,32 @@ pub(crate) fn time_json(start: SystemTime) -> Value {
     })
 }
 
+/// After `move_to_new_address` the old address belongs to nobody.
+fn refuse_old_address(portal: &Portal, headers: &HeaderMap) -> Option<Response> {
+    let host = headers.get("host")?.to_str().ok()?;
+    if !portal
+        .inner
+        .old_domains
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|d| d == host)
+    {
+        return None;
+    }
+    portal
+        .inner
+        .requests_to_old_domains
+        .fetch_add(1, Ordering::Relaxed);
+    Some(
+        (
+            StatusCode::NOT_FOUND,
+            "this portal moved to another address",
+        )
+            .into_response(),
+    )
+}
+
 async fn handle(
     State(portal): State<Portal>,
     Path(path): Path<String>,
@@ -75,6 +101,9 @@ async fn handle(
 ) -> Response {
     let started = SystemTime::now();
     let inner = &portal.inner;
+    if let Some(response) = refuse_old_address(&portal, &headers) {
+        return response;
+    }
     inner.request_count.fetch_add(1, Ordering::Relaxed);
 
     let (admitted, fault) = {

@@ -236,8 +236,13 @@ fn portal_refused(e: &B24Error) -> bool {
         B24Error::Api { status, code, .. } => {
             *status < 500 || matches!(code.as_str(), "QUERY_LIMIT_EXCEEDED" | "OVERLOAD_LIMIT")
         }
-        B24Error::NotInstalled(_) | B24Error::Refresh { .. } | B24Error::Db(_) => true,
-        B24Error::Transport { .. } | B24Error::BadResponse { .. } => false,
+        B24Error::NotInstalled(_)
+        | B24Error::PortalChanged(_)
+        | B24Error::Refresh { .. }
+        | B24Error::Db(_) => true,
+        B24Error::Transport { .. } | B24Error::BadResponse { .. } | B24Error::TooLarge { .. } => {
+            false
+        }
     }
 }
 
