@@ -30,8 +30,7 @@ async fn a_forged_application_token_is_rejected_and_creates_no_job() {
     assert_eq!((status, code.as_str()), (401, "invalid_application_token"));
     assert_eq!(app.job_count().await, 0);
     let metrics = app
-        .http
-        .get(app.url("/metrics"))
+        .api(reqwest::Method::GET, "/metrics")
         .send()
         .await
         .unwrap()

@@ -13,3 +13,4 @@ mod telephony_calendar;
 mod user_info;
 
 mod faults;
+mod operator_api;

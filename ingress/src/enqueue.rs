@@ -22,10 +22,15 @@ pub async fn store_and_publish(
 
 /// Publishes and records the confirmation; a failure is logged and left to the sweeper.
 pub async fn publish(state: &AppState, id: Uuid) {
+    publish_attempt(state, id, 0).await
+}
+
+/// [`publish`] for a job whose `attempt` is already past 0 (operators' actions).
+pub async fn publish_attempt(state: &AppState, id: Uuid, attempt: i32) {
     match state.publisher.publish_job(id).await {
         Ok(()) => {
             if let Ok(client) = state.db.get().await {
-                if let Err(e) = jobs::mark_published(&client, id, 0).await {
+                if let Err(e) = jobs::mark_published(&client, id, attempt).await {
                     tracing::warn!(job.id = %id, error = %e, "published but not marked; the sweeper may publish it again");
                 }
             }

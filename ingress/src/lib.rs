@@ -1,8 +1,10 @@
 //! The ingress: answers Bitrix24 fast. It checks who is calling, stores the job durably in
 //! Postgres, publishes its id to RabbitMQ and acknowledges. It also serves the install
-//! handler, app events, `/metrics` and health checks.
+//! handler, app events, the operators' console (`/api`, `/dashboard`), `/metrics` and
+//! health checks.
 mod enqueue;
 mod error;
+pub mod operator;
 mod portal_auth;
 mod routes;
 
@@ -39,10 +41,30 @@ pub struct AppState {
     pub db: Pool,
     pub publisher: Arc<Publisher>,
     pub bitrix: Bitrix,
+    pub operator: Arc<operator::OperatorAuth>,
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Result<Self, IngressError> {
+    pub fn new(mut config: Config) -> Result<Self, IngressError> {
+        let token = match &config.operator_token {
+            Some(token) => token.clone(),
+            None => {
+                let token = operator::generate_token();
+                // Printed once, on the terminal only (never through the log pipeline).
+                eprintln!(
+                    "b24flow: B24FLOW_OPERATOR_TOKEN is not set; this process generated one.\n  \
+                     dashboard: {}/dashboard/login#token={token}\n  \
+                     set B24FLOW_OPERATOR_TOKEN to keep it across restarts and ingress processes",
+                    config.public_url
+                );
+                config.operator_token = Some(token.clone());
+                token
+            }
+        };
+        let operator = Arc::new(operator::OperatorAuth::new(
+            &token,
+            config.public_url.starts_with("https://"),
+        ));
         let db = db::pool(&config.database_url, 32)?;
         let publisher = Arc::new(Publisher::new(
             &config.amqp_url,
@@ -62,6 +84,7 @@ impl AppState {
             db,
             publisher,
             bitrix,
+            operator,
         })
     }
 }
@@ -83,7 +106,7 @@ pub async fn serve(
 ) -> Result<(), IngressError> {
     let publisher = state.publisher.clone();
     tracing::info!(addr = ?listener.local_addr().ok(), "ingress listening");
-    let app = routes::router(state);
+    let app = routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

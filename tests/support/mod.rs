@@ -31,6 +31,9 @@ pub struct TestApp {
     /// The worker's own configuration (fault tests route it through proxies).
     pub worker_config: Config,
     pub secret_key: String,
+    /// The operator token of `/api`, `/dashboard` and `/metrics`.
+    pub operator_token: String,
+    slow_retries: bool,
     db_name: String,
     cleaned: bool,
 }
@@ -49,6 +52,8 @@ pub struct AppOptions {
     pub worker_postgres_port: Option<u16>,
     /// Where the app's OAuth server is, instead of the simulator's (tests of a broken one).
     pub oauth_url: Option<String>,
+    /// Retries wait an hour, so a failing job stays `retrying` until an operator acts.
+    pub slow_retries: bool,
 }
 
 impl Default for AppOptions {
@@ -64,6 +69,7 @@ impl Default for AppOptions {
             worker_amqp_url: None,
             worker_postgres_port: None,
             oauth_url: None,
+            slow_retries: false,
         }
     }
 }
@@ -111,6 +117,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     config.worker_concurrency = 16;
     config.sweep_interval = Duration::from_millis(300);
     config.job_lease = Duration::from_secs(5);
+    let operator_token = format!("test-operator-{unique}");
+    config.operator_token = Some(operator_token.clone());
 
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -154,6 +162,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         worker: None,
         worker_config,
         secret_key,
+        operator_token,
+        slow_retries: options.slow_retries,
         db_name,
         cleaned: false,
     };
@@ -173,6 +183,16 @@ pub fn fast_retries() -> b24flow_worker::RetryPolicy {
         max: Duration::from_millis(800),
         multiplier: 2.0,
         jitter: 0.2,
+    }
+}
+
+/// Retries an hour apart: a failing job waits for an operator.
+pub fn slow_retries() -> b24flow_worker::RetryPolicy {
+    b24flow_worker::RetryPolicy {
+        initial: Duration::from_secs(3600),
+        max: Duration::from_secs(3600),
+        multiplier: 1.0,
+        jitter: 0.0,
     }
 }
 
@@ -259,13 +279,18 @@ impl TestApp {
         db::jobs::count_by_state(&client).await.expect("counts")
     }
 
-    /// Starts an in-process worker (with quick retries).
+    /// Starts an in-process worker (with quick retries unless `slow_retries`).
     pub fn start_worker(&mut self) {
         let config = self.worker_config.clone();
+        let policy = if self.slow_retries {
+            slow_retries()
+        } else {
+            fast_retries()
+        };
         let stop = CancellationToken::new();
         let token = stop.clone();
         let handle = tokio::spawn(async move {
-            let _ = b24flow_worker::run_with_policy(config, fast_retries(), token).await;
+            let _ = b24flow_worker::run_with_policy(config, policy, token).await;
         });
         self.worker = Some((stop, handle));
     }
@@ -368,6 +393,28 @@ impl Drop for TestApp {
             }
         })
         .join();
+    }
+}
+
+impl TestApp {
+    /// A request to the operators' API with the operator token.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.operator_token)
+    }
+
+    /// GETs an `/api` path and returns its JSON, asserting success.
+    pub async fn api_get(&self, path: &str) -> Value {
+        let response = self
+            .api(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("api request");
+        let status = response.status();
+        let body: Value = response.json().await.expect("api json");
+        assert!(status.is_success(), "GET {path} answered {status}: {body}");
+        body
     }
 }
 

@@ -216,7 +216,7 @@ impl Runner {
                 success: true,
                 return_values: output.return_values,
                 log_message: output.log_message,
-                error_text: String::new(),
+                ..Outcome::default()
             }),
             Err(e) => self.transient_or_done(job, &activity, e),
         })
@@ -251,6 +251,8 @@ impl Runner {
     async fn report(&self, job: &Job, outcome: &Outcome) -> Result<(), DbError> {
         let state = if outcome.success {
             JobState::Succeeded
+        } else if outcome.discarded {
+            JobState::Discarded
         } else {
             JobState::Failed
         };
@@ -363,7 +365,7 @@ fn failure(activity: Option<&Arc<dyn Activity>>, error_text: String) -> Outcome 
     Outcome {
         success: false,
         return_values: activity.map(|a| a.failure_values()).unwrap_or_default(),
-        log_message: String::new(),
         error_text,
+        ..Outcome::default()
     }
 }

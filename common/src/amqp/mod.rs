@@ -3,7 +3,7 @@
 mod publisher;
 mod topology;
 
-pub use publisher::Publisher;
+pub use publisher::{Publisher, QueueDepth};
 pub use topology::Topology;
 
 use lapin::{Connection, ConnectionProperties};

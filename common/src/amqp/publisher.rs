@@ -9,6 +9,14 @@ use uuid::Uuid;
 use super::topology::WORK_ROUTING_KEY;
 use super::{connect, AmqpError, JobMessage, Topology};
 
+/// One queue's depth as RabbitMQ reports it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct QueueDepth {
+    pub name: String,
+    pub messages: u32,
+    pub consumers: u32,
+}
+
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Publishes job ids with publisher confirms and `mandatory`, so "published" means the
@@ -80,6 +88,43 @@ impl Publisher {
                 false
             }
         }
+    }
+
+    /// Messages ready and consumers of the work and dead-letter queues (passive declares:
+    /// nothing is created). For operators; a broker that does not answer is an error.
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, AmqpError> {
+        let probe = async {
+            let channel = self.channel().await?;
+            let mut out = Vec::new();
+            for name in [
+                self.topology.work_queue(),
+                self.topology.dead_letter_queue(),
+            ] {
+                let queue = channel
+                    .queue_declare(
+                        name.as_str().into(),
+                        lapin::options::QueueDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        lapin::types::FieldTable::default(),
+                    )
+                    .await?;
+                out.push(QueueDepth {
+                    name,
+                    messages: queue.message_count(),
+                    consumers: queue.consumer_count(),
+                });
+            }
+            Ok::<_, AmqpError>(out)
+        };
+        let result = tokio::time::timeout(Duration::from_secs(5), probe)
+            .await
+            .unwrap_or(Err(AmqpError::ConfirmTimeout));
+        if result.is_err() {
+            self.drop_link().await;
+        }
+        result
     }
 
     pub async fn publish_job(&self, job_id: Uuid) -> Result<(), AmqpError> {

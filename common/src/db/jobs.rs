@@ -82,6 +82,9 @@ pub struct Outcome {
     pub return_values: serde_json::Map<String, Value>,
     pub log_message: String,
     pub error_text: String,
+    /// An operator discarded the job with `error_text`; it ends `discarded`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discarded: bool,
 }
 
 pub struct NewJob {
@@ -262,7 +265,8 @@ pub async fn mark_published(
 }
 
 /// Takes a queued, due job for one attempt. `None` when someone else owns it, it is not
-/// due yet, or it is finished: the delivery that asked is stale and can be dropped.
+/// due yet, it is finished, or an operator paused its portal (resuming publishes it
+/// again): the delivery that asked is stale and can be dropped.
 pub async fn claim(
     client: &impl GenericClient,
     id: Uuid,
@@ -273,6 +277,7 @@ pub async fn claim(
              UPDATE jobs SET state = 'running', attempt = attempt + 1,
                  lease_until = now() + make_interval(secs => $2), updated_at = now()
              WHERE id = $1 AND state = 'queued' AND run_at <= now()
+               AND NOT EXISTS (SELECT 1 FROM portals p WHERE p.id = jobs.portal_id AND p.paused_at IS NOT NULL)
              RETURNING {COLUMNS}
          ), ev AS (
              INSERT INTO job_events (job_id, attempt, from_state, to_state, message)

@@ -1,6 +1,7 @@
 //! Postgres: the pool, migrations, and the repositories of portals and jobs.
 pub mod jobs;
 mod migrate;
+pub mod ops;
 pub mod portals;
 
 pub use deadpool_postgres::{GenericClient, Pool, PoolError};

@@ -24,7 +24,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-pub async fn metrics() -> impl IntoResponse {
+/// Behind the operator token (Prometheus sends it as `bearer_token`).
+pub async fn metrics(_op: crate::operator::Operator) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
         metrics::render(),

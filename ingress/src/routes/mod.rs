@@ -1,4 +1,5 @@
 mod activity;
+mod api;
 mod body;
 mod events;
 mod health;
@@ -18,6 +19,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .nest("/api", api::router())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -1,0 +1,58 @@
+//! `/api/portals`: portals with their queues, one portal with its operators' actions, and
+//! pause / resume.
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use b24flow_common::db::ops::{self, PortalDetail, PortalSummary};
+
+use super::actions;
+use crate::error::ApiError;
+use crate::operator::Operator;
+use crate::AppState;
+
+pub async fn list(
+    _op: Operator,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<PortalSummary>>, ApiError> {
+    let client = state.db.get().await?;
+    Ok(Json(ops::portals(&client).await?))
+}
+
+pub async fn detail(state: &AppState, portal: &str) -> Result<PortalDetail, ApiError> {
+    let client = state.db.get().await?;
+    ops::portal_detail(&client, portal).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "portal_not_found",
+            format!("no portal {portal:?}"),
+        )
+    })
+}
+
+pub async fn show(
+    _op: Operator,
+    State(state): State<AppState>,
+    Path(portal): Path<String>,
+) -> Result<Json<PortalDetail>, ApiError> {
+    Ok(Json(detail(&state, &portal).await?))
+}
+
+pub async fn pause(
+    op: Operator,
+    State(state): State<AppState>,
+    Path(portal): Path<String>,
+) -> Result<Json<PortalDetail>, ApiError> {
+    let id = actions::find_portal(&state, &portal).await?;
+    actions::pause(&state, id, &op.actor).await?;
+    Ok(Json(detail(&state, &id.to_string()).await?))
+}
+
+pub async fn resume(
+    op: Operator,
+    State(state): State<AppState>,
+    Path(portal): Path<String>,
+) -> Result<Json<PortalDetail>, ApiError> {
+    let id = actions::find_portal(&state, &portal).await?;
+    actions::resume(&state, id, &op.actor).await?;
+    Ok(Json(detail(&state, &id.to_string()).await?))
+}

@@ -1,0 +1,499 @@
+//! The operators' JSON API: who may call it, what it finds, what its actions do to jobs and
+//! workflows, and the audit trail they leave.
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// A `user_info` call whose REST requests fail (500) until the fault is lifted: with slow
+/// retries it waits in `retrying`. Returns the event token and the job id.
+async fn retrying_job(app: &TestApp) -> (String, String) {
+    app.portal.fail_method("batch", true);
+    let fired = app.fire("user_info", json!({ "user_id": "user_1" })).await;
+    let id = app.job_id_of(&fired.event_token).await.to_string();
+    wait_until(|| async { app.api_get(&format!("/api/jobs/{id}")).await["status"] == "retrying" })
+        .await;
+    (fired.event_token, id)
+}
+
+fn retrying_app() -> AppOptions {
+    AppOptions {
+        slow_retries: true,
+        ..AppOptions::default()
+    }
+}
+
+async fn status_and_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_and_metrics_refuse_callers_without_the_operator_token_and_throttle_guessing() {
+    let app = spawn_app_with(AppOptions {
+        install: false,
+        worker: false,
+        ..AppOptions::default()
+    })
+    .await;
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = app.http.get(app.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(
+        status_and_code(get("/api/jobs", None).await.unwrap()).await,
+        (401, "operator_token_required".into())
+    );
+    assert_eq!(get("/metrics", None).await.unwrap().status(), 401);
+    assert_eq!(
+        status_and_code(get("/api/jobs", Some("wrong")).await.unwrap()).await,
+        (401, "operator_token_invalid".into())
+    );
+    assert_eq!(
+        get("/api/jobs", Some(&app.operator_token))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/metrics", Some(&app.operator_token))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Keep guessing: the address runs out of failures and is refused even with the token.
+    let mut throttled = false;
+    for _ in 0..20 {
+        if get("/api/jobs", Some("guess")).await.unwrap().status() == 429 {
+            throttled = true;
+            break;
+        }
+    }
+    assert!(throttled, "wrong tokens were never throttled");
+    assert_eq!(
+        status_and_code(get("/api/jobs", Some(&app.operator_token)).await.unwrap()).await,
+        (429, "too_many_failed_attempts".into())
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_found_by_state_activity_portal_error_text_and_time_and_paged_by_cursor() {
+    let app = spawn_app().await;
+    let user = app
+        .portal
+        .add_user(json!({ "NAME": "Ann", "ACTIVE": true }));
+    for _ in 0..2 {
+        app.run_activity("user_info", json!({ "user_id": format!("user_{user}") }))
+            .await;
+    }
+    let failed = app
+        .run_activity("user_info", json!({ "user_id": "user_999999" }))
+        .await;
+    let error = failed.return_values["error_text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!error.is_empty());
+    // Each job ends just after its answer reaches the portal.
+    wait_until(|| async {
+        let finished = app.api_get("/api/jobs?activity=user_info&limit=10").await;
+        finished["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["finished_at"].is_string())
+    })
+    .await;
+    let ids = |page: &Value| -> Vec<String> {
+        page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = app.api_get("/api/jobs?activity=user_info").await;
+    assert_eq!(ids(&all).len(), 3);
+    let by_state = app.api_get("/api/jobs?state=failed").await;
+    assert_eq!(ids(&by_state).len(), 1);
+    assert_eq!(by_state["jobs"][0]["error_class"], "activity");
+    let by_class = app.api_get("/api/jobs?error_class=activity").await;
+    assert_eq!(ids(&by_class), ids(&by_state));
+    // A distinctive word of the error, in another case.
+    let word = error
+        .split_whitespace()
+        .max_by_key(|w| w.len())
+        .unwrap()
+        .to_uppercase();
+    let by_text = app
+        .api(Method::GET, "/api/jobs")
+        .query(&[("q", word.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(ids(&by_text), ids(&by_state), "search for {word:?}");
+    let domain = app.portal.domain();
+    let by_portal = app
+        .api_get(&format!(
+            "/api/jobs?portal={domain}&state=succeeded&activity=user_info"
+        ))
+        .await;
+    assert_eq!(ids(&by_portal).len(), 2);
+    assert_eq!(
+        ids(&app.api_get("/api/jobs?portal=nowhere.example").await).len(),
+        0
+    );
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let later = app
+        .api(Method::GET, "/api/jobs")
+        .query(&[("since", future.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(ids(&later).len(), 0);
+    // Pages of one, newest first, each job exactly once.
+    let mut seen = Vec::new();
+    let mut path = "/api/jobs?activity=user_info&limit=1".to_string();
+    loop {
+        let page = app.api_get(&path).await;
+        seen.extend(ids(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/jobs?activity=user_info&limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids(&all));
+    // Bad filters are refused with a reason.
+    for (query, code) in [
+        ("state=exploded", "invalid_state"),
+        ("since=yesterday", "invalid_time"),
+        ("cursor=xyz", "invalid_cursor"),
+        ("limit=0", "invalid_limit"),
+        ("error_class=cosmic", "invalid_error_class"),
+    ] {
+        let response = app
+            .api(Method::GET, &format!("/api/jobs?{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            status_and_code(response).await,
+            (400, code.to_string()),
+            "{query}"
+        );
+    }
+    // Counts by state, per portal and per activity.
+    let stats = app.api_get("/api/stats").await;
+    let activity_rows = stats["by_activity"].as_array().unwrap();
+    assert!(activity_rows.contains(
+        &json!({"key": "user_info", "portal_id": null, "state": "succeeded", "count": 2})
+    ));
+    assert!(activity_rows
+        .contains(&json!({"key": "user_info", "portal_id": null, "state": "failed", "count": 1})));
+    assert!(stats["by_portal"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["key"] == domain
+            && r["state"] == "succeeded"
+            && r["count"].as_i64() >= Some(2)));
+    let series = app.api_get("/api/stats/timeseries?window=hour").await;
+    let buckets = series.as_array().unwrap();
+    assert_eq!(buckets.len(), 60);
+    let answered: i64 = buckets
+        .iter()
+        .map(|b| b["succeeded"].as_i64().unwrap() + b["failed"].as_i64().unwrap())
+        .sum();
+    assert_eq!(answered, 3);
+    assert!(buckets.iter().any(|b| b["latency_p50_seconds"].is_number()));
+    assert_eq!(
+        app.api_get("/api/stats/timeseries?window=day")
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        48
+    );
+    let queues = app.api_get("/api/queues").await;
+    assert_eq!(
+        queues[0]["name"],
+        format!("{}.work", app.config.amqp_prefix)
+    );
+    assert_eq!(queues[0]["consumers"], 1);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_shows_its_properties_attempts_history_and_answer_without_secrets() {
+    let app = spawn_app().await;
+    let sent = app
+        .run_activity("user_info", json!({ "user_id": "user_1" }))
+        .await;
+    let id = app.job_id_of(&sent.event_token).await;
+    // The job ends just after its answer reaches the portal.
+    wait_until(|| async { app.api_get(&format!("/api/jobs/{id}")).await["state"] == "succeeded" })
+        .await;
+    let job = app.api_get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["properties"]["user_id"], "user_1");
+    assert_eq!(job["answered"], true);
+    assert_eq!(job["answer"]["success"], true);
+    assert_eq!(job["attempts"][0]["number"], 1);
+    assert_eq!(job["attempts"][0]["result"], "succeeded");
+    let steps: Vec<&str> = job["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to_state"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["queued", "running", "running", "succeeded"]);
+    let missing = app
+        .api(Method::GET, &format!("/api/jobs/{}", uuid::Uuid::new_v4()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status_and_code(missing).await,
+        (404, "job_not_found".into())
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_a_failing_job_runs_it_now_and_the_audit_trail_names_the_operator() {
+    let app = spawn_app_with(retrying_app()).await;
+    let (event_token, id) = retrying_job(&app).await;
+    app.portal.fail_method("batch", false);
+    let response = app
+        .api(Method::POST, &format!("/api/jobs/{id}/retry"))
+        .header("x-b24flow-operator", "ann")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The next attempt was an hour away; the retry runs it now.
+    let sent = app
+        .portal
+        .wait_event_send(&event_token, WAIT)
+        .await
+        .expect("answered after the retry");
+    assert_eq!(sent.return_values["error_text"], "");
+    wait_until(|| async { app.api_get(&format!("/api/jobs/{id}")).await["state"] == "succeeded" })
+        .await;
+    let job = app.api_get(&format!("/api/jobs/{id}")).await;
+    let audit = job["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["actor"].is_string())
+        .expect("the retry is in the history")
+        .clone();
+    assert_eq!(audit["message"], "retry requested by an operator");
+    assert!(
+        audit["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("ann via api from 127.0.0.1"),
+        "{audit}"
+    );
+    assert!(audit["at"].is_string());
+    // A finished job that answered its workflow cannot be retried.
+    let again = app
+        .api(Method::POST, &format!("/api/jobs/{id}/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status_and_code(again).await,
+        (409, "job_not_actionable".into())
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discarding_a_job_answers_its_workflow_once_with_the_operators_error() {
+    let app = spawn_app_with(retrying_app()).await;
+    let (event_token, id) = retrying_job(&app).await;
+    let refused = app
+        .api(Method::POST, &format!("/api/jobs/{id}/discard"))
+        .json(&json!({ "error_text": "  " }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status_and_code(refused).await,
+        (400, "error_text_required".into())
+    );
+    let response = app
+        .api(Method::POST, &format!("/api/jobs/{id}/discard"))
+        .json(&json!({ "error_text": "cancelled by support, ticket 42" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sent = app
+        .portal
+        .wait_event_send(&event_token, WAIT)
+        .await
+        .expect("the workflow is answered");
+    assert_eq!(
+        sent.return_values["error_text"],
+        "cancelled by support, ticket 42"
+    );
+    wait_until(|| async { app.api_get(&format!("/api/jobs/{id}")).await["state"] == "discarded" })
+        .await;
+    let job = app.api_get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["error_class"], "operator");
+    assert_eq!(job["answered"], true);
+    let history = job["history"].as_array().unwrap();
+    assert!(history.iter().any(|e| e["message"]
+        == "discard requested: cancelled by support, ticket 42"
+        && e["actor"].as_str().unwrap().contains("via api")));
+    assert_eq!(history.last().unwrap()["to_state"], "discarded");
+    let sends = app
+        .portal
+        .event_sends()
+        .iter()
+        .filter(|s| s.event_token == event_token)
+        .count();
+    assert_eq!(sends, 1, "exactly one bizproc.event.send");
+    // The activity did not run again for the discard.
+    assert_eq!(app.portal.method_calls("bizproc.event.send"), 1);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_actions_need_a_filter_and_act_on_every_matching_job() {
+    let app = spawn_app_with(retrying_app()).await;
+    let (first, _) = retrying_job(&app).await;
+    let (second, _) = retrying_job(&app).await;
+    let unfiltered = app
+        .api(Method::POST, "/api/jobs/retry")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status_and_code(unfiltered).await,
+        (400, "filter_required".into())
+    );
+    let discarded = app
+        .api(Method::POST, "/api/jobs/discard")
+        .json(&json!({ "state": "retrying", "q": "Internal server error", "error_text": "portal retired" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(discarded["count"], 2, "{discarded}");
+    for token in [&first, &second] {
+        let sent = app
+            .portal
+            .wait_event_send(token, WAIT)
+            .await
+            .expect("answered");
+        assert_eq!(sent.return_values["error_text"], "portal retired");
+    }
+    // A bulk retry finds nothing left to do.
+    app.portal.fail_method("batch", false);
+    let retried = app
+        .api(Method::POST, "/api/jobs/retry")
+        .json(&json!({ "activity": "user_info" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(retried["count"], 0, "{retried}");
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_portals_jobs_wait_without_spending_attempts_and_run_when_resumed() {
+    let app = spawn_app().await;
+    let domain = app.portal.domain();
+    let paused = app
+        .api(Method::POST, &format!("/api/portals/{domain}/pause"))
+        .header("x-b24flow-operator", "bob")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(paused["paused_at"].is_string(), "{paused}");
+    assert!(paused["paused_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("bob via api"));
+    let fired = app.fire("user_info", json!({ "user_id": "user_1" })).await;
+    let id = app.job_id_of(&fired.event_token).await;
+    // The delivery reached the worker and was refused; the job waits with no attempt spent.
+    wait_until(|| async {
+        let client = app.pool.get().await.unwrap();
+        client
+            .query_one(
+                "SELECT published_at IS NOT NULL FROM jobs WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let job = app.api_get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempt"].as_i64()),
+        (Some("paused"), Some(0))
+    );
+    assert!(app
+        .portal
+        .wait_event_send(&fired.event_token, std::time::Duration::from_millis(10))
+        .await
+        .is_none());
+    let resumed = app
+        .api(Method::POST, &format!("/api/portals/{domain}/resume"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(resumed["paused_at"].is_null());
+    let actions: Vec<&str> = resumed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["resume", "pause"]);
+    let sent = app
+        .portal
+        .wait_event_send(&fired.event_token, WAIT)
+        .await
+        .expect("answered after resume");
+    assert_eq!(sent.return_values["error_text"], "");
+    let job = app.api_get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["attempt"], 1);
+    let portals = app.api_get("/api/portals").await;
+    assert_eq!(portals[0]["domain"], domain);
+    app.cleanup().await;
+}
