@@ -38,11 +38,8 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
-    /// Operators' command line.
-    Jobs {
-        #[command(subcommand)]
-        action: jobs_cli::JobsCommand,
-    },
+    /// Operators' command line (a client of the ingress's /api).
+    Jobs(Box<jobs_cli::JobsArgs>),
 }
 
 #[tokio::main]
@@ -69,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::run(config, args).await,
         Command::Bench { command } => bench::run(config, command).await,
-        Command::Jobs { action } => jobs_cli::run(config, action).await,
+        Command::Jobs(args) => jobs_cli::run(config, *args).await,
     }
 }
 

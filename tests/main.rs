@@ -14,3 +14,4 @@ mod user_info;
 
 mod faults;
 mod operator_api;
+mod operator_cli;

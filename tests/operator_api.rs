@@ -16,6 +16,13 @@ async fn retrying_job(app: &TestApp) -> (String, String) {
     (fired.event_token, id)
 }
 
+/// The line of a metric with all these labels, in the Prometheus text format.
+fn metric_line<'a>(text: &'a str, name: &str, labels: &[&str]) -> Option<&'a str> {
+    text.lines().find(|l| {
+        l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label))
+    })
+}
+
 fn retrying_app() -> AppOptions {
     AppOptions {
         slow_retries: true,
@@ -464,6 +471,27 @@ async fn a_paused_portals_jobs_wait_without_spending_attempts_and_run_when_resum
         (job["status"].as_str(), job["attempt"].as_i64()),
         (Some("paused"), Some(0))
     );
+    let metrics = app
+        .api(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric_line(
+            &metrics,
+            "b24flow_jobs_current",
+            &["state=\"paused\"", "code=\"user_info\""]
+        )
+        .is_some_and(|l| l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(
+        metric_line(&metrics, "b24flow_queue_consumers", &["queue=\"work\""])
+            .is_some_and(|l| l.ends_with(" 1"))
+    );
     assert!(app
         .portal
         .wait_event_send(&fired.event_token, std::time::Duration::from_millis(10))
@@ -495,5 +523,56 @@ async fn a_paused_portals_jobs_wait_without_spending_attempts_and_run_when_resum
     assert_eq!(job["attempt"], 1);
     let portals = app.api_get("/api/portals").await;
     assert_eq!(portals[0]["domain"], domain);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_carry_the_alerting_series_and_can_be_served_on_a_private_address_without_a_token()
+{
+    let app = spawn_app().await;
+    app.run_activity("user_info", json!({ "user_id": "user_1" }))
+        .await;
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics_addr = free.local_addr().unwrap();
+    drop(free);
+    let mut config = app.config.clone();
+    config.metrics_listen = Some(metrics_addr);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let state = b24flow_ingress::AppState::new(config).unwrap();
+    let server = tokio::spawn(b24flow_ingress::serve(listener, state, stop.clone()));
+    let url = format!("http://{metrics_addr}/metrics");
+    wait_until(|| async {
+        app.http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let text = app
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "b24flow_ingress_calls_total",
+        "b24flow_jobs_finished_total",
+        "b24flow_job_seconds_bucket",
+        "b24flow_job_attempts_bucket",
+        "b24flow_rest_requests_total",
+        "b24flow_queue_messages",
+        "b24flow_jobs_current",
+    ] {
+        assert!(text.contains(series), "{series} missing from\n{text}");
+    }
+    // Secrets never reach metrics.
+    assert!(!text.contains(&app.operator_token));
+    stop.cancel();
+    let _ = server.await;
     app.cleanup().await;
 }

@@ -24,6 +24,8 @@ pub struct Config {
     pub database_url: String,
     pub amqp_url: String,
     pub listen: SocketAddr,
+    /// A second address serving only `/metrics`, without the operator token (keep it private).
+    pub metrics_listen: Option<SocketAddr>,
     pub public_url: String,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -97,6 +99,14 @@ impl Config {
             var: "B24FLOW_LISTEN",
             reason: format!("{listen_raw:?}: {e}"),
         })?;
+        let metrics_listen = var("B24FLOW_METRICS_LISTEN")
+            .map(|raw| {
+                raw.parse().map_err(|e| ConfigError::Invalid {
+                    var: "B24FLOW_METRICS_LISTEN",
+                    reason: format!("{raw:?}: {e}"),
+                })
+            })
+            .transpose()?;
         let concurrency_raw = var("B24FLOW_WORKER_CONCURRENCY").unwrap_or_else(|| "64".into());
         let worker_concurrency = concurrency_raw
             .parse::<usize>()
@@ -128,6 +138,7 @@ impl Config {
             amqp_url: var("B24FLOW_AMQP_URL")
                 .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
             listen,
+            metrics_listen,
             public_url: var("B24FLOW_PUBLIC_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:8080".into())
                 .trim_end_matches('/')
@@ -164,6 +175,7 @@ impl Config {
             database_url: "postgres://postgres@127.0.0.1:5432/b24flow".into(),
             amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             public_url: "http://127.0.0.1:8080".into(),
             client_id: None,
             client_secret: None,

@@ -92,3 +92,58 @@ pub fn render() -> String {
     let _ = encoder.encode(&prometheus::gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
 }
+
+/// Attempts a job took when it ended, by activity code (unknown codes share one label).
+pub static JOB_ATTEMPTS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "b24flow_job_attempts",
+        "Attempts a job took, observed when it ends",
+        &["code"],
+        vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 25.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Bitrix24 answers that mean "slow down" (429) or "overloaded" (503), by status.
+pub static REST_THROTTLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "b24flow_rest_throttled_total",
+        "Bitrix24 REST answers with HTTP 429 or 503",
+        &["status"]
+    )
+    .expect("metric registers once")
+});
+
+/// Jobs waiting or running now, by state (`queued`, `retrying`, `paused`, `running`) and
+/// activity code; refreshed from Postgres when `/metrics` is scraped. The busiest
+/// [`MAX_CODE_LABELS`] codes keep their name, the rest are summed as `other`.
+pub static JOBS_CURRENT: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "b24flow_jobs_current",
+        "Jobs waiting or running now, by state and activity code",
+        &["state", "code"]
+    )
+    .expect("metric registers once")
+});
+
+/// Messages and consumers of the work and dead-letter queues (`queue` = `work` | `dead`),
+/// refreshed from RabbitMQ when `/metrics` is scraped.
+pub static QUEUE_MESSAGES: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "b24flow_queue_messages",
+        "Messages ready in a RabbitMQ queue",
+        &["queue"]
+    )
+    .expect("metric registers once")
+});
+pub static QUEUE_CONSUMERS: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "b24flow_queue_consumers",
+        "Consumers of a RabbitMQ queue",
+        &["queue"]
+    )
+    .expect("metric registers once")
+});
+
+/// Most activity-code label values one gauge may carry.
+pub const MAX_CODE_LABELS: usize = 40;

@@ -105,6 +105,22 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), IngressError> {
     let publisher = state.publisher.clone();
+    if let Some(addr) = state.config.metrics_listen {
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| IngressError::Bind { addr, source })?;
+        tracing::info!(%addr, "metrics listening (no token)");
+        let app = routes::metrics_router(state.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(metrics_listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
     tracing::info!(addr = ?listener.local_addr().ok(), "ingress listening");
     let app = routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)

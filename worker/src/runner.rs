@@ -352,6 +352,10 @@ impl Runner {
             metrics::JOB_LATENCY
                 .with_label_values(&[&job.code])
                 .observe(seconds.max(0.0));
+            let known = job.kind == JobKind::Register || activities::find(&job.code).is_some();
+            metrics::JOB_ATTEMPTS
+                .with_label_values(&[if known { &job.code } else { "unknown" }])
+                .observe(f64::from(job.attempt));
             tracing::info!(state = state.as_str(), %message, "job finished");
         } else {
             tracing::warn!("lost the job before finishing it; a newer attempt owns it");

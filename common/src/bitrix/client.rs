@@ -341,6 +341,11 @@ async fn send(
         }
     };
     let status = response.status().as_u16();
+    if status == 429 || status == 503 {
+        metrics::REST_THROTTLED
+            .with_label_values(&[&status.to_string()])
+            .inc();
+    }
     let bytes = match read_capped(response, MAX_REST_BODY).await {
         Ok(b) => b,
         Err(BodyError::TooLarge(limit)) => {

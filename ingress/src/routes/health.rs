@@ -2,7 +2,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use b24flow_common::{db, metrics};
+use b24flow_common::db;
 
 use crate::AppState;
 
@@ -21,13 +21,5 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (
         status,
         Json(serde_json::json!({ "postgres": postgres, "rabbitmq": rabbitmq })),
-    )
-}
-
-/// Behind the operator token (Prometheus sends it as `bearer_token`).
-pub async fn metrics(_op: crate::operator::Operator) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        metrics::render(),
     )
 }

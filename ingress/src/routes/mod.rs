@@ -4,6 +4,7 @@ mod body;
 mod events;
 mod health;
 mod install;
+pub mod metrics;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -18,8 +19,15 @@ pub fn router(state: AppState) -> Router {
         .route("/b24/events", post(events::event))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(metrics::with_token))
         .nest("/api", api::router())
         .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Only `/metrics`, without the operator token, for `B24FLOW_METRICS_LISTEN`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::open))
         .with_state(state)
 }

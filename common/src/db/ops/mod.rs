@@ -15,7 +15,9 @@ pub use read::{
     job_detail, list_jobs, portal_detail, portals, Attempt, HistoryEntry, JobDetail, JobPage,
     JobSummary, PortalDetail, PortalEvent, PortalSummary,
 };
-pub use stats::{counts, timeseries, CountRow, Counts, SeriesBucket, Window};
+pub use stats::{
+    counts, current_by_status_and_code, timeseries, CountRow, Counts, SeriesBucket, Window,
+};
 
 /// What a failed job's `last_error` starts with when the workflow could not be answered
 /// (written by the worker's report path): such a job can still be retried or discarded.

@@ -180,3 +180,25 @@ pub async fn timeseries(
     }
     Ok(buckets)
 }
+
+/// Jobs waiting or running now as `(status, code, count)`: status is `queued`, `retrying`,
+/// `paused` or `running` (for the `/metrics` gauges).
+pub async fn current_by_status_and_code(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, String, i64)>, DbError> {
+    let rows = client
+        .query(
+            "SELECT CASE WHEN j.state = 'queued' AND p.paused_at IS NOT NULL THEN 'paused'
+                         WHEN j.state = 'queued' AND j.last_error IS NOT NULL THEN 'retrying'
+                         ELSE j.state END,
+                    j.code, count(*)
+             FROM jobs j JOIN portals p ON p.id = j.portal_id
+             WHERE j.state IN ('queued', 'running')
+             GROUP BY 1, 2",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}
