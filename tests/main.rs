@@ -5,6 +5,7 @@ mod support;
 mod crm_invoice;
 mod crm_timeline;
 mod crm_update;
+mod hardening;
 mod ingress_checks;
 mod install;
 mod install_security;

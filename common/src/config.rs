@@ -44,6 +44,8 @@ pub struct Config {
     pub job_lease: std::time::Duration,
     /// How often the sweeper re-publishes jobs the broker never confirmed and reaps orphans.
     pub sweep_interval: std::time::Duration,
+    /// How long in-flight jobs get to finish after SIGTERM before they are handed back.
+    pub shutdown_deadline: std::time::Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -165,6 +167,8 @@ impl Config {
             job_lease: duration_secs("B24FLOW_JOB_LEASE_SECS")?.unwrap_or(defaults.job_lease),
             sweep_interval: duration_secs("B24FLOW_SWEEP_INTERVAL_SECS")?
                 .unwrap_or(defaults.sweep_interval),
+            shutdown_deadline: duration_secs("B24FLOW_SHUTDOWN_DEADLINE_SECS")?
+                .unwrap_or(defaults.shutdown_deadline),
             ..defaults
         })
     }
@@ -191,6 +195,7 @@ impl Config {
             log_format: LogFormat::Text,
             job_lease: std::time::Duration::from_secs(60),
             sweep_interval: std::time::Duration::from_secs(5),
+            shutdown_deadline: std::time::Duration::from_secs(25),
         }
     }
 

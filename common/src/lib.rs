@@ -2,6 +2,7 @@
 //! repository, the AMQP topology and publisher, the Bitrix24 REST client, crypto, telemetry.
 pub mod amqp;
 pub mod bitrix;
+pub mod catalogue;
 pub mod config;
 pub mod crypto;
 pub mod db;

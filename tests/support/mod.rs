@@ -281,6 +281,14 @@ impl TestApp {
 
     /// Starts an in-process worker (with quick retries unless `slow_retries`).
     pub fn start_worker(&mut self) {
+        self.start_worker_with(b24flow_worker::activities::all());
+    }
+
+    /// Starts an in-process worker that runs `activities` (a test wraps one to misbehave).
+    pub fn start_worker_with(
+        &mut self,
+        activities: Vec<std::sync::Arc<dyn b24flow_worker::activity::Activity>>,
+    ) {
         let config = self.worker_config.clone();
         let policy = if self.slow_retries {
             slow_retries()
@@ -290,7 +298,7 @@ impl TestApp {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let handle = tokio::spawn(async move {
-            let _ = b24flow_worker::run_with_policy(config, policy, token).await;
+            let _ = b24flow_worker::run_with_activities(config, policy, activities, token).await;
         });
         self.worker = Some((stop, handle));
     }
@@ -464,9 +472,17 @@ impl TestApp {
     pub async fn mark_side_effect_done(&self, event_token: &str, key: &str, value: Value) {
         let id = self.job_id_of(event_token).await;
         let client = self.pool.get().await.expect("db");
-        db::jobs::side_effect_done(&client, id, key, &value)
+        let attempt: i32 = client
+            .query_one("SELECT attempt FROM jobs WHERE id = $1", &[&id])
             .await
-            .expect("marker");
+            .expect("job")
+            .get(0);
+        assert!(
+            db::jobs::side_effect_done(&client, id, attempt, key, &value)
+                .await
+                .expect("marker"),
+            "marker refused"
+        );
     }
 
     /// Pretends attempt `attempt` of this call's job began side effect `key` and died.
@@ -480,7 +496,14 @@ impl TestApp {
             )
             .await
             .expect("attempt");
-        db::jobs::side_effect_started(&client, id, key)
+        // Written directly: the repository starts side effects only for the attempt that
+        // owns the job, and this pretends an attempt that is gone.
+        client
+            .execute(
+                "INSERT INTO job_side_effects (job_id, key, state, attempt)
+                 VALUES ($1, $2, 'started', $3)",
+                &[&id, &key, &attempt],
+            )
             .await
             .expect("marker");
     }

@@ -15,9 +15,14 @@ use super::{spawn_app_with, AppOptions, TestApp, WAIT};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_server.py");
 
-/// A test app whose worker trusts `ca_file` (`B24FLOW_EXTRA_CA_FILE`) and may fetch links
-/// from `fetch_allow` (`B24FLOW_FETCH_ALLOW`).
-pub async fn spawn_app_for_smtp(ca_file: Option<&Path>, fetch_allow: &[&str]) -> TestApp {
+/// A test app whose worker trusts `ca_file` (`B24FLOW_EXTRA_CA_FILE`), may reach `server`
+/// (its loopback port is allowed) and may fetch links from `fetch_allow`
+/// (`B24FLOW_FETCH_ALLOW`).
+pub async fn spawn_app_for_smtp(
+    server: &SmtpServer,
+    ca_file: Option<&Path>,
+    fetch_allow: &[&str],
+) -> TestApp {
     let mut app = spawn_app_with(AppOptions {
         worker: false,
         install: false,
@@ -26,6 +31,7 @@ pub async fn spawn_app_for_smtp(ca_file: Option<&Path>, fetch_allow: &[&str]) ->
     .await;
     app.worker_config.extra_ca_file = ca_file.map(Path::to_path_buf);
     app.worker_config.fetch_allow = fetch_allow.iter().map(|s| s.to_string()).collect();
+    app.worker_config.fetch_allow.push(server.allow_entry());
     app.start_worker();
     app.install().await;
     app
@@ -103,6 +109,8 @@ pub struct SmtpOptions<'a> {
     pub defer: Vec<&'a str>,
     /// Answer the message itself with 554.
     pub reject_data: bool,
+    /// Seconds to wait before answering the message (it counts as received at once).
+    pub data_delay: Option<f64>,
 }
 
 pub struct SmtpServer {
@@ -138,6 +146,9 @@ impl SmtpServer {
         }
         if options.reject_data {
             cmd.arg("--reject-data");
+        }
+        if let Some(delay) = options.data_delay {
+            cmd.args(["--data-delay", &delay.to_string()]);
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -177,6 +188,11 @@ impl SmtpServer {
             _stdin: stdin,
             mails,
         }
+    }
+
+    /// The `B24FLOW_FETCH_ALLOW` entry that lets the worker reach this server.
+    pub fn allow_entry(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     pub fn messages(&self) -> Vec<ReceivedMail> {

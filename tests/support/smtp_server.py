@@ -60,6 +60,7 @@ class Handler:
         self.refuse = set(args.refuse)
         self.defer = set(args.defer)
         self.reject_data = args.reject_data
+        self.data_delay = args.data_delay
         self.count = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -86,6 +87,9 @@ class Handler:
             "message": parse(envelope.original_content),
         }
         print("MAIL " + json.dumps(record), flush=True)
+        if self.data_delay:
+            # The message is in; the answer comes late (a slow or stalled server).
+            await asyncio.sleep(self.data_delay)
         return f"250 2.0.0 Ok: queued as B24TEST{self.count}"
 
 
@@ -99,6 +103,7 @@ def main():
     p.add_argument("--refuse", action="append", default=[])
     p.add_argument("--defer", action="append", default=[])
     p.add_argument("--reject-data", action="store_true")
+    p.add_argument("--data-delay", type=float, default=0.0)
     args = p.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
     # AUTH over implicit TLS looks like AUTH without TLS to aiosmtpd.

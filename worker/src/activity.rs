@@ -61,7 +61,11 @@ impl From<B24Error> for ActivityError {
 
 impl From<DbError> for ActivityError {
     fn from(e: DbError) -> Self {
-        Self::transient(format!("database: {e}"))
+        match e {
+            // Retrying cannot make a secret sealed with another key readable.
+            DbError::Crypto(_) => Self::permanent(e.to_string()),
+            e => Self::transient(format!("database: {e}")),
+        }
     }
 }
 
@@ -83,17 +87,31 @@ impl RunContext {
         Ok(jobs::side_effect(&client, self.job.id, key).await?)
     }
 
-    /// Call right before the request that creates something.
+    /// Call right before the request that creates something. Fails when this attempt no
+    /// longer owns the job (its lease ran out): then it must not act.
     pub async fn side_effect_started(&self, key: &str) -> Result<(), ActivityError> {
         let client = self.db.get().await.map_err(DbError::from)?;
-        Ok(jobs::side_effect_started(&client, self.job.id, key).await?)
+        if jobs::side_effect_started(&client, self.job.id, self.job.attempt, key).await? {
+            Ok(())
+        } else {
+            Err(lease_lost())
+        }
     }
 
     /// Call right after it was created, with what identifies it.
     pub async fn side_effect_done(&self, key: &str, value: &Value) -> Result<(), ActivityError> {
         let client = self.db.get().await.map_err(DbError::from)?;
-        Ok(jobs::side_effect_done(&client, self.job.id, key, value).await?)
+        if jobs::side_effect_done(&client, self.job.id, self.job.attempt, key, value).await? {
+            Ok(())
+        } else {
+            Err(lease_lost())
+        }
     }
+}
+
+/// This attempt lost its job to a newer one; whatever it returns is refused by the row.
+fn lease_lost() -> ActivityError {
+    ActivityError::transient("this attempt lost the job's lease; a newer attempt owns it")
 }
 
 /// A REST read whose answer fills select options at registration. The registration job
@@ -239,6 +257,18 @@ pub fn parse_user_id(raw: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_secret_sealed_with_another_key_is_a_permanent_error() {
+        let e = ActivityError::from(DbError::Crypto(
+            b24flow_common::crypto::CryptoError::Undecryptable,
+        ));
+        assert_eq!(e.kind, ErrorKind::Permanent);
+        let b = B24Error::Db(DbError::Crypto(
+            b24flow_common::crypto::CryptoError::Undecryptable,
+        ));
+        assert_eq!(ActivityError::from(b).kind, ErrorKind::Permanent);
+    }
 
     #[test]
     fn user_values_take_both_forms_and_the_first_of_many() {

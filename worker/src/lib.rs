@@ -3,6 +3,7 @@
 pub mod activities;
 pub mod activity;
 mod consumer;
+mod heartbeat;
 mod registration;
 mod report;
 mod retry;
@@ -11,7 +12,6 @@ pub mod schema;
 pub mod sweeper;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use b24flow_common::amqp::{Publisher, Topology};
 use b24flow_common::bitrix::{Bitrix, OAuthApp};
@@ -27,9 +27,6 @@ pub enum WorkerError {
     Db(#[from] db::DbError),
 }
 
-/// How long in-flight jobs get to finish after SIGTERM before they are handed back.
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(25);
-
 /// Runs the consumer and the sweeper until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
     run_with_policy(config, RetryPolicy::default(), shutdown).await
@@ -38,6 +35,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Work
 pub async fn run_with_policy(
     config: Config,
     policy: RetryPolicy,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    run_with_activities(config, policy, activities::all(), shutdown).await
+}
+
+/// Like [`run_with_policy`], running the given activities (tests wrap one to misbehave).
+pub async fn run_with_activities(
+    config: Config,
+    policy: RetryPolicy,
+    activities: Vec<Arc<dyn activity::Activity>>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let pool = db::pool(&config.database_url, config.worker_concurrency.min(64) + 4)?;
@@ -67,7 +74,7 @@ pub async fn run_with_policy(
         secrets: config.secrets.clone(),
         policy,
         lease: config.job_lease,
-        activities: activities::all(),
+        activities,
         handler_url: config.activity_handler_url(),
         config: Arc::new(config.clone()),
     });
@@ -84,7 +91,7 @@ pub async fn run_with_policy(
             amqp_url: config.amqp_url.clone(),
             topology,
             concurrency: config.worker_concurrency,
-            shutdown_deadline: SHUTDOWN_DEADLINE,
+            shutdown_deadline: config.shutdown_deadline,
         },
         shutdown,
     )

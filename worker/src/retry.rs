@@ -62,7 +62,10 @@ pub fn decide(
         return Decision::GiveUp(format!("gave up after {attempt} attempts"));
     }
     let delay = policy.delay_after(attempt);
-    let at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(300));
+    let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(300));
+    let Some(at) = now.checked_add_signed(delay) else {
+        return Decision::GiveUp("the next attempt would fall outside the calendar".to_string());
+    };
     match workflow_deadline {
         Some(deadline) if at >= deadline => Decision::GiveUp(
             "the workflow's timeout would pass before the next attempt".to_string(),
@@ -84,7 +87,9 @@ pub fn decide_report(
     workflow_deadline: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Decision {
-    let horizon = created_at + REPORT_HORIZON;
+    let horizon = created_at
+        .checked_add_signed(REPORT_HORIZON)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let deadline = workflow_deadline.map_or(horizon, |d| d.min(horizon));
     decide(policy, attempt, i32::MAX, Some(deadline), now)
 }

@@ -1,5 +1,6 @@
 //! One job, one attempt: claim → run → record the outcome → report → finish. Each step is
 //! a guarded update, so an attempt that lost its lease changes nothing.
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,8 +8,9 @@ use b24flow_common::bitrix::{B24Error, Bitrix, ErrorKind};
 use b24flow_common::crypto::SecretBox;
 use b24flow_common::db::jobs::{self, Job, JobKind, JobState, Outcome};
 use b24flow_common::db::{DbError, Pool};
-use b24flow_common::{metrics, secrets};
+use b24flow_common::{catalogue, metrics, secrets};
 use chrono::Utc;
+use futures::FutureExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -16,6 +18,7 @@ use uuid::Uuid;
 
 use crate::activities;
 use crate::activity::{Activity, ActivityError, Input, RunContext};
+use crate::heartbeat::Heartbeat;
 use crate::registration;
 use crate::report::{self, Reported};
 use crate::retry::{decide, decide_report, Decision, RetryPolicy};
@@ -62,10 +65,26 @@ impl Runner {
             }
         };
         let span = tracing::info_span!("job", job.id = %job.id, portal.id = job.portal_id, activity.code = %job.code, attempt = job.attempt);
-        let heartbeat = self.spawn_heartbeat(&job);
+        let lease_lost = CancellationToken::new();
+        let heartbeat = Heartbeat::spawn(&self.db, &job, self.lease, lease_lost.clone());
         metrics::JOBS_IN_FLIGHT.inc();
+        // A panic anywhere in the attempt becomes the workflow's error, instead of a job
+        // never answered while its heartbeat keeps the lease forever.
+        let attempt = AssertUnwindSafe(self.execute(&job).instrument(span.clone())).catch_unwind();
         let result = tokio::select! {
-            r = self.execute(&job).instrument(span.clone()) => r,
+            r = attempt => match r {
+                Ok(r) => r,
+                Err(panic) => {
+                    let what = panic_message(panic.as_ref());
+                    self.answer_after_panic(&job, &what).instrument(span.clone()).await
+                }
+            },
+            _ = lease_lost.cancelled() => {
+                // Dropping the attempt stops it at its next await, before any further side
+                // effect; the row already refuses whatever it would still write.
+                tracing::warn!(parent: &span, "attempt stopped: it lost the job's lease");
+                Ok(())
+            }
             _ = cancel.cancelled() => {
                 // Shutdown deadline: hand the attempt back instead of leaving it to the reaper.
                 match self.db.get().await {
@@ -75,7 +94,7 @@ impl Runner {
             }
         };
         metrics::JOBS_IN_FLIGHT.dec();
-        heartbeat.abort();
+        drop(heartbeat);
         match result {
             Ok(()) => Disposition::Ack,
             Err(e) => {
@@ -91,27 +110,42 @@ impl Runner {
         jobs::claim(&client, job_id, self.lease).await
     }
 
-    fn spawn_heartbeat(&self, job: &Job) -> tokio::task::JoinHandle<()> {
-        let db = self.db.clone();
-        let lease = self.lease;
-        let (id, attempt) = (job.id, job.attempt);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(lease / 3);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Ok(c) = db.get().await {
-                    match jobs::heartbeat(&c, id, attempt, lease).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(job.id = %id, attempt, "lost the job's lease");
-                            return;
-                        }
-                        Err(e) => tracing::warn!(job.id = %id, error = %e, "heartbeat failed"),
-                    }
-                }
+    /// The activity this runner runs for `code` (a robot's `robot_<code>` included).
+    fn activity(&self, code: &str) -> Option<Arc<dyn Activity>> {
+        activities::find_in(&self.activities, code)
+    }
+
+    /// Records a permanent error for an attempt that panicked and answers the workflow
+    /// with it. The answer is sent under its own guard: if sending it panics too, the job
+    /// is failed without an answer rather than retried into the same panic.
+    async fn answer_after_panic(&self, job: &Job, what: &str) -> Result<(), DbError> {
+        tracing::error!(panic = %what, "the attempt panicked; answering the workflow with an error");
+        let message = "b24flow hit an internal error while running this activity and stopped it; \
+                       it is not retried";
+        if job.kind == JobKind::Register {
+            return self
+                .finish(job, JobState::Failed, None, Some(message), message)
+                .await;
+        }
+        let outcome = failure(self.activity(&job.code).as_ref(), message.to_string());
+        let client = self.db.get().await?;
+        if !jobs::record_outcome(&client, job.id, job.attempt, &outcome).await? {
+            tracing::warn!("lost the job before recording its outcome");
+            return Ok(());
+        }
+        drop(client);
+        match AssertUnwindSafe(self.report(job, &outcome))
+            .catch_unwind()
+            .await
+        {
+            Ok(reported) => reported,
+            Err(_) => {
+                let message = "the workflow could not be answered: b24flow hit an internal error";
+                tracing::error!("answering the workflow panicked too");
+                self.finish(job, JobState::Failed, None, Some(message), message)
+                    .await
             }
-        })
+        }
     }
 
     async fn execute(&self, job: &Job) -> Result<(), DbError> {
@@ -181,7 +215,7 @@ impl Runner {
     }
 
     async fn run_activity(&self, job: &Job) -> Result<RunResult, DbError> {
-        let Some(activity) = activities::find(&job.code) else {
+        let Some(activity) = self.activity(&job.code) else {
             return Ok(RunResult::Done(failure(
                 None,
                 format!("b24flow has no activity {:?}", job.code),
@@ -328,7 +362,7 @@ impl Runner {
     ) -> Result<(), DbError> {
         tracing::info!(%error, retry_at = %at, "transient failure; retrying later");
         metrics::JOB_RETRIES
-            .with_label_values(&[&job.code, "transient"])
+            .with_label_values(&[catalogue::label(&job.code), "transient"])
             .inc();
         let client = self.db.get().await?;
         jobs::schedule_retry(&client, job.id, job.attempt, at, error).await?;
@@ -346,11 +380,11 @@ impl Runner {
         let client = self.db.get().await?;
         if jobs::finish(&client, job.id, job.attempt, state, result, error, message).await? {
             metrics::JOBS_FINISHED
-                .with_label_values(&[&job.code, state.as_str()])
+                .with_label_values(&[catalogue::label(&job.code), state.as_str()])
                 .inc();
             let seconds = (Utc::now() - job.created_at).num_milliseconds() as f64 / 1000.0;
             metrics::JOB_LATENCY
-                .with_label_values(&[&job.code])
+                .with_label_values(&[catalogue::label(&job.code)])
                 .observe(seconds.max(0.0));
             let known = job.kind == JobKind::Register || activities::find(&job.code).is_some();
             metrics::JOB_ATTEMPTS
@@ -362,6 +396,16 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// What a panic said, for the log (the workflow gets a fixed text: the message may hold
+/// input values).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// An error outcome with the activity's own failure values (e.g. `result` = `ERROR`).

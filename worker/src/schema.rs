@@ -135,7 +135,7 @@ pub struct ActivityDef {
 }
 
 /// Robots share the activities' code namespace (ACTIVITIES.md), so they get a prefix.
-pub const ROBOT_PREFIX: &str = "robot_";
+pub use b24flow_common::catalogue::ROBOT_PREFIX;
 
 impl ActivityDef {
     /// Every activity also returns `error_text` (ACTIVITIES.md "Rules for every activity").

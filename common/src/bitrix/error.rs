@@ -77,6 +77,8 @@ impl B24Error {
             B24Error::NotInstalled(_) => ErrorKind::Permanent,
             B24Error::PortalChanged(_) => ErrorKind::Transient,
             B24Error::TooLarge { .. } => ErrorKind::Permanent,
+            // A stored token that cannot be decrypted (wrong key) stays undecryptable.
+            B24Error::Db(DbError::Crypto(_)) => ErrorKind::Permanent,
             B24Error::Db(_) => ErrorKind::Transient,
         }
     }

@@ -123,9 +123,14 @@ pub struct Job {
 
 impl Job {
     /// When the workflow stops waiting for us, if it ever does (`timeout_duration` 0 = never).
+    /// A timeout too long for the calendar (rows stored before the ingress checked it) is
+    /// treated as none rather than overflowing.
     pub fn workflow_deadline(&self) -> Option<DateTime<Utc>> {
-        (self.timeout_duration > 0)
-            .then(|| self.created_at + chrono::Duration::seconds(self.timeout_duration))
+        if self.timeout_duration <= 0 {
+            return None;
+        }
+        chrono::Duration::try_seconds(self.timeout_duration)
+            .and_then(|d| self.created_at.checked_add_signed(d))
     }
 }
 
@@ -400,12 +405,14 @@ pub async fn schedule_retry(
     Ok(row.is_some())
 }
 
-/// Gives a running attempt back without counting against it (graceful shutdown).
+/// Gives a running attempt back without counting against it (graceful shutdown). The
+/// attempt number is kept, so the next attempt gets a new one and treats this attempt's
+/// markers like any earlier attempt's; one more attempt is allowed instead.
 pub async fn release(client: &impl GenericClient, id: Uuid, attempt: i32) -> Result<bool, DbError> {
     let row = client
         .query_opt(
             "WITH upd AS (
-                 UPDATE jobs SET state = 'queued', attempt = attempt - 1, run_at = now(),
+                 UPDATE jobs SET state = 'queued', max_attempts = max_attempts + 1, run_at = now(),
                      published_at = NULL, lease_until = NULL, updated_at = now()
                  WHERE id = $1 AND attempt = $2 AND state = 'running'
                  RETURNING id, attempt
@@ -560,34 +567,58 @@ pub async fn side_effect(
 }
 
 /// Records that a side effect is about to happen (before the request that causes it).
+/// Refused (`false`) unless `attempt` still owns the job with a lease that has not run out:
+/// an attempt that lost its lease must not start anything.
 pub async fn side_effect_started(
     client: &impl GenericClient,
     id: Uuid,
+    attempt: i32,
     key: &str,
-) -> Result<(), DbError> {
-    client
-        .execute(
-            "INSERT INTO job_side_effects (job_id, key, state) VALUES ($1, $2, 'started')
-             ON CONFLICT (job_id, key) DO NOTHING",
-            &[&id, &key],
+) -> Result<bool, DbError> {
+    // FOR SHARE makes a concurrent reaper wait for this statement, or this statement see
+    // the reaper's change: either way, no marker of an attempt that no longer owns the job.
+    let row = client
+        .query_one(
+            "WITH owner AS (
+                 SELECT id, attempt FROM jobs
+                 WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_until > now()
+                 FOR SHARE
+             ), ins AS (
+                 INSERT INTO job_side_effects (job_id, key, state, attempt)
+                 SELECT id, $3, 'started', attempt FROM owner
+                 ON CONFLICT (job_id, key) DO NOTHING
+             )
+             SELECT count(*) FROM owner",
+            &[&id, &attempt, &key],
         )
         .await?;
-    Ok(())
+    Ok(row.try_get::<_, i64>(0)? == 1)
 }
 
 /// Records that a side effect happened, with what it produced (e.g. the new invoice's id).
+/// Refused (`false`) once a newer attempt took the job; an attempt whose lease merely ran
+/// out still records it, because the effect did happen and a retry must know.
 pub async fn side_effect_done(
     client: &impl GenericClient,
     id: Uuid,
+    attempt: i32,
     key: &str,
     value: &Value,
-) -> Result<(), DbError> {
-    client
-        .execute(
-            "INSERT INTO job_side_effects (job_id, key, state, value) VALUES ($1, $2, 'done', $3)
-             ON CONFLICT (job_id, key) DO UPDATE SET state = 'done', value = $3, updated_at = now()",
-            &[&id, &key, value],
+) -> Result<bool, DbError> {
+    let row = client
+        .query_one(
+            "WITH owner AS (
+                 SELECT id, attempt FROM jobs WHERE id = $1 AND attempt = $2 FOR SHARE
+             ), ins AS (
+                 INSERT INTO job_side_effects (job_id, key, state, value, attempt)
+                 SELECT id, $3, 'done', $4, attempt FROM owner
+                 ON CONFLICT (job_id, key) DO UPDATE
+                     SET state = 'done', value = $4, attempt = EXCLUDED.attempt, updated_at = now()
+                     WHERE job_side_effects.attempt <= EXCLUDED.attempt
+             )
+             SELECT count(*) FROM owner",
+            &[&id, &attempt, &key, value],
         )
         .await?;
-    Ok(())
+    Ok(row.try_get::<_, i64>(0)? == 1)
 }

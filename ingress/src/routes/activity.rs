@@ -8,7 +8,7 @@ use axum::Json;
 use b24flow_common::bitrix::form;
 use b24flow_common::db::jobs::{Inserted, JobKind, NewJob, DEFAULT_MAX_ATTEMPTS};
 use b24flow_common::db::portals;
-use b24flow_common::{metrics, secrets};
+use b24flow_common::{catalogue, metrics, secrets};
 use serde_json::{json, Value};
 
 use super::body::read_form;
@@ -19,6 +19,10 @@ use crate::AppState;
 
 /// Longest `event_token` we store; real ones are about 100 characters.
 const MAX_EVENT_TOKEN: usize = 512;
+
+/// Longest `timeout_duration` we take: ten years. Longer is not a timeout a workflow can
+/// mean, and must not reach date arithmetic.
+pub const MAX_TIMEOUT_DURATION: i64 = 10 * 365 * 24 * 3600;
 
 pub async fn accept(
     State(state): State<AppState>,
@@ -75,6 +79,14 @@ async fn accept_inner(
             "code is not an activity code",
         ));
     }
+    if !catalogue::is_activity(&code) {
+        // Refused before anything is stored or counted under its name: a caller inventing
+        // codes costs one counter increment under `unknown_activity`.
+        return Err(ApiError::bad_request(
+            "unknown_activity",
+            "b24flow has no activity with this code",
+        ));
+    }
     let mut properties = match form.get("properties") {
         None => json!({}),
         Some(Value::Object(map)) => Value::Object(map.clone()),
@@ -89,9 +101,19 @@ async fn accept_inner(
     };
     let timeout_duration = match text(&["timeout_duration"]) {
         None => 0,
-        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::bad_request("malformed_body", "timeout_duration is not a number")
-        })?,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (0..=MAX_TIMEOUT_DURATION).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "malformed_body",
+                    format!(
+                        "timeout_duration must be a whole number of seconds from 0 to \
+                         {MAX_TIMEOUT_DURATION} (ten years)"
+                    ),
+                )
+            })?,
     };
 
     let client = state.db.get().await?;

@@ -21,6 +21,9 @@ pub enum EntryKind {
     Resource,
 }
 
+/// The longest booking we read (a year); anything longer is a malformed value.
+const MAX_DURATION_SECS: i64 = 366 * 24 * 3600;
+
 /// One `type|id|from|duration|service` string.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
@@ -37,8 +40,13 @@ impl Entry {
     /// The end, formatted like `from`; `None` if `from` is not a datetime we can read.
     pub fn to(&self) -> Option<String> {
         let (start, format) = PortalTime::parse(&self.from)?;
-        Some(format.render(start + Duration::seconds(self.duration_secs)))
+        Some(format.render(after(start, self.duration_secs)?))
     }
+}
+
+/// `start` plus `secs`, or `None` past the calendar's end.
+pub fn after(start: NaiveDateTime, secs: i64) -> Option<NaiveDateTime> {
+    start.checked_add_signed(Duration::try_seconds(secs)?)
 }
 
 impl BookingValue {
@@ -120,7 +128,7 @@ fn parse_entry(raw: &str) -> Option<Entry> {
         .trim()
         .parse::<i64>()
         .ok()
-        .filter(|d| *d > 0)?;
+        .filter(|d| (1..=MAX_DURATION_SECS).contains(d))?;
     let service = parts.next().unwrap_or_default().trim().to_string();
     Some(Entry {
         kind,

@@ -10,7 +10,9 @@ use b24flow_common::bitrix::{Batch, ErrorKind};
 use chrono::Duration;
 use serde_json::{json, Map, Value};
 
-use super::booking::{id_of, same_moment, text_of, BookingValue, Entry, EntryKind, PortalTime};
+use super::booking::{
+    after, id_of, same_moment, text_of, BookingValue, Entry, EntryKind, PortalTime,
+};
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
 
@@ -269,8 +271,11 @@ fn user_event(event: &Value) -> Option<UserEvent> {
 /// `calendar.event.get` over the entry's day(s) in the user's calendar.
 fn day_query(entry: &Entry) -> Value {
     let mut params = json!({ "type": "user", "ownerId": entry.id });
-    if let Some((start, _)) = PortalTime::parse(&entry.from) {
-        let end = start + Duration::seconds(entry.duration_secs) + Duration::days(1);
+    let parsed = PortalTime::parse(&entry.from).and_then(|(start, _)| {
+        let end = after(start, entry.duration_secs)?.checked_add_signed(Duration::days(1))?;
+        Some((start, end))
+    });
+    if let Some((start, end)) = parsed {
         params["from"] = json!(start.date().format("%Y-%m-%d").to_string());
         params["to"] = json!(end.date().format("%Y-%m-%d").to_string());
     }

@@ -44,8 +44,25 @@ pub fn all() -> Vec<Arc<dyn Activity>> {
 
 /// The activity for a call's `code` (a robot's `robot_<code>` included).
 pub fn find(code: &str) -> Option<Arc<dyn Activity>> {
+    find_in(&all(), code)
+}
+
+/// Like [`find`], in a given list (a worker runs the list it was started with).
+pub fn find_in(list: &[Arc<dyn Activity>], code: &str) -> Option<Arc<dyn Activity>> {
     let code = code
         .strip_prefix(crate::schema::ROBOT_PREFIX)
         .unwrap_or(code);
-    all().into_iter().find(|a| a.definition().code == code)
+    list.iter().find(|a| a.definition().code == code).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_catalogue_the_ingress_checks_is_this_list() {
+        let mut ours: Vec<&str> = super::all().iter().map(|a| a.definition().code).collect();
+        let mut catalogue = b24flow_common::catalogue::ACTIVITY_CODES.to_vec();
+        ours.sort_unstable();
+        catalogue.sort_unstable();
+        assert_eq!(ours, catalogue);
+    }
 }

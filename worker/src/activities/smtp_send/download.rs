@@ -25,33 +25,21 @@ pub struct Downloaded {
     pub content_type: Option<String>,
 }
 
-/// Two clients: one for the portal's own origin (its Disk downloads; the portal's host is
-/// trusted wherever it resolves), one for every other link, behind the guard alone.
+/// One client for every link, the portal's own Disk downloads included: the portal's host
+/// is held to the same outbound policy as any other (its name is set by whoever installed
+/// the app, and may resolve anywhere).
 pub struct Downloader {
-    portal: Option<(url::Origin, reqwest::Client, Arc<Guard>)>,
-    links: (reqwest::Client, Arc<Guard>),
+    http: reqwest::Client,
+    guard: Arc<Guard>,
 }
 
 impl Downloader {
     /// `extra_roots_pem`: `B24FLOW_EXTRA_CA_FILE`'s content, trusted besides the built-in roots.
-    pub fn new(
-        guard: Guard,
-        portal_endpoint: Option<&url::Url>,
-        extra_roots_pem: Option<&[u8]>,
-    ) -> Result<Self, ActivityError> {
-        let links = Arc::new(guard.clone());
-        let portal = match portal_endpoint {
-            Some(endpoint) => {
-                let trusted =
-                    Arc::new(guard.trusting_host(endpoint.host_str().map(str::to_string)));
-                let client = client(trusted.clone(), extra_roots_pem)?;
-                Some((endpoint.origin(), client, trusted))
-            }
-            None => None,
-        };
+    pub fn new(guard: Guard, extra_roots_pem: Option<&[u8]>) -> Result<Self, ActivityError> {
+        let guard = Arc::new(guard);
         Ok(Self {
-            portal,
-            links: (client(links.clone(), extra_roots_pem)?, links),
+            http: client(guard.clone(), extra_roots_pem)?,
+            guard,
         })
     }
 
@@ -59,12 +47,8 @@ impl Downloader {
     /// contains the URL (Disk links carry an auth token).
     pub async fn fetch(&self, url: &str, cap: u64) -> Result<Downloaded, String> {
         let url = url::Url::parse(url).map_err(|_| "not a valid link".to_string())?;
-        let (http, guard) = match &self.portal {
-            Some((origin, http, guard)) if *origin == url.origin() => (http, guard),
-            _ => (&self.links.0, &self.links.1),
-        };
-        guard.check_url(&url).map_err(|r| r.to_string())?;
-        let response = http.get(url).send().await.map_err(describe)?;
+        self.guard.check_url(&url).map_err(|r| r.to_string())?;
+        let response = self.http.get(url).send().await.map_err(describe)?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("the server answered HTTP {}", status.as_u16()));
@@ -279,26 +263,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn loopback_links_are_refused_unless_allowed_or_the_portal() {
+    async fn loopback_links_are_refused_unless_allowed_even_on_the_portals_host() {
         let server = http_server(ok_body("hello")).await;
         let link = server.join("file.txt").expect("url");
-        let guarded = Downloader::new(Guard::new(&[]), None, None).expect("downloader");
+        let guarded = Downloader::new(Guard::new(&[]), None).expect("downloader");
         let err = guarded
             .fetch(link.as_str(), 100)
             .await
             .err()
             .expect("refused");
-        assert!(err.contains("B24FLOW_FETCH_ALLOW"), "{err}");
+        assert!(
+            err.contains("loopback") && err.contains("B24FLOW_FETCH_ALLOW"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("127.0.0.1"),
+            "the rule, not the address: {err}"
+        );
         let by_name = format!("http://localhost:{}/file.txt", server.port().expect("port"));
         let err = guarded
             .fetch(&by_name, 100)
             .await
             .err()
             .expect("refused after resolution");
-        assert!(err.contains("localhost resolves to"), "{err}");
+        assert!(err.contains("loopback"), "{err}");
 
         let allowed =
-            Downloader::new(Guard::new(&["127.0.0.0/8".into()]), None, None).expect("downloader");
+            Downloader::new(Guard::new(&["127.0.0.0/8".into()]), None).expect("downloader");
         assert_eq!(
             allowed
                 .fetch(link.as_str(), 100)
@@ -308,11 +299,17 @@ mod tests {
             b"hello"
         );
 
-        // The portal's own origin is trusted; the same host on another port is not.
-        let portal = Downloader::new(Guard::new(&[]), Some(&server), None).expect("downloader");
-        assert!(portal.fetch(link.as_str(), 100).await.is_ok());
-        let other = http_server(ok_body("x")).await;
-        assert!(portal.fetch(other.as_str(), 100).await.is_err());
+        // A portal whose name resolves to loopback gets no special treatment either.
+        let portal_file = format!(
+            "http://localhost:{}/rest/download.json?auth=SECRET",
+            server.port().expect("port")
+        );
+        let err = guarded
+            .fetch(&portal_file, 100)
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.contains("loopback") && !err.contains("SECRET"), "{err}");
     }
 
     #[tokio::test]
@@ -322,13 +319,13 @@ mod tests {
         )
         .await;
         let downloader =
-            Downloader::new(Guard::new(&["127.0.0.0/8".into()]), None, None).expect("downloader");
+            Downloader::new(Guard::new(&["127.0.0.0/8".into()]), None).expect("downloader");
         let err = downloader
             .fetch(server.as_str(), 100)
             .await
             .err()
             .expect("refused");
-        assert!(err.contains("169.254.169.254"), "{err}");
+        assert!(err.contains("link-local"), "{err}");
     }
 
     #[tokio::test]
@@ -340,7 +337,7 @@ mod tests {
         .await;
         let link = server.join("f?auth=SECRET").expect("url");
         let downloader =
-            Downloader::new(Guard::new(&["127.0.0.0/8".into()]), None, None).expect("downloader");
+            Downloader::new(Guard::new(&["127.0.0.0/8".into()]), None).expect("downloader");
         let err = downloader
             .fetch(link.as_str(), 1000)
             .await

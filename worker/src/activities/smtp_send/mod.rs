@@ -159,7 +159,9 @@ impl Activity for SmtpSend {
             attachments: &fetched.files,
             message_id: format!("<b24flow.{}@{}>", ctx.job.id, settings.from.email.domain()),
         })?;
-        let mut session = Session::open(&settings.server, &trust, Timeouts::default()).await?;
+        let policy = ssrf::Guard::new(&ctx.config.fetch_allow);
+        let mut session =
+            Session::open(&settings.server, &trust, &policy, Timeouts::default()).await?;
         let marker = attempt_marker(ctx.job.attempt);
         ctx.side_effect_started(&marker).await?;
         let delivered = session
@@ -210,15 +212,13 @@ fn ok_output(log_message: String) -> Output {
     }
 }
 
-/// Links are guarded against internal addresses; the portal's own origin is trusted (its
-/// Disk downloads go there, as its REST calls do).
+/// Links and Disk downloads alike go through the outbound policy.
 async fn downloader(
     ctx: &RunContext,
     trust: &Trust,
 ) -> Result<download::Downloader, ActivityError> {
-    let endpoint = url::Url::parse(ctx.b24.endpoint()).ok();
     let guard = ssrf::Guard::new(&ctx.config.fetch_allow);
-    download::Downloader::new(guard, endpoint.as_ref(), trust.extra_roots_pem())
+    download::Downloader::new(guard, trust.extra_roots_pem())
 }
 
 /// Every recipient refused: worth retrying only if some refusal was temporary (4xx).

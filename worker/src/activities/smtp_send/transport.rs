@@ -3,6 +3,7 @@
 //! not stop the others. Every step has a deadline. How lettre's errors map into
 //! transient / permanent is decided here and nowhere else ([`classify`]).
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use b24flow_common::bitrix::ErrorKind;
@@ -15,6 +16,7 @@ use lettre::transport::smtp::Error as SmtpError;
 use lettre::Address;
 
 use super::pool::{self, PoolKey};
+use super::ssrf::{Guard, Refused};
 use crate::activity::ActivityError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -283,7 +285,12 @@ pub struct Refusal {
 impl Session {
     /// A pooled connection for the same server and login if one is idle and alive, else a
     /// new one.
-    pub async fn open(server: &Server, trust: &Trust, timeouts: Timeouts) -> Result<Self, Failure> {
+    pub async fn open(
+        server: &Server,
+        trust: &Trust,
+        policy: &Guard,
+        timeouts: Timeouts,
+    ) -> Result<Self, Failure> {
         let key = PoolKey::new(server);
         while let Some(mut conn) = pool::take(&key) {
             let alive = tokio::time::timeout(timeouts.command, conn.test_connected()).await;
@@ -296,7 +303,7 @@ impl Session {
                 });
             }
         }
-        let conn = connect(server, trust, timeouts).await?;
+        let conn = connect(server, trust, policy, timeouts).await?;
         Ok(Self {
             conn,
             key,
@@ -389,9 +396,25 @@ impl Session {
     }
 }
 
+/// The addresses the outbound policy lets this connection go to. A refusal is permanent
+/// (the same server is refused next time); a name that does not resolve may resolve later.
+async fn checked_addresses(server: &Server, policy: &Guard) -> Result<Vec<SocketAddr>, Failure> {
+    policy
+        .smtp_addresses(&server.host, server.port)
+        .await
+        .map_err(|refused| Failure {
+            kind: match refused {
+                Refused::Unresolvable(_) => ErrorKind::Transient,
+                _ => ErrorKind::Permanent,
+            },
+            message: format!("{}: {refused}", Step::Connect.describe()),
+        })
+}
+
 async fn connect(
     server: &Server,
     trust: &Trust,
+    policy: &Guard,
     t: Timeouts,
 ) -> Result<AsyncSmtpConnection, Failure> {
     let hello = ClientId::default();
@@ -399,11 +422,12 @@ async fn connect(
         Security::Ssl => Some(trust.parameters(&server.host)?),
         Security::StartTls | Security::None => None,
     };
+    let addresses = checked_addresses(server, policy).await?;
     let mut conn = within(
         Step::Connect,
         t.connect,
         AsyncSmtpConnection::connect_tokio1(
-            (server.host.as_str(), server.port),
+            addresses.as_slice(),
             Some(t.connect),
             &hello,
             implicit,
@@ -455,6 +479,11 @@ mod tests {
         }
     }
 
+    /// The outbound policy of a test: this loopback port is allowed.
+    fn lab(port: u16) -> Guard {
+        Guard::new(&[format!("127.0.0.1:{port}")])
+    }
+
     fn server(port: u16, security: Security) -> Server {
         Server {
             host: "127.0.0.1".into(),
@@ -473,11 +502,17 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(socket);
         });
-        let err =
-            match Session::open(&server(port, Security::None), &Trust::default(), quick()).await {
-                Ok(_) => panic!("a silent server must time out"),
-                Err(e) => e,
-            };
+        let err = match Session::open(
+            &server(port, Security::None),
+            &Trust::default(),
+            &lab(port),
+            quick(),
+        )
+        .await
+        {
+            Ok(_) => panic!("a silent server must time out"),
+            Err(e) => e,
+        };
         assert_eq!(err.kind, ErrorKind::Transient);
         assert!(err.message.contains("no answer within"), "{}", err.message);
         hold.abort();
@@ -489,11 +524,17 @@ mod tests {
             let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             l.local_addr().expect("addr").port()
         };
-        let err =
-            match Session::open(&server(port, Security::None), &Trust::default(), quick()).await {
-                Ok(_) => panic!("nobody listens"),
-                Err(e) => e,
-            };
+        let err = match Session::open(
+            &server(port, Security::None),
+            &Trust::default(),
+            &lab(port),
+            quick(),
+        )
+        .await
+        {
+            Ok(_) => panic!("nobody listens"),
+            Err(e) => e,
+        };
         assert_eq!(err.kind, ErrorKind::Transient, "{}", err.message);
         assert!(
             err.message.contains(&format!("127.0.0.1:{port}")),
@@ -548,10 +589,15 @@ mod tests {
             _ => Some(""),
         })
         .await;
-        let mut session = Session::open(&server(port, Security::None), &Trust::default(), quick())
-            .await
-            .map_err(|f| f.message)
-            .expect("session");
+        let mut session = Session::open(
+            &server(port, Security::None),
+            &Trust::default(),
+            &lab(port),
+            quick(),
+        )
+        .await
+        .map_err(|f| f.message)
+        .expect("session");
         let from: Address = "a@example.com".parse().expect("address");
         let err = session
             .deliver(
@@ -574,7 +620,7 @@ mod tests {
         let (port, task) = no_starttls_server().await;
         let mut s = server(port, Security::StartTls);
         s.credentials = Some(("user".into(), "hunter2".into()));
-        let err = match Session::open(&s, &Trust::default(), quick()).await {
+        let err = match Session::open(&s, &Trust::default(), &lab(port), quick()).await {
             Ok(_) => panic!("a downgrade must be refused"),
             Err(e) => e,
         };
