@@ -386,9 +386,8 @@ impl Runner {
             metrics::JOB_LATENCY
                 .with_label_values(&[catalogue::label(&job.code)])
                 .observe(seconds.max(0.0));
-            let known = job.kind == JobKind::Register || activities::find(&job.code).is_some();
             metrics::JOB_ATTEMPTS
-                .with_label_values(&[if known { &job.code } else { "unknown" }])
+                .with_label_values(&[catalogue::label(&job.code)])
                 .observe(f64::from(job.attempt));
             tracing::info!(state = state.as_str(), %message, "job finished");
         } else {
