@@ -9,6 +9,7 @@ mod hardening;
 mod ingress_checks;
 mod install;
 mod install_security;
+mod limits;
 mod smtp;
 mod telephony_calendar;
 mod user_info;

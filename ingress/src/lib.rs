@@ -7,6 +7,7 @@ mod error;
 pub mod operator;
 mod portal_auth;
 mod routes;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,21 +113,10 @@ pub async fn serve(
         tracing::info!(%addr, "metrics listening (no token)");
         let app = routes::metrics_router(state.clone());
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(metrics_listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "metrics listener stopped");
-            }
-        });
+        tokio::spawn(server::serve(metrics_listener, app, shutdown));
     }
     tracing::info!(addr = ?listener.local_addr().ok(), "ingress listening");
-    let app = routes::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(IngressError::Serve);
+    server::serve(listener, routes::router(state), shutdown).await;
     publisher.close().await;
-    result
+    Ok(())
 }

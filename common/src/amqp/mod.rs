@@ -20,6 +20,10 @@ pub enum AmqpError {
     Unroutable(String),
     #[error("rabbitmq did not confirm in time")]
     ConfirmTimeout,
+    #[error("rabbitmq did not answer the connect in time")]
+    ConnectTimeout,
+    #[error("rabbitmq is unreachable; not trying again for a moment")]
+    Unavailable,
 }
 
 /// What a message carries: only the job id; the job itself stays in Postgres.
@@ -28,7 +32,14 @@ pub struct JobMessage {
     pub job_id: Uuid,
 }
 
+/// How long connecting to RabbitMQ (TCP, AMQP handshake) may take: a blackholed broker
+/// must not hold the caller for the minutes a TCP connect can otherwise last.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn connect(url: &str, name: &str) -> Result<Connection, AmqpError> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    Ok(Connection::connect(url, props).await?)
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props))
+        .await
+        .map_err(|_| AmqpError::ConnectTimeout)?
+        .map_err(AmqpError::from)
 }

@@ -19,12 +19,21 @@ pub struct QueueDepth {
 
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a publish waits for another caller that is (re)connecting right now.
+const LINK_WAIT: Duration = Duration::from_secs(1);
+/// After a failed connect, publishes fail at once for this long instead of each waiting
+/// for its own connect to time out; the stored jobs are published by the sweeper.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(3);
+
 /// Publishes job ids with publisher confirms and `mandatory`, so "published" means the
-/// broker has the message in a queue. Reconnects lazily after the connection drops.
+/// broker has the message in a queue. Reconnects lazily after the connection drops; while
+/// the broker is unreachable, callers get an error within about a second, not minutes.
 pub struct Publisher {
     url: String,
     topology: Topology,
     link: Mutex<Option<(Connection, Channel)>>,
+    /// Until when a new connect is not tried (set after a failed one).
+    paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Publisher {
@@ -33,6 +42,7 @@ impl Publisher {
             url: url.to_string(),
             topology,
             link: Mutex::new(None),
+            paused_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -40,26 +50,55 @@ impl Publisher {
         &self.topology
     }
 
+    fn paused(&self) -> bool {
+        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|t| tokio::time::Instant::now() < t)
+    }
+
+    fn pause(&self, pause: bool) {
+        *self.paused_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            pause.then(|| tokio::time::Instant::now() + RECONNECT_PAUSE);
+    }
+
     async fn channel(&self) -> Result<Channel, AmqpError> {
-        let mut link = self.link.lock().await;
+        if self.paused() {
+            return Err(AmqpError::Unavailable);
+        }
+        // Someone holding the lock for longer than a moment is connecting: do not queue
+        // behind a connect that may time out.
+        let mut link = tokio::time::timeout(LINK_WAIT, self.link.lock())
+            .await
+            .map_err(|_| AmqpError::Unavailable)?;
         if let Some((conn, channel)) = link.as_ref() {
             if conn.status().connected() && channel.status().connected() {
                 return Ok(channel.clone());
             }
         }
         *link = None;
+        let opened = tokio::time::timeout(super::CONNECT_TIMEOUT, self.open())
+            .await
+            .unwrap_or(Err(AmqpError::ConnectTimeout));
+        self.pause(opened.is_err());
+        let (conn, channel) = opened?;
+        *link = Some((conn, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn open(&self) -> Result<(Connection, Channel), AmqpError> {
         let conn = connect(&self.url, "b24flow-publisher").await?;
         let channel = conn.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         self.topology.declare(&channel).await?;
-        *link = Some((conn, channel.clone()));
-        Ok(channel)
+        Ok((conn, channel))
     }
 
+    /// Forgets the connection; skipped when someone is replacing it right now.
     async fn drop_link(&self) {
-        *self.link.lock().await = None;
+        if let Ok(mut link) = self.link.try_lock() {
+            *link = None;
+        }
     }
 
     /// True when the broker answers now: a passive declare of the jobs exchange is a real

@@ -4,9 +4,7 @@ refinery::embed_migrations!("../migrations");
 
 /// Creates the database named in `database_url` when it does not exist yet.
 pub async fn ensure_database(database_url: &str) -> Result<(), DbError> {
-    let config: tokio_postgres::Config = database_url
-        .parse()
-        .map_err(|e| DbError::Config(format!("B24FLOW_DATABASE_URL: {e}")))?;
+    let config = super::pg_config(database_url)?;
     let name = config
         .get_dbname()
         .ok_or_else(|| DbError::Config("B24FLOW_DATABASE_URL names no database".into()))?

@@ -21,10 +21,23 @@ pub enum DbError {
     Crypto(#[from] crate::crypto::CryptoError),
 }
 
-pub fn pool(database_url: &str, max_size: usize) -> Result<Pool, DbError> {
-    let pg: tokio_postgres::Config = database_url
+/// How long a connect to Postgres may take unless the URL says otherwise
+/// (`connect_timeout=`): a blackholed server must not hold a request for minutes.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `database_url` parsed, with [`CONNECT_TIMEOUT`] unless the URL sets one.
+pub fn pg_config(database_url: &str) -> Result<tokio_postgres::Config, DbError> {
+    let mut pg: tokio_postgres::Config = database_url
         .parse()
         .map_err(|e| DbError::Config(format!("B24FLOW_DATABASE_URL: {e}")))?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    Ok(pg)
+}
+
+pub fn pool(database_url: &str, max_size: usize) -> Result<Pool, DbError> {
+    let pg = pg_config(database_url)?;
     let manager = deadpool_postgres::Manager::from_config(
         pg,
         tokio_postgres::NoTls,

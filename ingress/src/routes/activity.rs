@@ -24,6 +24,45 @@ const MAX_EVENT_TOKEN: usize = 512;
 /// mean, and must not reach date arithmetic.
 pub const MAX_TIMEOUT_DURATION: i64 = 10 * 365 * 24 * 3600;
 
+/// Most properties a call may carry; our activities declare at most 20.
+const MAX_PROPERTIES: usize = 100;
+/// Longest property key (ours are under 30 characters).
+const MAX_PROPERTY_KEY: usize = 64;
+/// Most values one multiple property may carry.
+const MAX_PROPERTY_VALUES: usize = 1000;
+
+/// Caps on the shape of `properties`, so no call makes a job row or an activity's input
+/// arbitrarily wide (the 1 MiB body cap bounds the rest).
+fn check_property_limits(properties: &Value) -> Result<(), ApiError> {
+    let refuse = |why: String| Err(ApiError::bad_request("property_limit", why));
+    let Some(map) = properties.as_object() else {
+        return Ok(());
+    };
+    if map.len() > MAX_PROPERTIES {
+        return refuse(format!(
+            "a call may carry at most {MAX_PROPERTIES} properties"
+        ));
+    }
+    for (key, value) in map {
+        if key.len() > MAX_PROPERTY_KEY {
+            return refuse(format!(
+                "property names are at most {MAX_PROPERTY_KEY} characters"
+            ));
+        }
+        let values = match value {
+            Value::Array(items) => items.len(),
+            Value::Object(items) => items.len(),
+            _ => 1,
+        };
+        if values > MAX_PROPERTY_VALUES {
+            return refuse(format!(
+                "property {key} has {values} values; at most {MAX_PROPERTY_VALUES} are taken"
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub async fn accept(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -99,6 +138,7 @@ async fn accept_inner(
             ))
         }
     };
+    check_property_limits(&properties)?;
     let timeout_duration = match text(&["timeout_duration"]) {
         None => 0,
         Some(v) => v

@@ -6,6 +6,11 @@ use super::recipients::{parse_mailbox, Recipients};
 use super::transport::{Security, Server};
 use crate::activity::{ActivityError, Input};
 
+/// Most recipients of one message (to, cc and bcc together), as mail services cap them.
+pub const MAX_RECIPIENTS: usize = 100;
+/// Most attachments of one message (Disk files and links together).
+pub const MAX_ATTACHMENTS: usize = 20;
+
 pub struct Settings {
     pub server: Server,
     pub from: Mailbox,
@@ -86,6 +91,20 @@ impl Settings {
             };
             return Err(ActivityError::invalid(why));
         }
+        let count = recipients.to.len() + recipients.cc.len() + recipients.bcc.len();
+        if count > MAX_RECIPIENTS {
+            return Err(ActivityError::invalid(format!(
+                "{count} recipients in to, cc and bcc; at most {MAX_RECIPIENTS} are sent to"
+            )));
+        }
+        let disk_ids = disk_ids(&input.list("attach_disk_ids"))?;
+        let links = input.list("attach_urls");
+        if disk_ids.len() + links.len() > MAX_ATTACHMENTS {
+            return Err(ActivityError::invalid(format!(
+                "{} attachments in attach_disk_ids and attach_urls; at most {MAX_ATTACHMENTS} are taken",
+                disk_ids.len() + links.len()
+            )));
+        }
         Ok(Self {
             server: Server {
                 host,
@@ -98,8 +117,8 @@ impl Settings {
             subject: input.required_string("subject")?,
             body: input.required_string("body")?,
             html,
-            disk_ids: disk_ids(&input.list("attach_disk_ids"))?,
-            links: input.list("attach_urls"),
+            disk_ids,
+            links,
         })
     }
 }
@@ -175,6 +194,31 @@ mod tests {
         assert!(err(json!({"to": ["bad", "worse"]})).contains("\"bad\", \"worse\""));
         assert!(err(json!({"attach_disk_ids": ["12", "x"]})).contains("attach_disk_ids"));
         assert!(err(json!({"body_type": "rtf"})).contains("body_type"));
+    }
+
+    #[test]
+    fn recipients_and_attachments_are_capped() {
+        let many: Vec<String> = (0..=MAX_RECIPIENTS)
+            .map(|i| format!("u{i}@example.com"))
+            .collect();
+        let err = with(json!({ "cc": many }))
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert!(err.contains("at most 100"), "{err}");
+        let links: Vec<String> = (0..15)
+            .map(|i| format!("https://example.com/{i}"))
+            .collect();
+        let ids: Vec<String> = (1..=6).map(|i| i.to_string()).collect();
+        let err = with(json!({ "attach_urls": links, "attach_disk_ids": ids }))
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert!(err.contains("at most 20"), "{err}");
+        let links: Vec<String> = (0..20)
+            .map(|i| format!("https://example.com/{i}"))
+            .collect();
+        assert!(with(json!({ "attach_urls": links })).is_ok());
     }
 
     #[test]
