@@ -611,6 +611,31 @@ async fn an_old_invoice_status_is_its_letter_and_auto_falls_back_to_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_refuses_a_number_that_is_both_a_new_and_an_old_invoice() {
+    let app = spawn_app().await;
+    let p = &app.portal;
+    let smart = p.crm_add_smart_invoice(json!({"title": "New", "stageId": "DT31_2:P"}));
+    let mut legacy = p.crm_add_legacy_invoice(json!({"ORDER_TOPIC": "Old", "STATUS_ID": "N"}));
+    while legacy < smart {
+        legacy = p.crm_add_legacy_invoice(json!({"ORDER_TOPIC": "Old", "STATUS_ID": "N"}));
+    }
+    assert_eq!(legacy, smart, "both kinds hold the same number");
+    let sent = status(&app, smart, "auto").await;
+    let error = error_text(&sent);
+    assert!(
+        error.contains("both") && error.contains("invoice_kind"),
+        "{error}"
+    );
+    assert_eq!(sent.return_values["status"], Value::Null, "{sent:?}");
+    // Told which one, each kind answers for itself.
+    let sent = status(&app, smart, "smart").await;
+    assert_eq!(triple(&sent).0, "DT31_2:P");
+    let sent = status(&app, smart, "legacy").await;
+    assert_eq!(triple(&sent).0, "N");
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_invoice_status_is_a_clear_error() {
     let app = spawn_app().await;
     for kind in ["auto", "smart", "legacy"] {

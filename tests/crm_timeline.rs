@@ -31,6 +31,43 @@ async fn a_todo_is_created_with_the_todo_api_in_one_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_todo_without_a_deadline_is_due_at_the_end_of_the_portals_next_working_day() {
+    let app = spawn_app().await;
+    let deal = app.portal.crm_add_item(2, json!({"title": "Deal"}));
+    let sent = app
+        .run_activity("crm_activity_add", json!({
+            "subject": "Follow up", "type": "todo", "description": "Call back", "owner_type": "deal",
+            "owner_id": deal.to_string(), "priority": "medium", "communication": "-", "deadline": ""
+        }))
+        .await;
+    assert_eq!(sent.return_values["error_text"], "", "{}", sent.log_message);
+    assert_eq!(app.portal.method_calls("server.time"), 1);
+    let activities = app.portal.crm_activities();
+    let deadline = activities[0]["DEADLINE"].as_str().unwrap().to_string();
+    let due = chrono::DateTime::parse_from_rfc3339(&deadline).unwrap();
+    // The simulated portal keeps Moscow time.
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(3 * 3600).unwrap())
+        .date_naive();
+    use chrono::Datelike;
+    assert_eq!(due.offset().local_minus_utc(), 3 * 3600, "{deadline}");
+    assert_eq!(
+        due.time(),
+        chrono::NaiveTime::from_hms_opt(18, 0, 0).unwrap()
+    );
+    assert!(due.date_naive() > today, "{deadline}");
+    assert!(
+        due.date_naive() <= today + chrono::Days::new(3),
+        "{deadline}"
+    );
+    assert!(
+        due.weekday().number_from_monday() <= 5,
+        "{deadline} is a working day"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_keeps_its_priority_and_communication() {
     let app = spawn_app().await;
     let contact = app
@@ -109,7 +146,6 @@ async fn activity_add_errors_are_clear_and_create_nothing() {
             with(json!({"type": "call", "owner_id": "987654", "communication": "+49 1"})),
             "Access denied",
         ),
-        (with(json!({"deadline": ""})), "deadline"),
         (with(json!({"type": "fax"})), "type"),
         (
             with(json!({"type": "email", "communication": "+49 1"})),

@@ -74,7 +74,60 @@ fn origin_id(ctx: &RunContext) -> String {
     format!("b24flow:{}", ctx.job.id)
 }
 
-fn plan(input: &Input, origin: &str) -> Result<Plan, ActivityError> {
+/// A to-do without a deadline is due at the end of the portal's next working day
+/// (ACTIVITIES.md #12; issue 12: a default instead of an error).
+async fn default_deadline(
+    ctx: &RunContext,
+    input: &Input,
+) -> Result<Option<String>, ActivityError> {
+    let is_todo = input
+        .string("type")
+        .is_some_and(|t| Kind::parse(&t).ok() == Some(Kind::Todo));
+    if !is_todo || crm_common::datetime(input, "deadline")?.is_some() {
+        return Ok(None);
+    }
+    // `server.time` gives the portal's clock in its own zone, so "tomorrow" is the portal's.
+    let answer = ctx
+        .b24
+        .call("server.time", json!({}))
+        .await
+        .map_err(|e| portal_error("cannot read the portal's time for a default deadline", e))?;
+    let now = answer
+        .result
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .ok_or_else(|| ActivityError::permanent("server.time answered no time"))?;
+    Ok(Some(
+        end_of_next_working_day(now)
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
+    ))
+}
+
+/// The next Monday-to-Friday after `now`, at 18:00 (Bitrix24's default end of the working
+/// day) in `now`'s zone.
+fn end_of_next_working_day(
+    now: chrono::DateTime<chrono::FixedOffset>,
+) -> chrono::DateTime<chrono::FixedOffset> {
+    use chrono::{Datelike, Days, NaiveTime, Weekday};
+    let mut day = now.date_naive();
+    loop {
+        day = day.checked_add_days(Days::new(1)).unwrap_or(day);
+        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            break;
+        }
+    }
+    let end = day.and_time(NaiveTime::from_hms_opt(18, 0, 0).unwrap_or_default());
+    end.and_local_timezone(now.timezone())
+        .single()
+        .unwrap_or(now)
+}
+
+fn plan(
+    input: &Input,
+    origin: &str,
+    default_deadline: Option<String>,
+) -> Result<Plan, ActivityError> {
     let subject = input.required_string("subject")?;
     let kind = Kind::parse(&input.required_string("type")?)?;
     let description = input.required_string("description")?;
@@ -82,7 +135,7 @@ fn plan(input: &Input, origin: &str) -> Result<Plan, ActivityError> {
     let owner_id = crm_common::required_id(input, "owner_id")?;
     let priority = priority(&input.required_string("priority")?)?;
     let responsible = input.user("responsible")?;
-    let deadline = crm_common::datetime(input, "deadline")?;
+    let deadline = crm_common::datetime(input, "deadline")?.or(default_deadline);
     let (method, params) = if kind == Kind::Todo {
         let deadline = deadline.ok_or_else(|| {
             ActivityError::invalid("deadline: a to-do needs a deadline (crm.activity.todo.add)")
@@ -174,7 +227,8 @@ impl Activity for CrmActivityAdd {
                 return Ok(output(id, "already created by an earlier attempt"));
             }
         }
-        let plan = plan(input, &origin_id(ctx))?;
+        let default_deadline = default_deadline(ctx, input).await?;
+        let plan = plan(input, &origin_id(ctx), default_deadline)?;
         let what = format!("{} {}", plan.owner.name(), plan.owner_id);
         if let Some(SideEffect::Started) = ctx.side_effect(MARKER).await? {
             if let Some(id) = find_earlier(ctx, &plan).await? {
@@ -258,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_call_keeps_priority_communication_and_origin() {
-        let plan = plan(&input(json!({})), "b24flow:x").unwrap();
+        let plan = plan(&input(json!({})), "b24flow:x", None).unwrap();
         assert_eq!(plan.method, "crm.activity.add");
         let f = &plan.params["fields"];
         assert_eq!(f["TYPE_ID"], 2);
@@ -272,12 +326,47 @@ mod tests {
 
     #[test]
     fn a_todo_uses_the_todo_api_and_needs_a_deadline() {
-        let plan = plan(&input(json!({"type": "todo", "owner_type": "lead"})), "o").unwrap();
+        let plan = plan(
+            &input(json!({"type": "todo", "owner_type": "lead"})),
+            "o",
+            None,
+        )
+        .unwrap();
         assert_eq!(plan.method, "crm.activity.todo.add");
         assert_eq!(plan.params["ownerTypeId"], 1);
         assert_eq!(plan.params["deadline"], "2026-09-01T10:00:00");
         assert_eq!(plan.params["responsibleId"], 5);
-        assert!(super::plan(&input(json!({"type": "todo", "deadline": ""})), "o").is_err());
+        assert!(super::plan(&input(json!({"type": "todo", "deadline": ""})), "o", None).is_err());
+        let defaulted = super::plan(
+            &input(json!({"type": "todo", "deadline": ""})),
+            "o",
+            Some("2026-09-02T18:00:00+03:00".into()),
+        )
+        .unwrap();
+        assert_eq!(defaulted.params["deadline"], "2026-09-02T18:00:00+03:00");
+    }
+
+    #[test]
+    fn the_default_deadline_is_the_end_of_the_next_working_day_in_the_portals_zone() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap();
+        let due = |s: &str| end_of_next_working_day(at(s)).to_rfc3339();
+        // Monday → Tuesday; Friday, Saturday and Sunday → Monday; the zone is kept.
+        assert_eq!(
+            due("2026-11-30T09:00:00+03:00"),
+            "2026-12-01T18:00:00+03:00"
+        );
+        assert_eq!(
+            due("2026-12-04T23:59:00+03:00"),
+            "2026-12-07T18:00:00+03:00"
+        );
+        assert_eq!(
+            due("2026-12-05T10:00:00+03:00"),
+            "2026-12-07T18:00:00+03:00"
+        );
+        assert_eq!(
+            due("2026-12-06T10:00:00-05:00"),
+            "2026-12-07T18:00:00-05:00"
+        );
     }
 
     #[test]
@@ -290,7 +379,7 @@ mod tests {
             json!({"type": "email", "communication": "+49 30 1"}),
             json!({"subject": ""}),
         ] {
-            assert!(plan(&input(bad.clone()), "o").is_err(), "{bad}");
+            assert!(plan(&input(bad.clone()), "o", None).is_err(), "{bad}");
         }
     }
 }

@@ -82,7 +82,7 @@ impl Activity for InvoiceStatus {
                 )))
             }
         };
-        // No halt: in `auto` one of the two reads is expected to fail.
+        // No halt: in `auto` both are read, and usually one of the two reads fails.
         let mut batch = Batch::new(false);
         if kind != Kind::Legacy {
             batch.push(
@@ -110,26 +110,13 @@ impl Activity for InvoiceStatus {
             .await
             .map_err(|e| portal_error(&format!("invoice {id} was not read"), e))?;
         let status = match kind {
-            Kind::Smart => smart(&answer).map_err(|e| portal_error(&format!("new invoice {id}"), e))?,
-            Kind::Legacy => legacy(&answer).map_err(|e| portal_error(&format!("old invoice {id}"), e))?,
-            Kind::Auto => match smart(&answer) {
-                Ok(s) => s,
-                Err(smart_error) => legacy(&answer).map_err(|legacy_error| {
-                    let kind = if [&smart_error, &legacy_error].iter().all(|e| e.kind() == b24flow_common::bitrix::ErrorKind::Permanent) {
-                        b24flow_common::bitrix::ErrorKind::Permanent
-                    } else {
-                        b24flow_common::bitrix::ErrorKind::Transient
-                    };
-                    ActivityError {
-                        kind,
-                        message: format!(
-                            "invoice {id} was found neither as a new invoice ({}) nor as an old one ({})",
-                            smart_error.description(),
-                            legacy_error.description()
-                        ),
-                    }
-                })?,
-            },
+            Kind::Smart => {
+                smart(&answer).map_err(|e| portal_error(&format!("new invoice {id}"), e))?
+            }
+            Kind::Legacy => {
+                legacy(&answer).map_err(|e| portal_error(&format!("old invoice {id}"), e))?
+            }
+            Kind::Auto => auto(id, smart(&answer), legacy(&answer))?,
         };
         let log_message = format!(
             "{} invoice {id}: {} ({}, {})",
@@ -151,6 +138,48 @@ struct Status {
     id: String,
     name: String,
     semantics: &'static str,
+}
+
+/// `auto`: exactly one of the two kinds must have the number. When both do, guessing would
+/// report another invoice's status, so the workflow author is asked to choose.
+fn auto(
+    id: u64,
+    smart: Result<Status, B24Error>,
+    legacy: Result<Status, B24Error>,
+) -> Result<Status, ActivityError> {
+    use b24flow_common::bitrix::ErrorKind;
+    match (smart, legacy) {
+        (Ok(_), Ok(_)) => Err(ActivityError::invalid(format!(
+            "invoice {id} exists both as a new invoice and as an old one; set invoice_kind to \
+             smart or legacy to say which one to watch"
+        ))),
+        (Ok(status), Err(e)) | (Err(e), Ok(status)) if e.kind() == ErrorKind::Permanent => {
+            Ok(status)
+        }
+        // One kind could not be read for a passing reason: it may hold the same number.
+        (Ok(_), Err(e)) | (Err(e), Ok(_)) => Err(ActivityError {
+            kind: ErrorKind::Transient,
+            message: format!("invoice {id}: {}", e.description()),
+        }),
+        (Err(smart_error), Err(legacy_error)) => {
+            let kind = if [&smart_error, &legacy_error]
+                .iter()
+                .all(|e| e.kind() == ErrorKind::Permanent)
+            {
+                ErrorKind::Permanent
+            } else {
+                ErrorKind::Transient
+            };
+            Err(ActivityError {
+                kind,
+                message: format!(
+                    "invoice {id} was found neither as a new invoice ({}) nor as an old one ({})",
+                    smart_error.description(),
+                    legacy_error.description()
+                ),
+            })
+        }
+    }
 }
 
 fn smart(answer: &BatchResult) -> Result<Status, B24Error> {
