@@ -19,6 +19,8 @@ pub(crate) struct InstallClaim {
     pub client_endpoint: String,
     pub application_token: Option<String>,
     pub refresh_token: String,
+    /// The portal's language (`LANG`, `data[LANGUAGE_ID]`): option titles are registered in it.
+    pub language: Option<String>,
     /// "install page" or "ONAPPINSTALL", for the logs.
     pub source: &'static str,
 }
@@ -72,7 +74,8 @@ pub(crate) async fn install(
             "this install does not match what Bitrix24's OAuth server says about its token",
         ));
     }
-    let installation = installation_from(proof, claim.application_token)?;
+    let claim_language = claim.language.clone();
+    let installation = installation_from(proof, claim.application_token, claim.language)?;
     let client = state.db.get().await?;
     let portal = portals::upsert_installed(&client, &state.config.secrets, &installation).await?;
     drop(client);
@@ -91,7 +94,10 @@ pub(crate) async fn install(
         event_token: None,
         workflow_id: None,
         document_id: Value::Null,
-        properties: json!({ "handler": state.config.activity_handler_url() }),
+        properties: json!({
+            "handler": state.config.activity_handler_url(),
+            "lang": claim_language,
+        }),
         timeout_duration: 0,
         max_attempts: DEFAULT_MAX_ATTEMPTS,
     };
@@ -126,6 +132,7 @@ async fn is_repeated_delivery(state: &AppState, claim: &InstallClaim) -> Result<
 fn installation_from(
     proof: InstallProof,
     application_token: Option<String>,
+    language: Option<String>,
 ) -> Result<Installation, ApiError> {
     // The OAuth answer's `domain` is the OAuth server itself (protocol.md §2); the portal's
     // domain is the host of its confirmed endpoint.
@@ -140,6 +147,7 @@ fn installation_from(
         client_endpoint,
         application_token,
         installer_user_id: proof.user_id,
+        language: language.filter(|l| l.len() <= 8 && l.chars().all(|c| c.is_ascii_alphabetic())),
         access_token: proof.access_token,
         refresh_token: proof.refresh_token,
         expires_in: proof.expires_in,

@@ -130,7 +130,7 @@ impl Portal {
         let query = php::build_query(&[
             ("DOMAIN".into(), self.domain()),
             ("PROTOCOL".into(), "0".into()),
-            ("LANG".into(), "en".into()),
+            ("LANG".into(), self.inner.cfg.language.clone()),
             ("APP_SID".into(), random_hex(32)),
         ]);
         let mut form: Vec<(String, String)> = vec![
@@ -166,7 +166,7 @@ impl Portal {
             ("data[VERSION]".into(), "1".into()),
             ("data[ACTIVE]".into(), "Y".into()),
             ("data[INSTALLED]".into(), "Y".into()),
-            ("data[LANGUAGE_ID]".into(), "en".into()),
+            ("data[LANGUAGE_ID]".into(), self.inner.cfg.language.clone()),
             ("ts".into(), unix_now().to_string()),
         ];
         form.extend(self.auth_fields(&pair, &application_token));
@@ -190,7 +190,7 @@ impl Portal {
         self.notify();
         let form: Vec<(String, String)> = vec![
             ("event".into(), "ONAPPUNINSTALL".into()),
-            ("data[LANGUAGE_ID]".into(), "en".into()),
+            ("data[LANGUAGE_ID]".into(), self.inner.cfg.language.clone()),
             ("data[CLEAN]".into(), "0".into()),
             ("ts".into(), unix_now().to_string()),
             ("auth[domain]".into(), self.domain()),

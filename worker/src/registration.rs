@@ -7,7 +7,7 @@ use b24flow_common::bitrix::{Batch, ErrorKind, PortalClient};
 use serde_json::{json, Value};
 
 use crate::activity::{Activity, ActivityError, OptionAnswers};
-use crate::schema::ActivityDef;
+use crate::schema::{ActivityDef, Lang};
 
 const ALREADY_INSTALLED: &str = "ERROR_ACTIVITY_ALREADY_INSTALLED";
 
@@ -15,6 +15,7 @@ pub async fn register_all(
     b24: &PortalClient,
     activities: &[Arc<dyn Activity>],
     handler: &str,
+    lang: Lang,
 ) -> Result<Value, ActivityError> {
     let definitions = definitions_with_options(b24, activities).await?;
     // (batch key, kind, registration); activities and robots: 2 per activity ≤ 50.
@@ -23,7 +24,7 @@ pub async fn register_all(
         for robot in [false, true] {
             let kind = if robot { "robot" } else { "activity" };
             let key = format!("{}_{}", &kind[..1], def.code);
-            entries.push((key, kind, def.registration(handler, robot)));
+            entries.push((key, kind, def.registration(handler, robot, lang)));
         }
     }
     let mut add = Batch::new(false);

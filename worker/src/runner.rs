@@ -22,6 +22,7 @@ use crate::heartbeat::Heartbeat;
 use crate::registration;
 use crate::report::{self, Reported};
 use crate::retry::{decide, decide_report, Decision, RetryPolicy};
+use crate::schema::Lang;
 
 /// What to do with the delivery that carried the job id.
 #[derive(Debug, PartialEq, Eq)]
@@ -163,7 +164,10 @@ impl Runner {
             .unwrap_or(&self.handler_url)
             .to_string();
         let result = match self.bitrix.portal(job.portal_id).await {
-            Ok(b24) => registration::register_all(&b24, &self.activities, &handler).await,
+            Ok(b24) => {
+                let lang = Lang::from_code(job.properties.get("lang").and_then(Value::as_str));
+                registration::register_all(&b24, &self.activities, &handler, lang).await
+            }
             Err(e) => Err(ActivityError::from(e)),
         };
         match result {

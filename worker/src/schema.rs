@@ -31,8 +31,34 @@ impl PropType {
     }
 }
 
+/// The languages b24flow speaks to a portal in: Russian unless the portal says English.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lang {
+    #[default]
+    Ru,
+    En,
+}
+
+impl Lang {
+    /// From a Bitrix24 `LANG` / `LANGUAGE_ID` (`ru`, `en`, `de`, `ua`, …). Russian-speaking
+    /// portals get Russian, the rest English; no language at all means Russian.
+    pub fn from_code(code: Option<&str>) -> Lang {
+        match code.map(|c| c.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("ru") | Some("ua") | Some("by") | Some("kz") => Lang::Ru,
+            Some(_) => Lang::En,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Ru => "ru",
+            Lang::En => "en",
+        }
+    }
+}
+
 /// A localised text: English and Russian.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Text {
     pub en: String,
     pub ru: String,
@@ -45,9 +71,26 @@ impl Text {
             ru: ru.into(),
         }
     }
+    /// A text the portal gave us (a CRM status name, a line): already in its language.
+    pub fn same(text: &str) -> Self {
+        Self::new(text, text)
+    }
+    pub fn get(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::Ru => &self.ru,
+            Lang::En => &self.en,
+        }
+    }
     fn to_json(&self) -> Value {
         json!({ "en": self.en, "ru": self.ru })
     }
+}
+
+/// One option of a select property: the value the workflow gets and its title.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub value: String,
+    pub title: Text,
 }
 
 #[derive(Clone, Debug)]
@@ -58,8 +101,10 @@ pub struct Property {
     pub required: bool,
     pub multiple: bool,
     pub default: Option<Value>,
-    /// `value → title` for selects.
-    pub options: Vec<(String, String)>,
+    /// The options of a select, in order.
+    pub options: Vec<Choice>,
+    /// What the designer shows under the property: what to put there.
+    pub help: Option<Text>,
 }
 
 impl Property {
@@ -72,6 +117,7 @@ impl Property {
             multiple: false,
             default: None,
             options: Vec::new(),
+            help: None,
         }
     }
     pub fn required(mut self) -> Self {
@@ -86,19 +132,41 @@ impl Property {
         self.default = Some(value.into());
         self
     }
-    pub fn options(mut self, options: &[(&str, &str)]) -> Self {
+    /// Fixed options: `(value, English title, Russian title)`.
+    pub fn options(mut self, options: &[(&str, &str, &str)]) -> Self {
         self.options = options
             .iter()
-            .map(|(v, t)| (v.to_string(), t.to_string()))
+            .map(|(value, en, ru)| Choice {
+                value: value.to_string(),
+                title: Text::new(en, ru),
+            })
             .collect();
         self
     }
+    /// Options read from the portal: `(value, title)` in the portal's own language.
+    pub fn set_portal_options(&mut self, options: Vec<(String, String)>) {
+        self.options = options
+            .into_iter()
+            .map(|(value, title)| Choice {
+                title: Text::same(&title),
+                value,
+            })
+            .collect();
+    }
+    pub fn help(mut self, en: &str, ru: &str) -> Self {
+        self.help = Some(Text::new(en, ru));
+        self
+    }
 
-    fn to_json(&self) -> Value {
-        // Descriptor keys are case-insensitive server-side (protocol.md §3.1); Bitrix
-        // shows one `Name` string, so the English one goes there.
+    fn to_json(&self, lang: Lang) -> Value {
+        // Descriptor keys are case-insensitive server-side (protocol.md §3.1). Names and
+        // descriptions may be `{lang: text}` maps; option titles are plain strings, so they
+        // go in the portal's language.
         let mut p = Map::new();
         p.insert("Name".into(), self.name.to_json());
+        if let Some(help) = &self.help {
+            p.insert("Description".into(), help.to_json());
+        }
         p.insert("Type".into(), json!(self.ty.as_str()));
         p.insert("Required".into(), json!(yn(self.required)));
         p.insert("Multiple".into(), json!(yn(self.multiple)));
@@ -109,7 +177,7 @@ impl Property {
             let options: Map<String, Value> = self
                 .options
                 .iter()
-                .map(|(v, t)| (v.clone(), Value::String(t.clone())))
+                .map(|c| (c.value.clone(), json!(c.title.get(lang))))
                 .collect();
             p.insert("Options".into(), Value::Object(options));
         }
@@ -150,17 +218,18 @@ impl ActivityDef {
         returns
     }
 
-    /// The parameters of `bizproc.activity.add` (or `bizproc.robot.add` when `robot`).
-    pub fn registration(&self, handler: &str, robot: bool) -> Value {
+    /// The parameters of `bizproc.activity.add` (or `bizproc.robot.add` when `robot`), with
+    /// option titles in `lang`.
+    pub fn registration(&self, handler: &str, robot: bool, lang: Lang) -> Value {
         let props: Map<String, Value> = self
             .properties
             .iter()
-            .map(|p| (p.key.to_string(), p.to_json()))
+            .map(|p| (p.key.to_string(), p.to_json(lang)))
             .collect();
         let returns: Map<String, Value> = self
             .all_returns()
             .iter()
-            .map(|p| (p.key.to_string(), p.to_json()))
+            .map(|p| (p.key.to_string(), p.to_json(lang)))
             .collect();
         let code = if robot {
             format!("{ROBOT_PREFIX}{}", self.code)
@@ -193,16 +262,28 @@ mod tests {
             description: Text::new("d", "д"),
             properties: vec![Property::new("k", PropType::Select, "K", "К")
                 .required()
-                .options(&[("a", "A")])
+                .options(&[("a", "A", "А")])
+                .help("Pick one", "Выберите")
                 .default("a")],
             returns: vec![Property::new("r", PropType::Int, "R", "Р").multiple()],
         };
-        let reg = def.registration("https://x.example/b24/activity", true);
+        let reg = def.registration("https://x.example/b24/activity", true, Lang::Ru);
         assert_eq!(reg["CODE"], "robot_demo");
         assert_eq!(reg["USE_SUBSCRIPTION"], "Y");
-        assert_eq!(reg["PROPERTIES"]["k"]["Options"]["a"], "A");
+        assert_eq!(reg["PROPERTIES"]["k"]["Options"]["a"], "А");
+        assert_eq!(reg["PROPERTIES"]["k"]["Description"]["ru"], "Выберите");
+        let english = def.registration("https://x.example/b24/activity", true, Lang::En);
+        assert_eq!(english["PROPERTIES"]["k"]["Options"]["a"], "A");
         assert_eq!(reg["PROPERTIES"]["k"]["Required"], "Y");
         assert_eq!(reg["RETURN_PROPERTIES"]["r"]["Multiple"], "Y");
         assert_eq!(reg["RETURN_PROPERTIES"]["error_text"]["Type"], "string");
+    }
+
+    #[test]
+    fn portals_speak_russian_unless_they_say_otherwise() {
+        assert_eq!(Lang::from_code(None), Lang::Ru);
+        assert_eq!(Lang::from_code(Some("ru")), Lang::Ru);
+        assert_eq!(Lang::from_code(Some("EN")), Lang::En);
+        assert_eq!(Lang::from_code(Some("de")), Lang::En);
     }
 }

@@ -43,6 +43,7 @@ struct PortalSession {
     /// The install this session belongs to; tokens of another install are never used with it.
     install_generation: i64,
     endpoint: String,
+    language: Option<String>,
     token: RwLock<Option<CachedToken>>,
     /// One refresh at a time per portal in this process; the row lock covers other processes.
     refresh_gate: Mutex<()>,
@@ -106,6 +107,7 @@ impl Bitrix {
             portal_id,
             install_generation: portal.install_generation,
             endpoint: portal.client_endpoint.clone(),
+            language: portal.language.clone(),
             token: RwLock::new(None),
             refresh_gate: Mutex::new(()),
         });
@@ -168,6 +170,11 @@ impl PortalClient {
     /// its host is where the portal's own Disk downloads come from.
     pub fn endpoint(&self) -> &str {
         &self.session.endpoint
+    }
+
+    /// The portal's language as its install said (`ru`, `en`, …).
+    pub fn language(&self) -> Option<&str> {
+        self.session.language.as_deref()
     }
 
     /// Calls one method. An auth error refreshes the token once and repeats the call.

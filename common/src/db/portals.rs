@@ -18,6 +18,8 @@ pub struct Portal {
     pub install_generation: i64,
     /// The admin whose install the OAuth server confirmed.
     pub installer_user_id: Option<i64>,
+    /// The portal's language code as its install said (`ru`, `en`, …), if it said.
+    pub language: Option<String>,
 }
 
 impl Portal {
@@ -54,13 +56,14 @@ pub struct Installation {
     pub client_endpoint: String,
     pub application_token: Option<String>,
     pub installer_user_id: Option<i64>,
+    pub language: Option<String>,
     pub access_token: String,
     pub refresh_token: String,
     pub expires_in: i64,
 }
 
 const COLUMNS: &str = "id, member_id, domain, client_endpoint, application_token, status, \
-                       install_generation, installer_user_id";
+                       install_generation, installer_user_id, language";
 
 fn from_row(row: &tokio_postgres::Row) -> Result<Portal, DbError> {
     Ok(Portal {
@@ -72,6 +75,7 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Portal, DbError> {
         status: row.try_get("status")?,
         install_generation: row.try_get("install_generation")?,
         installer_user_id: row.try_get("installer_user_id")?,
+        language: row.try_get("language")?,
     })
 }
 
@@ -86,13 +90,14 @@ pub async fn upsert_installed(
     let sql = format!(
         "INSERT INTO portals (member_id, domain, client_endpoint, application_token,
                               access_token_enc, refresh_token_enc, token_expires_at, status,
-                              installer_user_id)
-         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), 'installed', $8)
+                              installer_user_id, language)
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), 'installed', $8, $9)
          ON CONFLICT (member_id) DO UPDATE SET
              domain = EXCLUDED.domain,
              client_endpoint = EXCLUDED.client_endpoint,
              application_token = EXCLUDED.application_token,
              installer_user_id = EXCLUDED.installer_user_id,
+             language = COALESCE(EXCLUDED.language, portals.language),
              install_generation = portals.install_generation + 1,
              access_token_enc = EXCLUDED.access_token_enc,
              refresh_token_enc = EXCLUDED.refresh_token_enc,
@@ -115,6 +120,7 @@ pub async fn upsert_installed(
                 &secrets.encrypt_str(&inst.refresh_token),
                 &(inst.expires_in as f64),
                 &inst.installer_user_id,
+                &inst.language,
             ],
         )
         .await?;

@@ -42,6 +42,7 @@ pub async fn event(
                 },
                 application_token: Some(required("application_token")?),
                 refresh_token: required("refresh_token")?,
+                language: form::str_at(&form, &["data", "LANGUAGE_ID"]).map(str::to_string),
                 source: "ONAPPINSTALL",
             };
             let status = match portal_auth::install(&state, claim).await? {

@@ -39,6 +39,7 @@ pub async fn install(
         client_endpoint: portal_auth::endpoint_for(&domain, field("PROTOCOL").as_deref())?,
         application_token: field("APPLICATION_TOKEN"),
         refresh_token: required("REFRESH_ID")?,
+        language: field("LANG"),
         source: "install page",
     };
     portal_auth::install(&state, claim).await?;

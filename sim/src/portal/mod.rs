@@ -44,6 +44,8 @@ pub struct PortalConfig {
     pub send_application_token_on_install: bool,
     /// The installing admin, created as a user with the portal.
     pub admin_user_id: u64,
+    /// The portal's language (`LANG` of the install page, `data[LANGUAGE_ID]` of events).
+    pub language: String,
 }
 
 impl Default for PortalConfig {
@@ -56,6 +58,7 @@ impl Default for PortalConfig {
             faults: Faults::default(),
             send_application_token_on_install: true,
             admin_user_id: 1,
+            language: "ru".into(),
         }
     }
 }

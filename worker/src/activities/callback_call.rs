@@ -10,7 +10,9 @@ use serde_json::{json, Map, Value};
 use crate::activity::{
     Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
 };
-use crate::schema::{ActivityDef, PropType, Property, Text};
+use crate::schema::{ActivityDef, Choice, PropType, Property, Text};
+#[cfg(test)]
+use crate::schema::Lang;
 
 pub struct CallbackCall;
 
@@ -54,24 +56,32 @@ impl Activity for CallbackCall {
                     .iter()
                     .find(|(l, _)| l == id)
                     .map_or(id, |(_, n)| n.as_str());
-                format!("Default outgoing line (now {name})")
+                Text::new(
+                    &format!("Default outgoing line (now {name})"),
+                    &format!("Линия по умолчанию (сейчас {name})"),
+                )
             }
-            None => "Default outgoing line".to_string(),
+            None => Text::new("Default outgoing line", "Линия по умолчанию"),
         };
-        let mut line_options = vec![
-            (DEFAULT_LINE.to_string(), default_label),
-            (
-                BASE_NUMBER_LINE.to_string(),
-                "Base station number".to_string(),
-            ),
-        ];
-        line_options.extend(lines);
         let mut line = Property::new("line", PropType::Select, "Line", "Линия")
             .required()
             .default(DEFAULT_LINE);
-        line.options = line_options;
+        line.set_portal_options(lines);
+        line.options.splice(
+            0..0,
+            [
+                Choice {
+                    value: DEFAULT_LINE.to_string(),
+                    title: default_label,
+                },
+                Choice {
+                    value: BASE_NUMBER_LINE.to_string(),
+                    title: Text::new("Base station number", "Номер базовой станции"),
+                },
+            ],
+        );
         let mut voice = Property::new("voice", PropType::Select, "Voice", "Голос");
-        voice.options = pairs(answer("voices"));
+        voice.set_portal_options(pairs(answer("voices")));
 
         ActivityDef {
             code: "callback_call",
@@ -317,23 +327,23 @@ mod tests {
         );
         let def = CallbackCall.definition_with_options(&answers);
         let line = def.properties.iter().find(|p| p.key == "line").unwrap();
-        let values: Vec<&str> = line.options.iter().map(|(v, _)| v.as_str()).collect();
+        let values: Vec<&str> = line.options.iter().map(|c| c.value.as_str()).collect();
         assert_eq!(
             values,
             ["default", "LINK_BASE_NUMBER", "reg151083", "74951234567"]
         );
         assert_eq!(
-            line.options[0].1,
+            line.options[0].title.en,
             "Default outgoing line (now Cloud PBX (9))"
         );
-        let voice = def.properties.iter().find(|p| p.key == "voice").unwrap();
         assert_eq!(
-            voice.options,
-            vec![(
-                "ruinternalfemale".to_string(),
-                "Russian (Female)".to_string()
-            )]
+            line.options[0].title.ru,
+            "Линия по умолчанию (сейчас Cloud PBX (9))"
         );
+        let voice = def.properties.iter().find(|p| p.key == "voice").unwrap();
+        assert_eq!(voice.options.len(), 1);
+        assert_eq!(voice.options[0].value, "ruinternalfemale");
+        assert_eq!(voice.options[0].title.get(Lang::En), "Russian (Female)");
         // No rights to read the lines: still the two special entries.
         let bare = CallbackCall.definition();
         let line = bare.properties.iter().find(|p| p.key == "line").unwrap();

@@ -202,7 +202,7 @@ impl Activity for CrmActivityAdd {
                 p("subject", PropType::String, "Subject", "Тема").required(),
                 p("type", PropType::Select, "Type", "Тип")
                     .required()
-                    .options(&[("call", "Call"), ("meeting", "Meeting"), ("email", "E-mail"), ("todo", "To-do")])
+                    .options(&[("call", "Call", "Звонок"), ("meeting", "Meeting", "Встреча"), ("email", "E-mail", "Письмо"), ("todo", "To-do", "Дело")])
                     .default("todo"),
                 p("description", PropType::Text, "Description", "Описание").required(),
                 p("owner_type", PropType::Select, "Owner type", "Тип владельца")
@@ -211,7 +211,7 @@ impl Activity for CrmActivityAdd {
                 p("owner_id", PropType::Int, "Owner ID", "ID владельца").required(),
                 p("priority", PropType::Select, "Priority", "Важность")
                     .required()
-                    .options(&[("low", "Low"), ("medium", "Medium"), ("high", "High")])
+                    .options(&[("low", "Low", "Низкая"), ("medium", "Medium", "Средняя"), ("high", "High", "Высокая")])
                     .default("medium"),
                 p("communication", PropType::String, "Phone or e-mail", "Телефон или e-mail").required(),
                 p("responsible", PropType::User, "Responsible", "Ответственный"),

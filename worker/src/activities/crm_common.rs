@@ -15,11 +15,11 @@ pub enum Owner {
 }
 
 impl Owner {
-    pub const OPTIONS: &'static [(&'static str, &'static str)] = &[
-        ("lead", "Lead"),
-        ("deal", "Deal"),
-        ("contact", "Contact"),
-        ("company", "Company"),
+    pub const OPTIONS: &'static [(&'static str, &'static str, &'static str)] = &[
+        ("lead", "Lead", "Лид"),
+        ("deal", "Deal", "Сделка"),
+        ("contact", "Contact", "Контакт"),
+        ("company", "Company", "Компания"),
     ];
 
     pub fn parse(key: &str, raw: &str) -> Result<Self, ActivityError> {

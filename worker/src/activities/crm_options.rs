@@ -76,7 +76,7 @@ pub fn fill(
         };
         if let Some(options) = options.filter(|o| !o.is_empty()) {
             if let Some(p) = def.properties.iter_mut().find(|p| p.key == *property) {
-                p.options = options;
+                p.set_portal_options(options);
             }
         }
     }
@@ -214,7 +214,9 @@ mod tests {
                 .find(|p| p.key == k)
                 .unwrap()
                 .options
-                .clone()
+                .iter()
+                .map(|c| (c.value.clone(), c.title.en.clone()))
+                .collect::<Vec<(String, String)>>()
         };
         assert_eq!(opts("industry"), vec![("IT".into(), "IT".into())]);
         assert!(opts("currency").is_empty());

@@ -41,9 +41,9 @@ impl Activity for InvoiceStatus {
                     "Вид счёта",
                 )
                 .options(&[
-                    ("auto", "Auto (new, then old)"),
-                    ("smart", "New invoice"),
-                    ("legacy", "Old invoice"),
+                    ("auto", "Auto (new or old)", "Авто (новый или старый)"),
+                    ("smart", "New invoice", "Новый счёт"),
+                    ("legacy", "Old invoice", "Старый счёт"),
                 ])
                 .default("auto"),
             ],

@@ -89,7 +89,7 @@ impl Activity for InvoiceFromDeal {
                 p("paysystem_contact", PropType::Int, "Payment system for contacts", "Платёжная система для контактов").required(),
                 p("my_company_id", PropType::Int, "My company ID", "ID моей компании"),
                 p("invoice_kind", PropType::Select, "Invoice kind", "Вид счёта")
-                    .options(&[("smart", "New invoice"), ("legacy", "Old invoice")])
+                    .options(&[("smart", "New invoice", "Новый счёт"), ("legacy", "Old invoice", "Старый счёт")])
                     .default("smart"),
             ],
             returns: vec![

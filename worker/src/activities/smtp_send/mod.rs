@@ -57,7 +57,7 @@ impl Activity for SmtpSend {
                 text("subject", PropType::String, "Subject", "Тема").required(),
                 text("body", PropType::Text, "Body", "Текст письма").required(),
                 text("body_type", PropType::Select, "Body type", "Тип текста")
-                    .options(&[("text", "Text"), ("html", "HTML")])
+                    .options(&[("text", "Text", "Текст"), ("html", "HTML", "HTML")])
                     .default("text"),
                 text(
                     "attach_disk_ids",
@@ -81,9 +81,9 @@ impl Activity for SmtpSend {
                     "Шифрование",
                 )
                 .options(&[
-                    ("ssl", "SSL/TLS"),
-                    ("starttls", "STARTTLS"),
-                    ("none", "None"),
+                    ("ssl", "SSL/TLS", "SSL/TLS"),
+                    ("starttls", "STARTTLS", "STARTTLS"),
+                    ("none", "None", "Без шифрования"),
                 ])
                 .default("ssl"),
                 text("smtp_port", PropType::Int, "SMTP port", "SMTP-порт")
@@ -305,7 +305,11 @@ mod tests {
                 "smtp_password"
             ]
         );
-        let reg = def.registration("https://x.example/b24/activity", false);
+        let reg = def.registration(
+            "https://x.example/b24/activity",
+            false,
+            crate::schema::Lang::Ru,
+        );
         assert_eq!(reg["PROPERTIES"]["smtp_port"]["Default"], 465);
         assert_eq!(reg["PROPERTIES"]["smtp_security"]["Default"], "ssl");
         assert_eq!(reg["PROPERTIES"]["to"]["Multiple"], "Y");
