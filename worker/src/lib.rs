@@ -68,6 +68,7 @@ pub async fn run_with_activities(
                 .await
         })
     };
+    publish_catalogue(&pool).await?;
     let runner = Arc::new(runner::Runner {
         db: pool.clone(),
         bitrix,
@@ -100,5 +101,23 @@ pub async fn run_with_activities(
     portal_changes.abort();
     publisher.close().await;
     tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Tells the ingress (the app page) which activities this worker runs.
+async fn publish_catalogue(pool: &db::Pool) -> Result<(), WorkerError> {
+    let entries: Vec<db::registrations::CatalogueEntry> = activities::all()
+        .iter()
+        .map(|a| {
+            let def = a.definition();
+            db::registrations::CatalogueEntry {
+                code: def.code.to_string(),
+                name: def.name.to_json(),
+                description: def.description.to_json(),
+            }
+        })
+        .collect();
+    let mut client = pool.get().await.map_err(db::DbError::from)?;
+    db::registrations::publish_catalogue(&mut client, &entries).await?;
     Ok(())
 }

@@ -163,12 +163,16 @@ impl Runner {
             .and_then(Value::as_str)
             .unwrap_or(&self.handler_url)
             .to_string();
-        let result = match self.bitrix.portal(job.portal_id).await {
-            Ok(b24) => {
-                let lang = Lang::from_code(job.properties.get("lang").and_then(Value::as_str));
-                registration::register_all(&b24, &self.activities, &handler, lang).await
+        let lang = Lang::from_code(job.properties.get("lang").and_then(Value::as_str));
+        let result = match (
+            registration::Action::from_properties(&job.properties),
+            self.bitrix.portal(job.portal_id).await,
+        ) {
+            (Ok(action), Ok(b24)) => {
+                registration::run(&b24, &self.db, &self.activities, &action, &handler, lang).await
             }
-            Err(e) => Err(ActivityError::from(e)),
+            (Err(e), _) => Err(e),
+            (_, Err(e)) => Err(ActivityError::from(e)),
         };
         match result {
             Ok(summary) => {

@@ -81,7 +81,7 @@ impl Text {
             Lang::En => &self.en,
         }
     }
-    fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         json!({ "en": self.en, "ru": self.ru })
     }
 }

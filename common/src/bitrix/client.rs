@@ -142,6 +142,26 @@ impl Bitrix {
         self.inner.watching.store(watching, Ordering::Release);
     }
 
+    /// A batch on the portal's stored endpoint with a token a browser gave us (the app
+    /// page's `AUTH_ID`): it proves who the user is. Never refreshed, never cached.
+    pub async fn batch_as_user(
+        &self,
+        portal_id: i64,
+        access_token: &str,
+        batch: &Batch,
+    ) -> Result<BatchResult, B24Error> {
+        let portal = self.portal(portal_id).await?;
+        let response = send(
+            &self.inner.http,
+            &portal.session.endpoint,
+            access_token,
+            "batch",
+            batch.to_params(),
+        )
+        .await?;
+        Ok(BatchResult::from_result(response.result))
+    }
+
     /// Asks the OAuth server, not the caller, whose `refresh_token` this is (protocol.md §2):
     /// the one proof of an install that a forger who knows a `member_id` cannot fake.
     /// Spends the offered refresh token; the proof carries the new pair.

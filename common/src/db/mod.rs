@@ -3,6 +3,7 @@ pub mod jobs;
 mod migrate;
 pub mod ops;
 pub mod portals;
+pub mod registrations;
 
 pub use deadpool_postgres::{GenericClient, Pool, PoolError};
 pub use migrate::{ensure_database, migrate};

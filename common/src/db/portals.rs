@@ -250,3 +250,14 @@ pub async fn mark_uninstalled(client: &impl GenericClient, id: i64) -> Result<()
         .await?;
     Ok(())
 }
+
+/// Jobs of a portal that have not ended yet (queued, waiting to retry, or running).
+pub async fn unfinished_jobs(client: &impl GenericClient, id: i64) -> Result<i64, DbError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM jobs WHERE portal_id = $1 AND state IN ('queued', 'running')",
+            &[&id],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}

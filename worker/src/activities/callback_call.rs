@@ -10,9 +10,9 @@ use serde_json::{json, Map, Value};
 use crate::activity::{
     Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
 };
-use crate::schema::{ActivityDef, Choice, PropType, Property, Text};
 #[cfg(test)]
 use crate::schema::Lang;
+use crate::schema::{ActivityDef, Choice, PropType, Property, Text};
 
 pub struct CallbackCall;
 
