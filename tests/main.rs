@@ -2,6 +2,8 @@
 //! Each test gets its own database and AMQP names and removes them afterwards.
 mod support;
 
+mod app_page;
+
 mod crm_invoice;
 mod crm_timeline;
 mod crm_update;

@@ -108,3 +108,22 @@ pub async fn catalogue(client: &impl GenericClient) -> Result<Vec<CatalogueEntry
         })
         .collect()
 }
+
+/// When the portal's options were last refreshed, and what changed then (the result of
+/// its newest finished `refresh` registration job).
+pub async fn last_refresh(
+    client: &impl GenericClient,
+    portal_id: i64,
+) -> Result<Option<(chrono::DateTime<chrono::Utc>, Value)>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT finished_at, result FROM jobs
+             WHERE portal_id = $1 AND kind = 'register' AND state = 'succeeded'
+               AND result->>'action' = 'refresh'
+             ORDER BY finished_at DESC LIMIT 1",
+            &[&portal_id],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some((row.try_get(0)?, row.try_get(1)?)))
+}

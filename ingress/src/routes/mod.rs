@@ -1,5 +1,6 @@
 mod activity;
 mod api;
+mod app;
 mod body;
 mod events;
 mod health;
@@ -17,6 +18,7 @@ pub fn router(state: AppState) -> Router {
         .route("/b24/activity", post(activity::accept))
         .route("/b24/install", post(install::install))
         .route("/b24/events", post(events::event))
+        .route("/b24/app", get(app::page).post(app::page))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::with_token))
