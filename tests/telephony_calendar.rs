@@ -264,7 +264,8 @@ async fn line_options_come_from_the_portal_and_a_new_registration_refreshes_them
     wait_until(|| async { line_options(&app).get("sip9").is_some() }).await;
     let options = line_options(&app);
     assert_eq!(options["sip9"], "New office");
-    assert_eq!(options["default"], "Default outgoing line (now New office)");
+    // The simulated portal speaks Russian, so the registration does too.
+    assert_eq!(options["default"], "Линия по умолчанию (сейчас New office)");
     assert!(app.portal.method_calls("bizproc.activity.update") > 0);
     app.cleanup().await;
 }
