@@ -26,6 +26,13 @@ pub struct DemoArgs {
     /// Enforce Bitrix24's real REST limit (2 requests/s, burst 50) on the portal.
     #[arg(long)]
     real_limits: bool,
+    /// Keep the ingress, the worker and the simulated portal running after the workflows,
+    /// so the operators' dashboard can be explored; Ctrl-C stops.
+    #[arg(long)]
+    serve: bool,
+    /// The ingress address (default: a free port on loopback).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
 }
 
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
@@ -44,7 +51,9 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         .await?;
     let users = portal.seed_demo_directory(50);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     config.public_url = format!("http://{address}");
     config.listen = address;
@@ -52,6 +61,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     config.client_id = Some(cloud.client_id().to_string());
     config.client_secret = Some(cloud.client_secret().to_string());
     config.sweep_interval = Duration::from_secs(1);
+    let operator_token = config
+        .operator_token
+        .get_or_insert_with(b24flow_ingress::operator::generate_token)
+        .clone();
 
     crate::prepare_database(&config).await?;
     crate::declare_topology(&config).await?;
@@ -67,6 +80,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         portal.base_url(),
         config.public_url
     );
+    print_dashboard(&config.public_url, &operator_token);
     let status = portal
         .install(&format!("{}/b24/install", config.public_url))
         .await?;
@@ -189,6 +203,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("wall time        {:.1} s", started.elapsed().as_secs_f64());
 
+    if args.serve {
+        println!();
+        print_dashboard(&config.public_url, &operator_token);
+        println!("serving until Ctrl-C or SIGTERM (the simulated portal keeps answering)");
+        crate::shutdown_on_signal().cancelled().await;
+    }
     shutdown.cancel();
     let _ = app.await;
     cloud.shutdown().await;
@@ -200,6 +220,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         bail!("{tour_failures} activities of the tour failed");
     }
     Ok(())
+}
+
+/// Where the operators' dashboard is and how to log in (the link logs in by itself).
+fn print_dashboard(public_url: &str, token: &str) {
+    println!("dashboard        {public_url}/dashboard/login#token={token}");
+    println!("operator token   {token}   (also for /api and `b24flow jobs --url {public_url}`)");
 }
 
 /// The configured database's name with a suffix: a scratch database of its own.

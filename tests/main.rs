@@ -16,6 +16,8 @@ mod smtp;
 mod telephony_calendar;
 mod user_info;
 
+mod dashboard_browser;
+mod dashboard_http;
 mod faults;
 mod operator_api;
 mod operator_cli;

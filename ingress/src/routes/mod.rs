@@ -1,7 +1,8 @@
 mod activity;
-mod api;
+pub(crate) mod api;
 mod app;
 mod body;
+mod dashboard;
 mod events;
 mod health;
 mod install;
@@ -23,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::with_token))
         .nest("/api", api::router())
+        .nest("/dashboard", dashboard::router())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -269,7 +269,12 @@ fn attempts(history: &[HistoryEntry]) -> Vec<Attempt> {
                 .find(|a| a.number == e.attempt && a.ended_at.is_none())
             {
                 a.ended_at = Some(e.at);
-                a.result = e.to_state.clone();
+                // Back to `queued` from a run means a retry was scheduled.
+                a.result = if e.to_state == "queued" {
+                    "retrying".into()
+                } else {
+                    e.to_state.clone()
+                };
                 a.message = e.message.clone();
             }
         }

@@ -1,0 +1,163 @@
+//! The dashboard over plain HTTP: login, session cookie flags, security headers, CSRF.
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+
+use crate::support::*;
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `value` of the first hidden `csrf` input of a page.
+fn csrf_of(html: &str) -> String {
+    let at =
+        html.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_needs_a_login_sets_a_strict_cookie_sends_security_headers_and_checks_csrf() {
+    let app = spawn_app().await;
+    let http = no_redirects();
+    let overview = http.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(overview.status(), StatusCode::SEE_OTHER);
+    assert_eq!(overview.headers()["location"], "/dashboard/login");
+
+    let wrong = http
+        .post(app.url("/dashboard/login"))
+        .form(&[("token", "wrong"), ("name", "eve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("not the operator token"));
+
+    let login = http
+        .post(app.url("/dashboard/login"))
+        .form(&[("token", app.operator_token.as_str()), ("name", "frank")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let set_cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    for flag in ["b24flow_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(flag), "{flag} missing in {set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+
+    let page = http
+        .get(app.url("/dashboard"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let headers = page.headers().clone();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains(&app.operator_token),
+        "the token never appears in a page"
+    );
+    assert!(!html.contains("<script>"), "no inline script");
+    for asset in [
+        "/dashboard/assets/uPlot.iife.min.js",
+        "/dashboard/assets/app.js",
+    ] {
+        assert!(html.contains(asset));
+        let served = http.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(served.status(), StatusCode::OK, "{asset}");
+    }
+    let csrf = csrf_of(&html);
+
+    // An action without the session's CSRF token is refused; with it, it is done.
+    let pause = app.url("/dashboard/portals/1/pause");
+    let forged = http
+        .post(&pause)
+        .header("cookie", &cookie)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let missing = http
+        .post(&pause)
+        .header("cookie", &cookie)
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+    assert!(app.api_get("/api/portals").await[0]["paused_at"].is_null());
+    let done = http
+        .post(&pause)
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let portals = app.api_get("/api/portals").await;
+    assert!(
+        portals[0]["paused_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("frank via dashboard"),
+        "{portals}"
+    );
+
+    // The session reads /api (the charts do), but acts there only with the CSRF header.
+    let read = http
+        .get(app.url("/api/stats"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let resume = app.url("/api/portals/1/resume");
+    let unguarded = http
+        .post(&resume)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unguarded.status(), StatusCode::FORBIDDEN);
+    let guarded = http
+        .post(&resume)
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(guarded.status(), StatusCode::OK);
+
+    // Logging out ends the session in the browser.
+    let out = http
+        .post(app.url("/dashboard/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(out.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("b24flow_session=;"));
+    app.cleanup().await;
+}
