@@ -115,8 +115,7 @@ pub static REST_THROTTLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Jobs waiting or running now, by state (`queued`, `retrying`, `paused`, `running`) and
-/// activity code; refreshed from Postgres when `/metrics` is scraped. The busiest
-/// [`MAX_CODE_LABELS`] codes keep their name, the rest are summed as `other`.
+/// activity code (a `catalogue::label`); refreshed from Postgres when `/metrics` is scraped.
 pub static JOBS_CURRENT: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
     prometheus::register_int_gauge_vec!(
         "b24flow_jobs_current",
@@ -144,6 +143,3 @@ pub static QUEUE_CONSUMERS: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(||
     )
     .expect("metric registers once")
 });
-
-/// Most activity-code label values one gauge may carry.
-pub const MAX_CODE_LABELS: usize = 40;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use b24flow_common::db::ops;
-use b24flow_common::metrics::{self, MAX_CODE_LABELS};
+use b24flow_common::{catalogue, metrics};
 
 use crate::operator::Operator;
 use crate::AppState;
@@ -42,34 +42,24 @@ async fn refresh_jobs(state: &AppState) {
     }
 }
 
-/// Keeps the [`MAX_CODE_LABELS`] busiest codes and sums the rest as `other`; every status
-/// is present (zero when empty, `other` even when idle) so alerts see a value, not a gap.
+/// Sums by `(status, catalogue label)`: unknown codes share `unknown`, so the label set is
+/// bounded by the catalogue. Every status of every catalogue code is present (zero when
+/// idle) so alerts see a value rather than a gap.
 fn bounded(rows: Vec<(String, String, i64)>) -> HashMap<(String, String), i64> {
-    let mut totals: HashMap<&str, i64> = HashMap::new();
-    for (_, code, n) in &rows {
-        *totals.entry(code).or_default() += n;
-    }
-    let mut codes: Vec<(&str, i64)> = totals.into_iter().collect();
-    codes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let kept: Vec<String> = codes
-        .iter()
-        .take(MAX_CODE_LABELS)
-        .map(|(c, _)| c.to_string())
-        .collect();
     metrics::JOBS_CURRENT.reset();
     let mut out: HashMap<(String, String), i64> = HashMap::new();
-    for code in kept.iter().map(String::as_str).chain(["other"]) {
+    let codes = catalogue::ACTIVITY_CODES
+        .iter()
+        .copied()
+        .chain([catalogue::REGISTER_CODE]);
+    for code in codes {
         for status in ["queued", "retrying", "paused", "running"] {
             out.insert((status.to_string(), code.to_string()), 0);
         }
     }
     for (status, code, n) in rows {
-        let code = if kept.contains(&code) {
-            code
-        } else {
-            "other".to_string()
-        };
-        *out.entry((status, code)).or_default() += n;
+        *out.entry((status, catalogue::label(&code).to_string()))
+            .or_default() += n;
     }
     out
 }
@@ -99,23 +89,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_past_the_label_budget_are_summed_as_other() {
-        let rows: Vec<(String, String, i64)> = (0..MAX_CODE_LABELS + 5)
-            .map(|i| ("queued".to_string(), format!("code{i:03}"), 100 - i as i64))
-            .collect();
+    fn unknown_codes_share_one_label_and_idle_codes_read_zero() {
+        let rows = vec![
+            ("queued".to_string(), "made_up_1".to_string(), 2),
+            ("queued".to_string(), "made_up_2".to_string(), 3),
+            ("running".to_string(), "user_info".to_string(), 1),
+        ];
         let out = bounded(rows);
-        let codes: std::collections::HashSet<&str> = out.keys().map(|(_, c)| c.as_str()).collect();
-        assert_eq!(codes.len(), MAX_CODE_LABELS + 1);
-        let other: i64 = out
-            .iter()
-            .filter(|((_, c), _)| c == "other")
-            .map(|(_, n)| n)
-            .sum();
-        assert_eq!(
-            other,
-            (MAX_CODE_LABELS as i64..MAX_CODE_LABELS as i64 + 5)
-                .map(|i| 100 - i)
-                .sum::<i64>()
-        );
+        assert_eq!(out[&("queued".to_string(), "unknown".to_string())], 5);
+        assert_eq!(out[&("running".to_string(), "user_info".to_string())], 1);
+        assert_eq!(out[&("paused".to_string(), "smtp_send".to_string())], 0);
+        assert!(!out.keys().any(|(_, code)| code.starts_with("made_up")));
     }
 }
