@@ -474,55 +474,6 @@ pub async fn reap_expired(client: &impl GenericClient) -> Result<Vec<Uuid>, DbEr
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct JobEvent {
-    pub at: DateTime<Utc>,
-    pub attempt: i32,
-    pub from_state: Option<String>,
-    pub to_state: String,
-    pub message: Option<String>,
-}
-
-pub async fn history(client: &impl GenericClient, id: Uuid) -> Result<Vec<JobEvent>, DbError> {
-    let rows = client
-        .query(
-            "SELECT at, attempt, from_state, to_state, message FROM job_events
-             WHERE job_id = $1 ORDER BY id",
-            &[&id],
-        )
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(JobEvent {
-                at: r.try_get(0)?,
-                attempt: r.try_get(1)?,
-                from_state: r.try_get(2)?,
-                to_state: r.try_get(3)?,
-                message: r.try_get(4)?,
-            })
-        })
-        .collect()
-}
-
-/// Jobs for operators, newest first, optionally of one state.
-pub async fn list(
-    client: &impl GenericClient,
-    state: Option<JobState>,
-    limit: i64,
-) -> Result<Vec<Job>, DbError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR state = $1)
-         ORDER BY created_at DESC LIMIT $2"
-    );
-    let state = state.map(|s| s.as_str());
-    client
-        .query(&sql, &[&state, &limit])
-        .await?
-        .iter()
-        .map(from_row)
-        .collect()
-}
-
 /// Counts per state, for progress displays and the dashboard.
 pub async fn count_by_state(client: &impl GenericClient) -> Result<Vec<(String, i64)>, DbError> {
     let rows = client
