@@ -3,9 +3,9 @@
 //! mechanism then covers retries, the outbox and orphans.
 use std::time::Duration;
 
-use backoff::backoff::Backoff;
-use backoff::ExponentialBackoffBuilder;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
+use rand::Rng;
 
 pub struct RetryPolicy {
     pub initial: Duration,
@@ -26,20 +26,26 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The delay before attempt `attempt + 1`, after `attempt` failed (1-based), with jitter.
+    /// The delay before attempt `attempt + 1`, after `attempt` failed (1-based): the
+    /// exponential sequence from `backon`, then ±`jitter` of it (backon's own jitter only
+    /// adds, up to +100 %, which would break the cap operators read as the longest wait).
     pub fn delay_after(&self, attempt: i32) -> Duration {
-        let mut backoff = ExponentialBackoffBuilder::new()
-            .with_initial_interval(self.initial)
-            .with_multiplier(self.multiplier)
-            .with_randomization_factor(self.jitter)
-            .with_max_interval(self.max)
-            .with_max_elapsed_time(None)
-            .build();
-        let mut delay = self.initial;
-        for _ in 0..attempt.max(1) {
-            delay = backoff.next_backoff().unwrap_or(self.max);
+        // Past 64 steps any sequence has long reached its cap.
+        let nth = usize::try_from(attempt.clamp(1, 64)).unwrap_or(1);
+        let delay = ExponentialBuilder::new()
+            .with_min_delay(self.initial)
+            .with_max_delay(self.max)
+            .with_factor(self.multiplier as f32)
+            .without_max_times()
+            .build()
+            .nth(nth - 1)
+            .unwrap_or(self.max);
+        if self.jitter <= 0.0 {
+            return delay;
         }
-        delay
+        let jitter = self.jitter.min(1.0);
+        let factor = rand::thread_rng().gen_range(1.0 - jitter..=1.0 + jitter);
+        delay.mul_f64(factor)
     }
 }
 
@@ -108,6 +114,19 @@ mod tests {
         assert_eq!(p.delay_after(2), Duration::from_secs(4));
         assert_eq!(p.delay_after(3), Duration::from_secs(8));
         assert_eq!(p.delay_after(20), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_share_of_the_delay() {
+        let p = RetryPolicy {
+            jitter: 0.3,
+            ..Default::default()
+        };
+        for _ in 0..200 {
+            let d = p.delay_after(3).as_secs_f64();
+            assert!((5.6..=10.4).contains(&d), "{d}");
+        }
+        assert!(p.delay_after(50).as_secs_f64() <= 390.0);
     }
 
     #[test]
