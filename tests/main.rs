@@ -7,6 +7,7 @@ mod app_page;
 mod crm_invoice;
 mod crm_timeline;
 mod crm_update;
+mod fuzz;
 mod hardening;
 mod ingress_checks;
 mod install;
