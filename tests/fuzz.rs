@@ -135,10 +135,13 @@ fn typed(p: &Property) -> BoxedStrategy<String> {
         (_, PropType::Double) => "[0-9]{1,5}(\\.[0-9]{1,2})?".boxed(),
         (_, PropType::Date) => Just("01.05.2024".to_string()).boxed(),
         (_, PropType::Datetime) => Just("01.05.2024 10:00:00".to_string()).boxed(),
-        (_, PropType::Select) if !p.options.is_empty() => {
-            prop::sample::select(p.options.iter().map(|(v, _)| v.clone()).collect::<Vec<_>>())
-                .boxed()
-        }
+        (_, PropType::Select) if !p.options.is_empty() => prop::sample::select(
+            p.options
+                .iter()
+                .map(|c| c.value.clone())
+                .collect::<Vec<_>>(),
+        )
+        .boxed(),
         _ => prop_oneof![
             "[1-9][0-9]{0,3}",
             "(DEAL|LEAD|CONTACT|COMPANY)_[1-9][0-9]{0,3}",
