@@ -385,6 +385,40 @@ async fn discarding_a_job_answers_its_workflow_once_with_the_operators_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discarded_job_answers_with_the_activitys_failure_values_too() {
+    let app = spawn_app_with(retrying_app()).await;
+    let company = app.portal.crm_add_item(4, json!({"title": "Acme"}));
+    app.portal.fail_method("crm.timeline.comment.add", true);
+    app.portal.fail_method("crm.timeline.comment.list", true);
+    let fired = app
+        .fire(
+            "crm_feed_post",
+            json!({ "entity_type": "company", "entity_id": company.to_string(), "title": "T", "message": "M" }),
+        )
+        .await;
+    let id = app.job_id_of(&fired.event_token).await;
+    wait_until(|| async { app.api_get(&format!("/api/jobs/{id}")).await["status"] == "retrying" })
+        .await;
+    let response = app
+        .api(Method::POST, &format!("/api/jobs/{id}/discard"))
+        .json(&json!({ "error_text": "not needed any more" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sent = app
+        .portal
+        .wait_event_send(&fired.event_token, WAIT)
+        .await
+        .expect("answered");
+    assert_eq!(sent.return_values["error_text"], "not needed any more");
+    // The workflow can branch on `result` exactly as for the activity's own errors.
+    assert_eq!(sent.return_values["result"], "false");
+    assert!(app.portal.crm_comments().is_empty());
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_actions_need_a_filter_and_act_on_every_matching_job() {
     let app = spawn_app_with(retrying_app()).await;
     let (first, _) = retrying_job(&app).await;

@@ -205,8 +205,8 @@ impl Runner {
 
     async fn execute_activity(&self, job: &Job) -> Result<(), DbError> {
         let outcome = match &job.outcome {
-            // Ran in an earlier attempt; only the report is missing.
-            Some(outcome) => outcome.clone(),
+            // Ran in an earlier attempt (or an operator discarded it); only the report is missing.
+            Some(outcome) => with_failure_values(job, outcome.clone()),
             None => match self.run_activity(job).await? {
                 RunResult::Done(outcome) => {
                     let client = self.db.get().await?;
@@ -413,6 +413,19 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// An operator's discard carries only the error text; the workflow also gets the activity's
+/// own failure values (e.g. `result` = `false`), as for any other error, so it branches alike.
+fn with_failure_values(job: &Job, mut outcome: Outcome) -> Outcome {
+    if outcome.discarded {
+        if let Some(activity) = activities::find(&job.code) {
+            for (key, value) in activity.failure_values() {
+                outcome.return_values.entry(key).or_insert(value);
+            }
+        }
+    }
+    outcome
 }
 
 /// An error outcome with the activity's own failure values (e.g. `result` = `ERROR`).
