@@ -41,6 +41,16 @@ async fn click(client: &Client, css: &str) {
         .expect("click");
 }
 
+/// Clicks an action button and waits for the page that says its job is queued.
+async fn act(client: &Client, css: &str) {
+    click(client, css).await;
+    client
+        .wait()
+        .for_element(Locator::Id("notice"))
+        .await
+        .expect("the action's notice");
+}
+
 async fn registration_jobs_done(app: &TestApp) {
     wait_until(|| async {
         let client = app.pool.get().await.expect("db");
@@ -120,7 +130,7 @@ async fn an_admin_manages_activities_on_the_app_page_in_the_browser() {
 
     // A telephony line added in the portal appears after "Refresh options".
     app.portal.add_phone_line("reg555", "Support line 555");
-    click(&client, "button[data-action=\"refresh\"]").await;
+    act(&client, "button[data-action=\"refresh\"]").await;
     registration_jobs_done(&app).await;
     open_as(&client, &app, 1).await;
     assert!(text_of(&client, "#last-refresh")
