@@ -3,6 +3,7 @@
 mod support;
 
 mod app_page;
+mod app_page_browser;
 
 mod crm_invoice;
 mod crm_timeline;

@@ -2,6 +2,7 @@
 //! names and a simulated portal on loopback.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod proxy;
 pub mod smtp;
 

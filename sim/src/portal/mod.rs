@@ -2,6 +2,7 @@
 //! (tokens, registered activities, waiting workflow instances, users and departments) and
 //! what tests observe about it. The driver side (install, firing workflows) is `driver.rs`.
 
+pub(crate) mod app_frame;
 pub(crate) mod auth;
 pub(crate) mod batch;
 pub(crate) mod directory;

@@ -24,7 +24,7 @@ use super::body::read_form;
 use crate::enqueue;
 use crate::error::ApiError;
 use crate::AppState;
-use texts::{refusal, words, Lang, Refusal};
+use texts::{job_state, refusal, words, Lang, Refusal};
 
 const RECENT_JOBS: i64 = 15;
 
@@ -250,7 +250,7 @@ async fn render(
         .iter()
         .map(|j| {
             json!({
-                "code": j.code, "status": j.status, "last_error": j.last_error,
+                "code": j.code, "status": job_state(lang, &j.status), "last_error": j.last_error,
                 "created_at": j.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
             })
         })

@@ -133,3 +133,21 @@ pub enum Refusal {
     Expired,
     PortalUnavailable,
 }
+
+/// A job's state as the page shows it.
+pub fn job_state(lang: Lang, state: &str) -> String {
+    let ru = match state {
+        "queued" => "в очереди",
+        "retrying" => "повтор позже",
+        "paused" => "приостановлено",
+        "running" => "выполняется",
+        "succeeded" => "выполнено",
+        "failed" => "ошибка",
+        "discarded" => "отменено",
+        other => other,
+    };
+    match lang {
+        Lang::Ru => ru.to_string(),
+        Lang::En => state.to_string(),
+    }
+}
