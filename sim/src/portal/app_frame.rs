@@ -66,6 +66,9 @@ impl Portal {
     /// The portal's page showing the app at `handler` to `user_id` (see the module docs).
     pub fn app_frame_url(&self, handler: &str, user_id: u64) -> String {
         let encoded: String = url::form_urlencoded::byte_serialize(handler.as_bytes()).collect();
-        format!("{}/app-frame?handler={encoded}&user={user_id}", self.base_url())
+        format!(
+            "{}/app-frame?handler={encoded}&user={user_id}",
+            self.base_url()
+        )
     }
 }

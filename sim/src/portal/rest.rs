@@ -31,7 +31,10 @@ pub(crate) fn router(portal: Portal) -> Router {
             "/rest/download.json",
             axum::routing::get(crate::methods::disk::download),
         )
-        .route("/app-frame", axum::routing::get(super::app_frame::app_frame))
+        .route(
+            "/app-frame",
+            axum::routing::get(super::app_frame::app_frame),
+        )
         .with_state(portal)
 }
 
