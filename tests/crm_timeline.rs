@@ -91,7 +91,7 @@ async fn a_call_keeps_its_priority_and_communication() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_does_not_create_a_second_activity() {
-    let app = spawn_app().await;
+    let app = spawn_english_app().await;
     let lead = app.portal.crm_add_item(1, json!({"title": "Lead"}));
     app.portal.crm_fail_after("crm.activity.add");
     let sent = app

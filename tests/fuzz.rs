@@ -312,6 +312,7 @@ fn no_property_value_or_portal_answer_makes_an_activity_panic() {
             job: fuzz_job(portal_id, activity.definition().code, &props),
             db: app.pool.clone(),
             config: config.clone(),
+            lang: b24flow_worker::schema::Lang::Ru,
         };
         let finished = rt.block_on(async {
             tokio::time::timeout(

@@ -174,7 +174,7 @@ async fn a_panic_in_an_activity_answers_the_workflow_and_the_worker_keeps_going(
             .await
             .expect("a panicked attempt is answered");
         assert!(
-            error_text(&sent).contains("internal error"),
+            error_text(&sent).contains("внутренняя ошибка b24flow"),
             "{}",
             error_text(&sent)
         );
@@ -321,7 +321,7 @@ async fn a_shutdown_in_the_middle_of_a_mail_does_not_send_it_again() {
         .await
         .expect("answered");
     assert!(
-        error_text(&sent).contains("may have been delivered"),
+        error_text(&sent).contains("письмо могло быть доставлено"),
         "{}",
         error_text(&sent)
     );
@@ -419,7 +419,7 @@ async fn a_portal_host_on_loopback_gets_no_exception_from_the_outbound_policy() 
         .await;
     assert_eq!(error_text(&sent), "", "the message goes without it");
     assert!(
-        sent.log_message.contains("attachment left out") && sent.log_message.contains("loopback"),
+        sent.log_message.contains("вложение пропущено") && sent.log_message.contains("loopback"),
         "{}",
         sent.log_message
     );

@@ -16,6 +16,7 @@ mod install_security;
 mod limits;
 mod smtp;
 mod telephony_calendar;
+mod texts;
 mod user_info;
 
 mod dashboard_browser;

@@ -175,7 +175,7 @@ async fn a_missing_phone_or_text_fails_at_once_without_calling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_callback_job_never_starts_a_second_call() {
-    let mut app = spawn_app().await;
+    let mut app = spawn_english_app().await;
     app.portal.add_phone_line("sip7", "Office PBX");
 
     // An earlier attempt started the call and recorded it, then died before reporting.
@@ -367,7 +367,7 @@ async fn booking_info_reads_written_type_id_from_duration_service_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn booking_info_for_a_booking_that_does_not_exist_is_a_clear_error() {
-    let app = spawn_app().await;
+    let app = spawn_english_app().await;
     let sent = app
         .run_activity("booking_info", json!({ "booking": ["987654"] }))
         .await;
@@ -504,7 +504,7 @@ async fn a_name_over_255_characters_is_refused_before_any_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_whose_calendar_may_not_be_edited_is_named_and_the_result_is_error() {
-    let app = spawn_app().await;
+    let app = spawn_english_app().await;
     let (users, _, booking) = seed_booking(&app);
     app.portal.restrict_calendar_to_owner(users[1]);
     let sent = app

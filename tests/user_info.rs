@@ -97,7 +97,7 @@ async fn a_plain_numeric_user_id_is_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_user_is_a_clear_error() {
-    let app = spawn_app().await;
+    let app = spawn_english_app().await;
     let sent = app
         .run_activity("user_info", json!({ "user_id": "user_987654" }))
         .await;

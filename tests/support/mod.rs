@@ -75,8 +75,23 @@ impl Default for AppOptions {
     }
 }
 
+impl AppOptions {
+    /// A portal in English (the simulator's are Russian by default), for tests that read
+    /// our English wording.
+    pub fn english() -> Self {
+        let mut options = Self::default();
+        options.portal.language = "en".into();
+        options
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
+}
+
+/// [`spawn_app`] with an English portal.
+pub async fn spawn_english_app() -> TestApp {
+    spawn_app_with(AppOptions::english()).await
 }
 
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {

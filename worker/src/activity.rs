@@ -8,35 +8,38 @@ use b24flow_common::db::jobs::{self, Job, SideEffect};
 use b24flow_common::db::{DbError, Pool};
 use serde_json::{Map, Value};
 
-use crate::schema::ActivityDef;
+use crate::schema::{ActivityDef, Lang, Text};
+use crate::texts;
 
-/// What a finished run hands to the workflow.
+/// What a finished run hands to the workflow. Texts are rendered in the portal's language
+/// by the runner, in one place.
 #[derive(Debug, Default)]
 pub struct Output {
     pub return_values: Map<String, Value>,
-    pub log_message: String,
+    pub log_message: Text,
 }
 
-/// Why a run did not succeed, and whether trying again can help.
+/// Why a run did not succeed, and whether trying again can help. The message is what the
+/// workflow gets as `error_text`, in the portal's language; logs show it in English.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ActivityError {
     pub kind: ErrorKind,
-    pub message: String,
+    pub message: Text,
 }
 
 impl ActivityError {
     /// Bad or missing input: fail at once, no retries.
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub fn invalid(message: impl Into<Text>) -> Self {
         Self {
             kind: ErrorKind::Permanent,
             message: message.into(),
         }
     }
-    pub fn permanent(message: impl Into<String>) -> Self {
+    pub fn permanent(message: impl Into<Text>) -> Self {
         Self::invalid(message)
     }
-    pub fn transient(message: impl Into<String>) -> Self {
+    pub fn transient(message: impl Into<Text>) -> Self {
         Self {
             kind: ErrorKind::Transient,
             message: message.into(),
@@ -54,7 +57,7 @@ impl From<B24Error> for ActivityError {
         };
         Self {
             kind,
-            message: e.description(),
+            message: Text::from(e.description()),
         }
     }
 }
@@ -64,7 +67,7 @@ impl From<DbError> for ActivityError {
         match e {
             // Retrying cannot make a secret sealed with another key readable.
             DbError::Crypto(_) => Self::permanent(e.to_string()),
-            e => Self::transient(format!("database: {e}")),
+            e => Self::transient(texts::database(&e)),
         }
     }
 }
@@ -76,6 +79,8 @@ pub struct RunContext {
     pub db: Pool,
     /// The process configuration (extra CA file, fetch allow-list, ...).
     pub config: std::sync::Arc<b24flow_common::Config>,
+    /// The portal's language: what the workflow's texts are written in.
+    pub lang: Lang,
 }
 
 impl RunContext {
@@ -194,7 +199,7 @@ impl Input {
 
     pub fn required_string(&self, key: &str) -> Result<String, ActivityError> {
         self.string(key)
-            .ok_or_else(|| ActivityError::invalid(format!("the required property {key} is empty")))
+            .ok_or_else(|| ActivityError::invalid(texts::required_empty(key)))
     }
 
     /// A `user` property: `user_5` or `5`; the first one if several.
@@ -202,16 +207,14 @@ impl Input {
         let Some(raw) = self.string(key) else {
             return Ok(None);
         };
-        parse_user_id(&raw).map(Some).ok_or_else(|| {
-            ActivityError::invalid(format!(
-                "{key}: {raw:?} is not a user (expected user_<id> or <id>)"
-            ))
-        })
+        parse_user_id(&raw)
+            .map(Some)
+            .ok_or_else(|| ActivityError::invalid(texts::not_user(key, &raw)))
     }
 
     pub fn required_user(&self, key: &str) -> Result<u64, ActivityError> {
         self.user(key)?
-            .ok_or_else(|| ActivityError::invalid(format!("the required property {key} is empty")))
+            .ok_or_else(|| ActivityError::invalid(texts::required_empty(key)))
     }
 
     /// An integer, tolerant of spaces (`1 000`).
@@ -223,12 +226,12 @@ impl Input {
         cleaned
             .parse::<i64>()
             .map(Some)
-            .map_err(|_| ActivityError::invalid(format!("{key}: {raw:?} is not a whole number")))
+            .map_err(|_| ActivityError::invalid(texts::not_whole_number(key, &raw)))
     }
 
     pub fn required_int(&self, key: &str) -> Result<i64, ActivityError> {
         self.int(key)?
-            .ok_or_else(|| ActivityError::invalid(format!("the required property {key} is empty")))
+            .ok_or_else(|| ActivityError::invalid(texts::required_empty(key)))
     }
 
     /// A bool property: `Y`/`N` (also `1`/`0`, `true`/`false`).
@@ -239,9 +242,7 @@ impl Input {
         match raw.to_ascii_lowercase().as_str() {
             "y" | "1" | "true" | "yes" => Ok(Some(true)),
             "n" | "0" | "false" | "no" => Ok(Some(false)),
-            _ => Err(ActivityError::invalid(format!(
-                "{key}: {raw:?} is not Y or N"
-            ))),
+            _ => Err(ActivityError::invalid(texts::not_yes_no(key, &raw))),
         }
     }
 }
@@ -281,6 +282,25 @@ mod tests {
         assert!(input.user("d").is_err());
         assert_eq!(input.user("e").unwrap(), None);
         assert!(input.required_user("e").is_err());
+    }
+
+    #[test]
+    fn input_errors_read_in_either_language() {
+        let input = Input::new(&json!({"n": "many", "u": "group_1"}));
+        let empty = input.required_string("missing").unwrap_err().message;
+        assert_eq!(
+            empty.get(Lang::Ru),
+            "не заполнено обязательное свойство missing"
+        );
+        assert_eq!(
+            empty.get(Lang::En),
+            "the required property missing is empty"
+        );
+        let number = input.int("n").unwrap_err().message;
+        assert_eq!(number.get(Lang::Ru), "n: «many» — не целое число");
+        let user = input.user("u").unwrap_err().message;
+        assert!(user.get(Lang::Ru).contains("не пользователь"), "{user:?}");
+        assert!(user.get(Lang::En).contains("is not a user"), "{user:?}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod retry;
 pub mod runner;
 pub mod schema;
 pub mod sweeper;
+pub mod texts;
 
 use std::sync::Arc;
 

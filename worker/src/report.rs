@@ -3,6 +3,9 @@ use b24flow_common::bitrix::{B24Error, ErrorKind, PortalClient};
 use b24flow_common::db::jobs::Outcome;
 use serde_json::{json, Value};
 
+use crate::schema::Lang;
+use crate::texts;
+
 /// Bitrix24 writes LOG_MESSAGE into the workflow log; keep it one readable line.
 const MAX_LOG_MESSAGE: usize = 1000;
 
@@ -22,12 +25,14 @@ pub async fn send(
         "error_text".into(),
         Value::String(outcome.error_text.clone()),
     );
+    let error = texts::error_prefix();
+    let error = error.get(Lang::from_code(b24.language()));
     let log = if outcome.success {
         outcome.log_message.clone()
     } else if outcome.log_message.is_empty() {
-        format!("error: {}", outcome.error_text)
+        format!("{error}: {}", outcome.error_text)
     } else {
-        format!("{}; error: {}", outcome.log_message, outcome.error_text)
+        format!("{}; {error}: {}", outcome.log_message, outcome.error_text)
     };
     let params = json!({
         "EVENT_TOKEN": event_token,

@@ -7,6 +7,9 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
+use crate::schema::Text;
+use crate::texts;
+
 pub struct RetryPolicy {
     pub initial: Duration,
     pub max: Duration,
@@ -54,7 +57,7 @@ impl RetryPolicy {
 pub enum Decision {
     RetryAt(DateTime<Utc>),
     /// No attempts left, or the workflow would stop waiting before the next one.
-    GiveUp(String),
+    GiveUp(Text),
 }
 
 pub fn decide(
@@ -65,17 +68,18 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> Decision {
     if attempt >= max_attempts {
-        return Decision::GiveUp(format!("gave up after {attempt} attempts"));
+        return Decision::GiveUp(texts::retries_exhausted(attempt));
     }
     let delay = policy.delay_after(attempt);
     let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(300));
     let Some(at) = now.checked_add_signed(delay) else {
-        return Decision::GiveUp("the next attempt would fall outside the calendar".to_string());
+        return Decision::GiveUp(crate::text!(
+            "the next attempt would fall outside the calendar",
+            "следующая попытка выходит за пределы календаря"
+        ));
     };
     match workflow_deadline {
-        Some(deadline) if at >= deadline => Decision::GiveUp(
-            "the workflow's timeout would pass before the next attempt".to_string(),
-        ),
+        Some(deadline) if at >= deadline => Decision::GiveUp(texts::workflow_timeout()),
         _ => Decision::RetryAt(at),
     }
 }

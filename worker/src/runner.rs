@@ -22,7 +22,8 @@ use crate::heartbeat::Heartbeat;
 use crate::registration;
 use crate::report::{self, Reported};
 use crate::retry::{decide, decide_report, Decision, RetryPolicy};
-use crate::schema::Lang;
+use crate::schema::{Lang, Text};
+use crate::texts;
 
 /// What to do with the delivery that carried the job id.
 #[derive(Debug, PartialEq, Eq)]
@@ -121,14 +122,18 @@ impl Runner {
     /// is failed without an answer rather than retried into the same panic.
     async fn answer_after_panic(&self, job: &Job, what: &str) -> Result<(), DbError> {
         tracing::error!(panic = %what, "the attempt panicked; answering the workflow with an error");
-        let message = "b24flow hit an internal error while running this activity and stopped it; \
-                       it is not retried";
+        let message = texts::internal_error();
         if job.kind == JobKind::Register {
+            let message = &message.en;
             return self
                 .finish(job, JobState::Failed, None, Some(message), message)
                 .await;
         }
-        let outcome = failure(self.activity(&job.code).as_ref(), message.to_string());
+        let lang = match self.bitrix.portal(job.portal_id).await {
+            Ok(b24) => Lang::from_code(b24.language()),
+            Err(_) => Lang::default(),
+        };
+        let outcome = failure(self.activity(&job.code).as_ref(), message, lang);
         let client = self.db.get().await?;
         if !jobs::record_outcome(&client, job.id, job.attempt, &outcome).await? {
             tracing::warn!("lost the job before recording its outcome");
@@ -187,7 +192,7 @@ impl Runner {
                     None,
                     Utc::now(),
                 ) {
-                    Decision::RetryAt(at) => self.retry(job, at, &e.message).await,
+                    Decision::RetryAt(at) => self.retry(job, at, &e.message.en).await,
                     Decision::GiveUp(why) => {
                         let msg = format!("{}; {why}", e.message);
                         self.finish(job, JobState::Failed, None, Some(&msg), &msg)
@@ -197,7 +202,8 @@ impl Runner {
             }
             Err(e) => {
                 tracing::error!(error = %e.message, "registration refused by the portal");
-                self.finish(job, JobState::Failed, None, Some(&e.message), &e.message)
+                let msg = &e.message.en;
+                self.finish(job, JobState::Failed, None, Some(msg), msg)
                     .await
             }
         }
@@ -223,15 +229,22 @@ impl Runner {
     }
 
     async fn run_activity(&self, job: &Job) -> Result<RunResult, DbError> {
+        let b24 = self.bitrix.portal(job.portal_id).await;
+        // Whatever reaches the workflow is written in the portal's language.
+        let lang = b24
+            .as_ref()
+            .map(|b24| Lang::from_code(b24.language()))
+            .unwrap_or_default();
         let Some(activity) = self.activity(&job.code) else {
             return Ok(RunResult::Done(failure(
                 None,
-                format!("b24flow has no activity {:?}", job.code),
+                texts::unknown_activity(&job.code),
+                lang,
             )));
         };
-        let b24 = match self.bitrix.portal(job.portal_id).await {
+        let b24 = match b24 {
             Ok(b24) => b24,
-            Err(e) => return Ok(self.transient_or_done(job, &activity, e.into())),
+            Err(e) => return Ok(self.transient_or_done(job, &activity, e.into(), lang)),
         };
         let properties = {
             let client = self.db.get().await?;
@@ -241,7 +254,8 @@ impl Runner {
                 Err(e) => {
                     return Ok(RunResult::Done(failure(
                         Some(&activity),
-                        format!("the job's secret properties cannot be read: {e}"),
+                        texts::secret_unreadable(&e),
+                        lang,
                     )))
                 }
             }
@@ -251,16 +265,17 @@ impl Runner {
             job: job.clone(),
             db: self.db.clone(),
             config: self.config.clone(),
+            lang,
         };
         let input = Input::new(&properties);
         Ok(match activity.run(&ctx, &input).await {
             Ok(output) => RunResult::Done(Outcome {
                 success: true,
                 return_values: output.return_values,
-                log_message: output.log_message,
+                log_message: output.log_message.get(lang).to_string(),
                 ..Outcome::default()
             }),
-            Err(e) => self.transient_or_done(job, &activity, e),
+            Err(e) => self.transient_or_done(job, &activity, e, lang),
         })
     }
 
@@ -269,9 +284,10 @@ impl Runner {
         job: &Job,
         activity: &Arc<dyn Activity>,
         e: ActivityError,
+        lang: Lang,
     ) -> RunResult {
         if e.kind == ErrorKind::Permanent {
-            return RunResult::Done(failure(Some(activity), e.message));
+            return RunResult::Done(failure(Some(activity), e.message, lang));
         }
         match decide(
             &self.policy,
@@ -282,10 +298,14 @@ impl Runner {
         ) {
             Decision::RetryAt(at) => RunResult::Retry {
                 at,
-                error: e.message,
+                error: e.message.get(lang).to_string(),
             },
             Decision::GiveUp(why) => {
-                RunResult::Done(failure(Some(activity), format!("{} ({why})", e.message)))
+                let message = Text {
+                    en: format!("{} ({})", e.message.en, why.en),
+                    ru: format!("{} ({})", e.message.ru, why.ru),
+                };
+                RunResult::Done(failure(Some(activity), message, lang))
             }
         }
     }
@@ -428,12 +448,13 @@ fn with_failure_values(job: &Job, mut outcome: Outcome) -> Outcome {
     outcome
 }
 
-/// An error outcome with the activity's own failure values (e.g. `result` = `ERROR`).
-fn failure(activity: Option<&Arc<dyn Activity>>, error_text: String) -> Outcome {
+/// An error outcome with the activity's own failure values (e.g. `result` = `ERROR`), its
+/// text in the portal's language.
+fn failure(activity: Option<&Arc<dyn Activity>>, error_text: Text, lang: Lang) -> Outcome {
     Outcome {
         success: false,
         return_values: activity.map(|a| a.failure_values()).unwrap_or_default(),
-        error_text,
+        error_text: error_text.get(lang).to_string(),
         ..Outcome::default()
     }
 }

@@ -33,8 +33,9 @@ impl PropType {
 
 pub use b24flow_common::lang::Lang;
 
-/// A localised text: English and Russian.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A localised text: English and Russian. Shown as English where no portal is involved
+/// (operators' logs); rendered with [`Text::get`] for the portal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Text {
     pub en: String,
     pub ru: String,
@@ -60,6 +61,47 @@ impl Text {
     pub fn to_json(&self) -> Value {
         json!({ "en": self.en, "ru": self.ru })
     }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.en)
+    }
+}
+
+/// Texts not (yet) translated, or that came from elsewhere (a portal's or an SMTP server's
+/// own words), read the same in both languages.
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        Self {
+            ru: text.clone(),
+            en: text,
+        }
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Self::same(text)
+    }
+}
+
+impl From<&String> for Text {
+    fn from(text: &String) -> Self {
+        Self::same(text)
+    }
+}
+
+/// A [`Text`] from two format strings with the same arguments:
+/// `text!("user {id} read", "пользователь {id} прочитан")`.
+#[macro_export]
+macro_rules! text {
+    ($en:literal, $ru:literal $(, $arg:expr)* $(,)?) => {
+        $crate::schema::Text {
+            en: format!($en $(, $arg)*),
+            ru: format!($ru $(, $arg)*),
+        }
+    };
 }
 
 /// One option of a select property: the value the workflow gets and its title.

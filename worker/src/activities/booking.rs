@@ -6,6 +6,8 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime};
 use serde_json::Value;
 
 use crate::activity::{ActivityError, Input};
+use crate::schema::Text;
+use crate::{text, texts};
 
 /// A booking as the workflow gave it: IDs, written entries, or both.
 #[derive(Debug, Default, PartialEq)]
@@ -56,14 +58,16 @@ impl BookingValue {
         for raw in input.list(key) {
             if raw.contains('|') {
                 value.entries.push(parse_entry(&raw).ok_or_else(|| {
-                    ActivityError::invalid(format!(
-                        "{key}: {raw:?} is not a booking (expected type|id|from|duration|service)"
+                    ActivityError::invalid(text!(
+                        "{key}: {raw:?} is not a booking (expected type|id|from|duration|service)",
+                        "{key}: «{raw}» — не бронирование (ожидается тип|ID|начало|длительность|услуга)"
                     ))
                 })?);
             } else {
                 let ids = parse_ids(&raw).ok_or_else(|| {
-                    ActivityError::invalid(format!(
-                        "{key}: {raw:?} is neither booking IDs nor type|id|from|duration|service"
+                    ActivityError::invalid(text!(
+                        "{key}: {raw:?} is neither booking IDs nor type|id|from|duration|service",
+                        "{key}: «{raw}» — ни ID бронирований, ни тип|ID|начало|длительность|услуга"
                     ))
                 })?;
                 for id in ids {
@@ -74,24 +78,34 @@ impl BookingValue {
             }
         }
         if value.ids.is_empty() && value.entries.is_empty() {
-            return Err(ActivityError::invalid(format!(
-                "the required property {key} is empty"
-            )));
+            return Err(ActivityError::invalid(texts::required_empty(key)));
         }
         Ok(value)
     }
 
-    /// For logs: `10, 18` and/or `user|5|…`.
-    pub fn describe(&self) -> String {
-        let ids = self.ids.iter().map(u64::to_string);
+    /// For logs: `10, 18` and/or `user 5 at 01.05.2026 10:00:00`.
+    pub fn describe(&self) -> Text {
+        let ids = self.ids.iter().map(|id| Text::from(id.to_string()));
         let entries = self.entries.iter().map(|e| {
-            let kind = match e.kind {
-                EntryKind::User => "user",
-                EntryKind::Resource => "resource",
-            };
-            format!("{kind} {} at {}", e.id, e.from)
+            let (id, from) = (e.id, &e.from);
+            match e.kind {
+                EntryKind::User => text!("user {id} at {from}", "пользователь {id} на {from}"),
+                EntryKind::Resource => text!("resource {id} at {from}", "ресурс {id} на {from}"),
+            }
         });
-        ids.chain(entries).collect::<Vec<_>>().join(", ")
+        let all: Vec<Text> = ids.chain(entries).collect();
+        Text {
+            en: all
+                .iter()
+                .map(|t| t.en.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            ru: all
+                .iter()
+                .map(|t| t.ru.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
     }
 }
 
@@ -295,7 +309,7 @@ mod tests {
         ] {
             let input = Input::new(&json!({ "booking": bad }));
             let err = BookingValue::read(&input, "booking").unwrap_err();
-            assert!(err.message.contains("booking"), "{}", err.message);
+            assert!(err.message.en.contains("booking"), "{}", err.message);
         }
     }
 

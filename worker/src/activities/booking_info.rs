@@ -106,7 +106,13 @@ impl Activity for BookingInfo {
                 "Бронирование (значение поля)",
             )
             .required()
-            .multiple()],
+            .multiple()
+            .help(
+                "The booking field's value, e.g. {=Document:UF_CRM_…}: booking IDs, or \
+                 user|5|01.05.2026 10:00:00|3600|Service strings (type|id|start|seconds|service).",
+                "Значение поля бронирования, например {=Document:UF_CRM_…}: ID бронирований \
+                 или строки user|5|01.05.2026 10:00:00|3600|Услуга (тип|ID|начало|секунды|услуга).",
+            )],
             returns: vec![
                 Property::new("resource_names", PropType::String, "Resources", "Ресурсы")
                     .multiple(),
@@ -144,10 +150,11 @@ impl Activity for BookingInfo {
         }
         summary.add_entries(&booking);
         if summary.is_empty() {
-            return Err(ActivityError::permanent(format!(
-                "no bookings found for {}",
-                booking.describe()
-            )));
+            let booking = booking.describe();
+            return Err(ActivityError::permanent(Text {
+                en: format!("no bookings found for {}", booking.en),
+                ru: format!("бронирования не найдены: {}", booking.ru),
+            }));
         }
         let names = resource_names(answer.get("resources")?);
         // A resource deleted since the booking has no name any more; keep the lists aligned.
@@ -169,24 +176,36 @@ impl Activity for BookingInfo {
         values.insert("date_from".into(), json!(summary.date_from));
         values.insert("date_to".into(), json!(summary.date_to));
         values.insert("service_name".into(), json!(summary.service));
-        let log_message = format!(
-            "booking {}: {} – {}{}; users [{}]; resources [{}]",
-            booking.describe(),
-            summary.date_from,
-            summary.date_to,
-            if summary.service.is_empty() {
-                String::new()
-            } else {
-                format!(", service {}", summary.service)
-            },
-            summary
-                .users
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            resource_names.join(", "),
-        );
+        let described = booking.describe();
+        let (from, to) = (&summary.date_from, &summary.date_to);
+        let users = summary
+            .users
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let resources = resource_names.join(", ");
+        let service = &summary.service;
+        let log_message = Text {
+            en: format!(
+                "booking {}: {from} – {to}{}; users [{users}]; resources [{resources}]",
+                described.en,
+                if service.is_empty() {
+                    String::new()
+                } else {
+                    format!(", service {service}")
+                },
+            ),
+            ru: format!(
+                "бронирование {}: {from} – {to}{}; пользователи [{users}]; ресурсы [{resources}]",
+                described.ru,
+                if service.is_empty() {
+                    String::new()
+                } else {
+                    format!(", услуга {service}")
+                },
+            ),
+        };
         Ok(Output {
             return_values: values,
             log_message,

@@ -15,6 +15,7 @@ use super::booking::{
 };
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
+use crate::text;
 
 pub struct BookingRename;
 
@@ -36,7 +37,7 @@ struct UserEvent {
 /// A user whose event could not be renamed, and why.
 struct Failure {
     user: u64,
-    reason: String,
+    reason: Text,
 }
 
 #[async_trait]
@@ -60,15 +61,29 @@ impl Activity for BookingRename {
                     "Бронирование (значение поля)",
                 )
                 .required()
-                .multiple(),
+                .multiple()
+                .help(
+                    "The booking field's value, e.g. {=Document:UF_CRM_…}: booking IDs, or \
+                 user|5|01.05.2026 10:00:00|3600|Service strings (type|id|start|seconds|service).",
+                    "Значение поля бронирования, например {=Document:UF_CRM_…}: ID бронирований \
+                 или строки user|5|01.05.2026 10:00:00|3600|Услуга (тип|ID|начало|секунды|услуга).",
+                ),
                 Property::new(
                     "name",
                     PropType::String,
                     "New name (at most 255 characters)",
                     "Новое название (не более 255 символов)",
                 )
-                .required(),
-                Property::new("description", PropType::Text, "Description", "Описание"),
+                .required()
+                .help(
+                    "The new name of every user's booking event. A longer name is an error, not cut.",
+                    "Новое название события бронирования у каждого пользователя. Более длинное \
+                     название — ошибка, оно не обрезается.",
+                ),
+                Property::new("description", PropType::Text, "Description", "Описание").help(
+                    "The events' new description. Empty: the description stays as it is.",
+                    "Новое описание событий. Пусто — описание не меняется.",
+                ),
             ],
             returns: vec![Property::new(
                 "result",
@@ -89,8 +104,9 @@ impl Activity for BookingRename {
         let name = input.required_string("name")?;
         let length = name.chars().count();
         if length > MAX_NAME_CHARS {
-            return Err(ActivityError::invalid(format!(
-                "name is {length} characters long; at most {MAX_NAME_CHARS} are allowed"
+            return Err(ActivityError::invalid(text!(
+                "name is {length} characters long; at most {MAX_NAME_CHARS} are allowed",
+                "name: длина названия {length} символов, допускается не более {MAX_NAME_CHARS}"
             )));
         }
         let description = input.string("description");
@@ -101,25 +117,39 @@ impl Activity for BookingRename {
             .filter(|e| e.kind == EntryKind::User)
             .collect();
         if user_entries.len() > MAX_UPDATES {
-            return Err(ActivityError::invalid(format!(
-                "booking names {} users; at most {MAX_UPDATES} can be renamed in one run",
-                user_entries.len()
+            let users = user_entries.len();
+            return Err(ActivityError::invalid(text!(
+                "booking names {users} users; at most {MAX_UPDATES} can be renamed in one run",
+                "в бронировании пользователей: {users}; за один запуск можно переименовать не более {MAX_UPDATES}"
             )));
         }
 
         let (events, mut failures) = find_user_events(ctx, &booking, &user_entries).await?;
         if events.is_empty() && failures.is_empty() {
-            return Err(ActivityError::permanent(format!(
-                "no users' events found for booking {} (nothing to rename)",
-                booking.describe()
-            )));
+            let booking = booking.describe();
+            return Err(ActivityError::permanent(Text {
+                en: format!(
+                    "no users' events found for booking {} (nothing to rename)",
+                    booking.en
+                ),
+                ru: format!(
+                    "у пользователей нет событий бронирования {} (нечего переименовывать)",
+                    booking.ru
+                ),
+            }));
         }
         if events.len() > MAX_UPDATES {
-            return Err(ActivityError::permanent(format!(
-                "booking {} has {} users' events; at most {MAX_UPDATES} can be renamed in one run",
-                booking.describe(),
-                events.len()
-            )));
+            let (booking, count) = (booking.describe(), events.len());
+            return Err(ActivityError::permanent(Text {
+                en: format!(
+                    "booking {} has {count} users' events; at most {MAX_UPDATES} can be renamed in one run",
+                    booking.en
+                ),
+                ru: format!(
+                    "у бронирования {} событий пользователей: {count}; за один запуск можно переименовать не более {MAX_UPDATES}",
+                    booking.ru
+                ),
+            }));
         }
 
         let mut batch = Batch::new(false);
@@ -150,7 +180,7 @@ impl Activity for BookingRename {
                     Err(e) if e.kind() != ErrorKind::Permanent => return Err(e.into()),
                     Err(e) => failures.push(Failure {
                         user: ev.owner_id,
-                        reason: e.description(),
+                        reason: Text::from(e.description()),
                     }),
                 }
             }
@@ -161,34 +191,70 @@ impl Activity for BookingRename {
             .map(user_names)
             .unwrap_or_default();
         let who = |id: &u64| match names.get(id) {
-            Some(n) if !n.is_empty() => format!("{n} (user {id})"),
-            _ => format!("user {id}"),
+            Some(n) if !n.is_empty() => text!("{n} (user {id})", "{n} (пользователь {id})"),
+            _ => text!("user {id}", "пользователь {id}"),
         };
-        let renamed_text = renamed.iter().map(who).collect::<Vec<_>>().join(", ");
-        if !failures.is_empty() {
-            let failed_text = failures
+        let join = |texts: Vec<Text>, sep: &str| Text {
+            en: texts
                 .iter()
-                .map(|f| format!("{}: {}", who(&f.user), f.reason))
+                .map(|t| t.en.as_str())
                 .collect::<Vec<_>>()
-                .join("; ");
+                .join(sep),
+            ru: texts
+                .iter()
+                .map(|t| t.ru.as_str())
+                .collect::<Vec<_>>()
+                .join(sep),
+        };
+        let renamed_text = join(renamed.iter().map(who).collect(), ", ");
+        if !failures.is_empty() {
+            let failed = join(
+                failures
+                    .iter()
+                    .map(|f| {
+                        let user = who(&f.user);
+                        Text {
+                            en: format!("{}: {}", user.en, f.reason.en),
+                            ru: format!("{}: {}", user.ru, f.reason.ru),
+                        }
+                    })
+                    .collect(),
+                "; ",
+            );
             let done = if renamed.is_empty() {
-                "nothing renamed".to_string()
+                text!("nothing renamed", "ничего не переименовано")
             } else {
-                format!("renamed for {renamed_text}")
+                Text {
+                    en: format!("renamed for {}", renamed_text.en),
+                    ru: format!("переименовано у: {}", renamed_text.ru),
+                }
             };
-            return Err(ActivityError::permanent(format!(
-                "could not rename the booking's event for {failed_text} ({done})"
-            )));
+            return Err(ActivityError::permanent(Text {
+                en: format!(
+                    "could not rename the booking's event for {} ({})",
+                    failed.en, done.en
+                ),
+                ru: format!(
+                    "не удалось переименовать событие бронирования у: {} ({})",
+                    failed.ru, done.ru
+                ),
+            }));
         }
         let mut values = Map::new();
         values.insert("result".into(), json!("OK"));
+        let (booking, count) = (booking.describe(), renamed.len());
         Ok(Output {
             return_values: values,
-            log_message: format!(
-                "booking {}: {} events renamed to {name:?} for {renamed_text}",
-                booking.describe(),
-                renamed.len()
-            ),
+            log_message: Text {
+                en: format!(
+                    "booking {}: {count} events renamed to {name:?} for {}",
+                    booking.en, renamed_text.en
+                ),
+                ru: format!(
+                    "бронирование {}: событий переименовано: {count}, новое название «{name}», у: {}",
+                    booking.ru, renamed_text.ru
+                ),
+            },
         })
     }
 }
@@ -244,7 +310,7 @@ async fn find_user_events(
             Err(e) => {
                 failures.push(Failure {
                     user: entry.id,
-                    reason: e.description(),
+                    reason: Text::from(e.description()),
                 });
                 continue;
             }
@@ -253,7 +319,11 @@ async fn find_user_events(
             Some(ev) => add(ev),
             None => failures.push(Failure {
                 user: entry.id,
-                reason: format!("no booking event at {} in the user's calendar", entry.from),
+                reason: text!(
+                    "no booking event at {} in the user's calendar",
+                    "в календаре пользователя нет события бронирования на {}",
+                    entry.from
+                ),
             }),
         }
     }

@@ -13,6 +13,7 @@ use crate::activity::{
 #[cfg(test)]
 use crate::schema::Lang;
 use crate::schema::{ActivityDef, Choice, PropType, Property, Text};
+use crate::text;
 
 pub struct CallbackCall;
 
@@ -65,7 +66,13 @@ impl Activity for CallbackCall {
         };
         let mut line = Property::new("line", PropType::Select, "Line", "Линия")
             .required()
-            .default(DEFAULT_LINE);
+            .default(DEFAULT_LINE)
+            .help(
+                "The line the call goes out on: one of the portal's lines, the base station \
+                 number, or the default outgoing line as it is set at the time of the call.",
+                "Линия, с которой идёт звонок: одна из линий портала, номер базовой станции \
+                 или линия по умолчанию — та, что выбрана на момент звонка.",
+            );
         line.set_portal_options(lines);
         line.options.splice(
             0..0,
@@ -80,7 +87,10 @@ impl Activity for CallbackCall {
                 },
             ],
         );
-        let mut voice = Property::new("voice", PropType::Select, "Voice", "Голос");
+        let mut voice = Property::new("voice", PropType::Select, "Voice", "Голос").help(
+            "The voice that reads the text. Empty: the portal's default voice.",
+            "Голос, которым читается текст. Пусто — голос портала по умолчанию.",
+        );
         voice.set_portal_options(pairs(answer("voices")));
 
         ActivityDef {
@@ -98,7 +108,14 @@ impl Activity for CallbackCall {
                     "Телефон клиента",
                 )
                 .required()
-                .default("{=Document:PHONE}"),
+                .default("{=Document:PHONE}")
+                .help(
+                    "The number to call after the manager answers, e.g. +7 495 123-45-67; \
+                     spaces, brackets and dashes are fine; a Russian 8 (...) becomes +7.",
+                    "Номер, на который позвонить после ответа менеджера, например \
+                     +7 495 123-45-67; пробелы, скобки и дефисы допустимы, 8 в начале \
+                     заменяется на +7.",
+                ),
                 line,
                 Property::new(
                     "text",
@@ -106,7 +123,13 @@ impl Activity for CallbackCall {
                     "Text spoken to the manager",
                     "Текст для менеджера",
                 )
-                .required(),
+                .required()
+                .help(
+                    "Spoken to the manager before the client is connected, e.g. \
+                     \"Client Acme asked for a callback\".",
+                    "Произносится менеджеру перед соединением с клиентом, например \
+                     «Клиент ООО Ромашка просит перезвонить».",
+                ),
                 voice,
             ],
             returns: vec![
@@ -135,7 +158,13 @@ impl Activity for CallbackCall {
                 .get("call_id")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            return Ok(started(call_id, "already started by an earlier attempt"));
+            return Ok(started(
+                call_id,
+                text!(
+                    "already started by an earlier attempt",
+                    "уже начат предыдущей попыткой"
+                ),
+            ));
         }
         for earlier in 1..ctx.job.attempt {
             if let Some(SideEffect::Started) = ctx.side_effect(&attempt_marker(earlier)).await? {
@@ -145,8 +174,9 @@ impl Activity for CallbackCall {
         let raw_phone = input.required_string("phone")?;
         let phone = normalize_phone(&raw_phone);
         if phone.is_empty() {
-            return Err(ActivityError::invalid(format!(
-                "phone: {raw_phone:?} has no digits"
+            return Err(ActivityError::invalid(text!(
+                "phone: {raw_phone:?} has no digits",
+                "phone: в «{raw_phone}» нет цифр номера"
             )));
         }
         let line = input.required_string("line")?;
@@ -198,8 +228,9 @@ impl Activity for CallbackCall {
         if call.get("RESULT") != Some(&Value::Bool(true)) || call_id.is_empty() {
             ctx.side_effect_done(&marker, &json!({ "error": "no call" }))
                 .await?;
-            return Err(ActivityError::permanent(format!(
-                "the portal did not start the call: {call}"
+            return Err(ActivityError::permanent(text!(
+                "the portal did not start the call: {call}",
+                "портал не начал звонок: {call}"
             )));
         }
         ctx.side_effect_done(CALL_DONE, &json!({ "call_id": call_id }))
@@ -211,31 +242,39 @@ impl Activity for CallbackCall {
             .and_then(Value::as_str)
             .unwrap_or(&line)
             .to_string();
-        Ok(started(
-            call_id,
-            &format!(
-                "line {used_line} → {phone}{}",
-                voice.map(|v| format!(", voice {v}")).unwrap_or_default()
-            ),
-        ))
+        let voice = voice.unwrap_or_default();
+        let detail = if voice.is_empty() {
+            text!("line {used_line} → {phone}", "линия {used_line} → {phone}")
+        } else {
+            text!(
+                "line {used_line} → {phone}, voice {voice}",
+                "линия {used_line} → {phone}, голос {voice}"
+            )
+        };
+        Ok(started(call_id, detail))
     }
 }
 
-fn started(call_id: &str, detail: &str) -> Output {
+fn started(call_id: &str, detail: Text) -> Output {
     let mut values = Map::new();
     values.insert("result".into(), json!("OK"));
     values.insert("call_id".into(), json!(call_id));
     Output {
         return_values: values,
-        log_message: format!("callback call {call_id} started ({detail})"),
+        log_message: Text {
+            en: format!("callback call {call_id} started ({})", detail.en),
+            ru: format!("обратный звонок {call_id} начат ({})", detail.ru),
+        },
     }
 }
 
 fn uncertain() -> ActivityError {
-    ActivityError::permanent(
+    ActivityError::permanent(text!(
         "an earlier attempt sent the callback request but got no answer; the call may have \
          started, so it is not started again",
-    )
+        "предыдущая попытка отправила запрос на звонок, но не получила ответа; звонок мог \
+         начаться, поэтому повторно он не запускается"
+    ))
 }
 
 /// The portal answered with an error, so the call was not started: the error codes of

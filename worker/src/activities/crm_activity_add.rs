@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
+use crate::{text, texts};
 
 use super::crm_common::{self, id_of, portal_error, Owner};
 
@@ -29,9 +30,21 @@ impl Kind {
             "meeting" => Ok(Kind::Meeting),
             "email" | "e-mail" => Ok(Kind::Email),
             "todo" => Ok(Kind::Todo),
-            _ => Err(ActivityError::invalid(format!(
-                "type: {raw:?} is not one of call, meeting, email, todo"
+            _ => Err(ActivityError::invalid(texts::not_one_of(
+                "type",
+                raw,
+                "call, meeting, email, todo",
             ))),
+        }
+    }
+
+    /// For messages.
+    fn title(self) -> Text {
+        match self {
+            Kind::Call => text!("call", "звонок"),
+            Kind::Meeting => text!("meeting", "встреча"),
+            Kind::Email => text!("e-mail", "письмо"),
+            Kind::Todo => text!("to-do", "дело"),
         }
     }
 
@@ -52,8 +65,10 @@ fn priority(raw: &str) -> Result<u8, ActivityError> {
         "low" | "1" => Ok(1),
         "medium" | "2" => Ok(2),
         "high" | "3" => Ok(3),
-        _ => Err(ActivityError::invalid(format!(
-            "priority: {raw:?} is not one of low, medium, high"
+        _ => Err(ActivityError::invalid(texts::not_one_of(
+            "priority",
+            raw,
+            "low, medium, high",
         ))),
     }
 }
@@ -87,16 +102,25 @@ async fn default_deadline(
         return Ok(None);
     }
     // `server.time` gives the portal's clock in its own zone, so "tomorrow" is the portal's.
-    let answer = ctx
-        .b24
-        .call("server.time", json!({}))
-        .await
-        .map_err(|e| portal_error("cannot read the portal's time for a default deadline", e))?;
+    let answer = ctx.b24.call("server.time", json!({})).await.map_err(|e| {
+        portal_error(
+            text!(
+                "cannot read the portal's time for a default deadline",
+                "не удалось узнать время портала для срока по умолчанию"
+            ),
+            e,
+        )
+    })?;
     let now = answer
         .result
         .as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .ok_or_else(|| ActivityError::permanent("server.time answered no time"))?;
+        .ok_or_else(|| {
+            ActivityError::permanent(text!(
+                "server.time answered no time",
+                "server.time не вернул время портала"
+            ))
+        })?;
     Ok(Some(
         end_of_next_working_day(now)
             .format("%Y-%m-%dT%H:%M:%S%:z")
@@ -138,7 +162,10 @@ fn plan(
     let deadline = crm_common::datetime(input, "deadline")?.or(default_deadline);
     let (method, params) = if kind == Kind::Todo {
         let deadline = deadline.ok_or_else(|| {
-            ActivityError::invalid("deadline: a to-do needs a deadline (crm.activity.todo.add)")
+            ActivityError::invalid(text!(
+                "deadline: a to-do needs a deadline (crm.activity.todo.add)",
+                "deadline: у дела должен быть крайний срок (crm.activity.todo.add)"
+            ))
         })?;
         let mut p = json!({
             "ownerTypeId": owner.type_id(), "ownerId": owner_id, "deadline": deadline,
@@ -151,13 +178,15 @@ fn plan(
     } else {
         let communication = input.required_string("communication")?;
         if kind == Kind::Email && !communication.contains('@') {
-            return Err(ActivityError::invalid(format!(
-                "communication: {communication:?} is not an e-mail address"
+            return Err(ActivityError::invalid(text!(
+                "communication: {communication:?} is not an e-mail address",
+                "communication: «{communication}» — не адрес e-mail"
             )));
         }
         if kind == Kind::Call && !communication.chars().any(|c| c.is_ascii_digit()) {
-            return Err(ActivityError::invalid(format!(
-                "communication: {communication:?} is not a phone number"
+            return Err(ActivityError::invalid(text!(
+                "communication: {communication:?} is not a phone number",
+                "communication: «{communication}» — не номер телефона"
             )));
         }
         let mut fields = json!({
@@ -199,23 +228,46 @@ impl Activity for CrmActivityAdd {
                 "Создаёт дело (задачу, звонок, встречу или письмо) у лида, сделки, контакта или компании",
             ),
             properties: vec![
-                p("subject", PropType::String, "Subject", "Тема").required(),
+                p("subject", PropType::String, "Subject", "Тема")
+                    .required()
+                    .help("The activity's title, as the timeline shows it.", "Название дела — так оно будет видно в таймлайне."),
                 p("type", PropType::Select, "Type", "Тип")
                     .required()
                     .options(&[("call", "Call", "Звонок"), ("meeting", "Meeting", "Встреча"), ("email", "E-mail", "Письмо"), ("todo", "To-do", "Дело")])
-                    .default("todo"),
-                p("description", PropType::Text, "Description", "Описание").required(),
+                    .default("todo")
+                    .help(
+                        "A to-do is created with the current to-do API; a call, meeting or e-mail keeps priority and communication.",
+                        "Дело создаётся через новый API дел; звонок, встреча и письмо сохраняют важность и средство связи.",
+                    ),
+                p("description", PropType::Text, "Description", "Описание")
+                    .required()
+                    .help("What is to be done, as plain text.", "Что нужно сделать, обычным текстом."),
                 p("owner_type", PropType::Select, "Owner type", "Тип владельца")
                     .required()
-                    .options(Owner::OPTIONS),
-                p("owner_id", PropType::Int, "Owner ID", "ID владельца").required(),
+                    .options(Owner::OPTIONS)
+                    .help("Which kind of CRM item the activity belongs to.", "К какому элементу CRM относится дело."),
+                p("owner_id", PropType::Int, "Owner ID", "ID владельца")
+                    .required()
+                    .help("The ID of that lead, deal, contact or company, e.g. {=Document:ID}.", "ID этого лида, сделки, контакта или компании, например {=Document:ID}."),
                 p("priority", PropType::Select, "Priority", "Важность")
                     .required()
                     .options(&[("low", "Low", "Низкая"), ("medium", "Medium", "Средняя"), ("high", "High", "Высокая")])
-                    .default("medium"),
-                p("communication", PropType::String, "Phone or e-mail", "Телефон или e-mail").required(),
-                p("responsible", PropType::User, "Responsible", "Ответственный"),
-                p("deadline", PropType::Datetime, "Deadline", "Крайний срок"),
+                    .default("medium")
+                    .help("For calls, meetings and e-mails; a to-do has no priority.", "Для звонков, встреч и писем; у дела (to-do) важности нет."),
+                p("communication", PropType::String, "Phone or e-mail", "Телефон или e-mail")
+                    .required()
+                    .help(
+                        "For a call a phone number, for an e-mail an address, for a meeting either; a to-do does not use it.",
+                        "Для звонка — номер телефона, для письма — адрес e-mail, для встречи — любое из них; делу (to-do) не нужно.",
+                    ),
+                p("responsible", PropType::User, "Responsible", "Ответственный").help(
+                    "Who does it: user_5 or 5. Empty: the portal chooses.",
+                    "Кто выполняет: user_5 или 5. Пусто — выбирает портал.",
+                ),
+                p("deadline", PropType::Datetime, "Deadline", "Крайний срок").help(
+                    "E.g. 01.09.2026 10:00. A to-do without one is due at 18:00 on the portal's next working day.",
+                    "Например, 01.09.2026 10:00. Дело без срока получает срок 18:00 следующего рабочего дня портала.",
+                ),
             ],
             returns: vec![p("activity_id", PropType::Int, "Activity ID", "ID дела")],
         }
@@ -224,17 +276,29 @@ impl Activity for CrmActivityAdd {
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
         if let Some(SideEffect::Done(done)) = ctx.side_effect(MARKER).await? {
             if let Some(id) = id_of(done.get("activity_id")) {
-                return Ok(output(id, "already created by an earlier attempt"));
+                return Ok(output(
+                    id,
+                    text!(
+                        "already created by an earlier attempt",
+                        "уже создано предыдущей попыткой"
+                    ),
+                ));
             }
         }
         let default_deadline = default_deadline(ctx, input).await?;
         let plan = plan(input, &origin_id(ctx), default_deadline)?;
-        let what = format!("{} {}", plan.owner.name(), plan.owner_id);
+        let what = plan.owner.describe(plan.owner_id);
         if let Some(SideEffect::Started) = ctx.side_effect(MARKER).await? {
             if let Some(id) = find_earlier(ctx, &plan).await? {
                 ctx.side_effect_done(MARKER, &json!({ "activity_id": id }))
                     .await?;
-                return Ok(output(id, "found, created by an earlier attempt"));
+                return Ok(output(
+                    id,
+                    text!(
+                        "found, created by an earlier attempt",
+                        "найдено, создано предыдущей попыткой"
+                    ),
+                ));
             }
         }
         ctx.side_effect_started(MARKER).await?;
@@ -242,18 +306,32 @@ impl Activity for CrmActivityAdd {
             .b24
             .call(plan.method, plan.params.clone())
             .await
-            .map_err(|e| portal_error(&format!("no activity created on {what}"), e))?;
+            .map_err(|e| {
+                let context = Text {
+                    en: format!("no activity created on {}", what.en),
+                    ru: format!("{}: дело не создано", what.ru),
+                };
+                portal_error(context, e)
+            })?;
         // todo.add answers {"id": 7}; activity.add answers the bare ID.
         let id = id_of(answer.result.get("id"))
             .or_else(|| id_of(Some(&answer.result)))
             .ok_or_else(|| {
-                ActivityError::permanent(format!("{} answered no activity ID", plan.method))
+                ActivityError::permanent(text!(
+                    "{} answered no activity ID",
+                    "{} не вернул ID дела",
+                    plan.method
+                ))
             })?;
         ctx.side_effect_done(MARKER, &json!({ "activity_id": id }))
             .await?;
+        let kind = plan.kind.title();
         Ok(output(
             id,
-            &format!("{:?} created on {what}", plan.kind).to_lowercase(),
+            Text {
+                en: format!("{} created on {}", kind.en, what.en),
+                ru: format!("{}: создано ({})", what.ru, kind.ru),
+            },
         ))
     }
 }
@@ -277,7 +355,15 @@ async fn find_earlier(ctx: &RunContext, plan: &Plan) -> Result<Option<u64>, Acti
             json!({ "filter": filter, "order": { "ID": "DESC" }, "select": ["ID"] }),
         )
         .await
-        .map_err(|e| portal_error("cannot check for an activity of an earlier attempt", e))?;
+        .map_err(|e| {
+            portal_error(
+                text!(
+                    "cannot check for an activity of an earlier attempt",
+                    "не удалось проверить, создала ли дело предыдущая попытка"
+                ),
+                e,
+            )
+        })?;
     Ok(answer
         .result
         .as_array()
@@ -285,12 +371,15 @@ async fn find_earlier(ctx: &RunContext, plan: &Plan) -> Result<Option<u64>, Acti
         .and_then(|a| id_of(a.get("ID"))))
 }
 
-fn output(id: u64, what: &str) -> Output {
+fn output(id: u64, what: Text) -> Output {
     let mut values = Map::new();
     values.insert("activity_id".into(), json!(id));
     Output {
         return_values: values,
-        log_message: format!("CRM activity {id}: {what}"),
+        log_message: Text {
+            en: format!("CRM activity {id}: {}", what.en),
+            ru: format!("дело CRM {id}: {}", what.ru),
+        },
     }
 }
 

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
+use crate::text;
 
 use super::crm_common::{self, portal_error, result_values};
 
@@ -24,7 +25,14 @@ impl Activity for CrmActivityDelete {
                 "Удаляет дело CRM по его ID",
             ),
             properties: vec![
-                Property::new("activity_id", PropType::Int, "Activity ID", "ID дела").required(),
+                Property::new("activity_id", PropType::Int, "Activity ID", "ID дела")
+                    .required()
+                    .help(
+                        "The ID of the activity to delete, e.g. the activity_id returned by \
+                         \"Create a CRM activity\". Works for activities of every type, to-dos included.",
+                        "ID удаляемого дела, например activity_id из действия «Создание своего \
+                         дела в crm». Подходят дела любого типа.",
+                    ),
             ],
             returns: vec![Property::new(
                 "result",
@@ -43,8 +51,9 @@ impl Activity for CrmActivityDelete {
         let id = crm_common::required_id(input, "activity_id")?;
         let earlier = ctx.side_effect(MARKER).await?;
         if let Some(SideEffect::Done(_)) = earlier {
-            return Ok(output(format!(
-                "activity {id} already deleted by an earlier attempt"
+            return Ok(output(text!(
+                "activity {id} already deleted by an earlier attempt",
+                "дело {id} уже удалено предыдущей попыткой"
             )));
         }
         ctx.side_effect_started(MARKER).await?;
@@ -57,14 +66,20 @@ impl Activity for CrmActivityDelete {
             // An interrupted earlier attempt may have deleted it before its answer was lost.
             Err(e) if earlier.is_some() && is_not_found(&e.description()) => {
                 ctx.side_effect_done(MARKER, &json!(true)).await?;
-                return Ok(output(format!(
-                    "activity {id} was deleted by an earlier attempt"
+                return Ok(output(text!(
+                    "activity {id} was deleted by an earlier attempt",
+                    "дело {id} удалено предыдущей попыткой"
                 )));
             }
-            Err(e) => return Err(portal_error(&format!("activity {id} was not deleted"), e)),
+            Err(e) => {
+                return Err(portal_error(
+                    text!("activity {id} was not deleted", "дело {id} не удалено"),
+                    e,
+                ))
+            }
         }
         ctx.side_effect_done(MARKER, &json!(true)).await?;
-        Ok(output(format!("activity {id} deleted")))
+        Ok(output(text!("activity {id} deleted", "дело {id} удалено")))
     }
 }
 
@@ -73,7 +88,7 @@ fn is_not_found(description: &str) -> bool {
     description.to_ascii_lowercase().contains("not found")
 }
 
-fn output(log_message: String) -> Output {
+fn output(log_message: Text) -> Output {
     Output {
         return_values: result_values(true),
         log_message,

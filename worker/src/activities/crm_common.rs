@@ -4,6 +4,8 @@ use b24flow_common::bitrix::B24Error;
 use serde_json::{json, Map, Value};
 
 use crate::activity::{ActivityError, Input};
+use crate::schema::Text;
+use crate::texts;
 
 /// A CRM owner as the activities' `select` properties name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +30,10 @@ impl Owner {
             "deal" | "2" => Ok(Owner::Deal),
             "contact" | "3" => Ok(Owner::Contact),
             "company" | "4" => Ok(Owner::Company),
-            _ => Err(ActivityError::invalid(format!(
-                "{key}: {raw:?} is not one of lead, deal, contact, company"
+            _ => Err(ActivityError::invalid(texts::not_one_of(
+                key,
+                raw,
+                "lead, deal, contact, company",
             ))),
         }
     }
@@ -41,6 +45,20 @@ impl Owner {
             Owner::Deal => 2,
             Owner::Contact => 3,
             Owner::Company => 4,
+        }
+    }
+
+    /// For messages: `deal 812` / `сделка 812`.
+    pub fn describe(self, id: u64) -> Text {
+        let ru = match self {
+            Owner::Lead => "лид",
+            Owner::Deal => "сделка",
+            Owner::Contact => "контакт",
+            Owner::Company => "компания",
+        };
+        Text {
+            en: format!("{} {id}", self.name()),
+            ru: format!("{ru} {id}"),
         }
     }
 
@@ -61,7 +79,7 @@ pub fn required_id(input: &Input, key: &str) -> Result<u64, ActivityError> {
     u64::try_from(id)
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| ActivityError::invalid(format!("{key}: {id} is not a valid ID")))
+        .ok_or_else(|| ActivityError::invalid(texts::not_valid_id(key, &id.to_string())))
 }
 
 /// All values of a Multiple ID property.
@@ -75,7 +93,7 @@ pub fn id_list(input: &Input, key: &str) -> Result<Vec<u64>, ActivityError> {
                 .parse::<u64>()
                 .ok()
                 .filter(|id| *id > 0)
-                .ok_or_else(|| ActivityError::invalid(format!("{key}: {raw:?} is not a valid ID")))
+                .ok_or_else(|| ActivityError::invalid(texts::not_valid_id(key, raw)))
         })
         .collect()
 }
@@ -103,7 +121,7 @@ pub fn number(input: &Input, key: &str) -> Result<Option<f64>, ActivityError> {
     };
     parse_number(&raw)
         .map(Some)
-        .ok_or_else(|| ActivityError::invalid(format!("{key}: {raw:?} is not a number")))
+        .ok_or_else(|| ActivityError::invalid(texts::not_number(key, &raw)))
 }
 
 /// A workflow date (`2026-05-01`, `01.05.2026`, `05/01/2026`, or a datetime of those) as
@@ -177,7 +195,7 @@ pub fn date(input: &Input, key: &str) -> Result<Option<String>, ActivityError> {
     };
     parse_date(&raw)
         .map(Some)
-        .ok_or_else(|| ActivityError::invalid(format!("{key}: {raw:?} is not a date")))
+        .ok_or_else(|| ActivityError::invalid(texts::not_date(key, &raw)))
 }
 
 pub fn datetime(input: &Input, key: &str) -> Result<Option<String>, ActivityError> {
@@ -186,7 +204,7 @@ pub fn datetime(input: &Input, key: &str) -> Result<Option<String>, ActivityErro
     };
     parse_datetime(&raw)
         .map(Some)
-        .ok_or_else(|| ActivityError::invalid(format!("{key}: {raw:?} is not a date and time")))
+        .ok_or_else(|| ActivityError::invalid(texts::not_datetime(key, &raw)))
 }
 
 /// `{"result": "true"|"false"}`: the contract's spelling (ACTIVITIES.md #7–10, 13, 14).
@@ -196,10 +214,15 @@ pub fn result_values(ok: bool) -> Map<String, Value> {
     values
 }
 
-/// A portal error with what we were doing, keeping its kind (retry or not).
-pub fn portal_error(context: &str, e: B24Error) -> ActivityError {
+/// A portal error with what we were doing, keeping its kind (retry or not). The portal's
+/// own words follow the context untranslated.
+pub fn portal_error(context: impl Into<Text>, e: B24Error) -> ActivityError {
+    let context = context.into();
     let mut err = ActivityError::from(e);
-    err.message = format!("{context}: {}", err.message);
+    err.message = Text {
+        en: format!("{}: {}", context.en, err.message.en),
+        ru: format!("{}: {}", context.ru, err.message.ru),
+    };
     err
 }
 

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
+use crate::text;
 
 use super::crm_common::{self, id_of, portal_error, result_values, text_of, Owner};
 
@@ -33,10 +34,17 @@ impl Activity for CrmFeedPost {
             properties: vec![
                 p("entity_type", PropType::Select, "Entity type", "Тип сущности")
                     .required()
-                    .options(Owner::OPTIONS),
-                p("entity_id", PropType::Int, "Entity ID", "ID сущности").required(),
-                p("message", PropType::Text, "Message", "Сообщение").required(),
-                p("title", PropType::String, "Title", "Заголовок").required(),
+                    .options(Owner::OPTIONS)
+                    .help("Whose timeline gets the comment.", "В чей таймлайн добавить комментарий."),
+                p("entity_id", PropType::Int, "Entity ID", "ID сущности")
+                    .required()
+                    .help("The ID of that lead, deal, contact or company, e.g. {=Document:ID}.", "ID этого лида, сделки, контакта или компании, например {=Document:ID}."),
+                p("message", PropType::Text, "Message", "Сообщение")
+                    .required()
+                    .help("The comment's text; BBCode such as [B]bold[/B] and links work.", "Текст комментария; можно использовать BBCode, например [B]жирный[/B], и ссылки."),
+                p("title", PropType::String, "Title", "Заголовок")
+                    .required()
+                    .help("Shown in bold on the first line, above the message.", "Выводится жирным первой строкой, над сообщением."),
             ],
             returns: vec![
                 p("result", PropType::String, "Result (true/false)", "Результат (true/false)"),
@@ -52,7 +60,13 @@ impl Activity for CrmFeedPost {
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
         if let Some(SideEffect::Done(done)) = ctx.side_effect(MARKER).await? {
             if let Some(id) = id_of(done.get("comment_id")) {
-                return Ok(output(id, "already posted by an earlier attempt".into()));
+                return Ok(output(
+                    id,
+                    text!(
+                        "already posted by an earlier attempt",
+                        "уже добавлен предыдущей попыткой"
+                    ),
+                ));
             }
         }
         let owner = Owner::parse("entity_type", &input.required_string("entity_type")?)?;
@@ -61,14 +75,17 @@ impl Activity for CrmFeedPost {
             &input.required_string("title")?,
             &input.required_string("message")?,
         );
-        let what = format!("{} {entity_id}", owner.name());
+        let what = owner.describe(entity_id);
         if let Some(SideEffect::Started) = ctx.side_effect(MARKER).await? {
             if let Some(id) = find_earlier(ctx, owner, entity_id, &text).await? {
                 ctx.side_effect_done(MARKER, &json!({ "comment_id": id }))
                     .await?;
                 return Ok(output(
                     id,
-                    format!("found on {what}, posted by an earlier attempt"),
+                    Text {
+                        en: format!("found on {}, posted by an earlier attempt", what.en),
+                        ru: format!("{}: найден, добавлен предыдущей попыткой", what.ru),
+                    },
                 ));
             }
         }
@@ -80,13 +97,28 @@ impl Activity for CrmFeedPost {
                 json!({ "fields": { "ENTITY_ID": entity_id, "ENTITY_TYPE": owner.name(), "COMMENT": text } }),
             )
             .await
-            .map_err(|e| portal_error(&format!("nothing posted on {what}"), e))?;
+            .map_err(|e| {
+                let context = Text {
+                    en: format!("nothing posted on {}", what.en),
+                    ru: format!("{}: комментарий не добавлен", what.ru),
+                };
+                portal_error(context, e)
+            })?;
         let id = id_of(Some(&answer.result)).ok_or_else(|| {
-            ActivityError::permanent("crm.timeline.comment.add answered no comment ID")
+            ActivityError::permanent(text!(
+                "crm.timeline.comment.add answered no comment ID",
+                "crm.timeline.comment.add не вернул ID комментария"
+            ))
         })?;
         ctx.side_effect_done(MARKER, &json!({ "comment_id": id }))
             .await?;
-        Ok(output(id, format!("posted on {what}")))
+        Ok(output(
+            id,
+            Text {
+                en: format!("posted on {}", what.en),
+                ru: format!("добавлен: {}", what.ru),
+            },
+        ))
     }
 }
 
@@ -108,7 +140,15 @@ async fn find_earlier(
             }),
         )
         .await
-        .map_err(|e| portal_error("cannot check for a comment of an earlier attempt", e))?;
+        .map_err(|e| {
+            portal_error(
+                text!(
+                    "cannot check for a comment of an earlier attempt",
+                    "не удалось проверить, добавила ли комментарий предыдущая попытка"
+                ),
+                e,
+            )
+        })?;
     Ok(answer
         .result
         .as_array()
@@ -118,12 +158,15 @@ async fn find_earlier(
         .and_then(|c| id_of(c.get("ID"))))
 }
 
-fn output(id: u64, what: String) -> Output {
+fn output(id: u64, what: Text) -> Output {
     let mut values = result_values(true);
     values.insert("comment_id".into(), json!(id));
     Output {
         return_values: values,
-        log_message: format!("timeline comment {id} {what}"),
+        log_message: Text {
+            en: format!("timeline comment {id} {}", what.en),
+            ru: format!("комментарий {id} в таймлайне {}", what.ru),
+        },
     }
 }
 

@@ -54,6 +54,17 @@ pub struct Field {
     pub kind: Kind,
     pub en: &'static str,
     pub ru: &'static str,
+    /// The designer's help under the property: (English, Russian).
+    pub help: Option<(&'static str, &'static str)>,
+}
+
+impl Field {
+    pub const fn help(self, en: &'static str, ru: &'static str) -> Field {
+        Field {
+            help: Some((en, ru)),
+            ..self
+        }
+    }
 }
 
 pub const fn field(
@@ -69,6 +80,7 @@ pub const fn field(
         kind,
         en,
         ru,
+        help: None,
     }
 }
 
@@ -78,6 +90,8 @@ pub struct Multi {
     pub type_id: &'static str,
     pub en: &'static str,
     pub ru: &'static str,
+    /// The designer's help: (English, Russian).
+    pub help: (&'static str, &'static str),
 }
 
 /// Properties several CRM entities share.
@@ -87,6 +101,10 @@ pub const ASSIGNED_BY: Field = field(
     Kind::User,
     "Responsible",
     "Ответственный",
+)
+.help(
+    "The new responsible user (user_5 or 5). Empty: unchanged.",
+    "Новый ответственный (user_5 или 5). Пусто — не меняется.",
 );
 pub const COMMENTS: Field = field(
     "comments",
@@ -94,30 +112,58 @@ pub const COMMENTS: Field = field(
     Kind::LongText,
     "Comment",
     "Комментарий",
+)
+.help(
+    "Replaces the comment. Empty: unchanged.",
+    "Заменяет комментарий. Пусто — не меняется.",
 );
 pub const PHONE: Multi = Multi {
     key: "phone",
     type_id: "PHONE",
     en: "Phone (value or value:TYPE)",
     ru: "Телефон (значение или значение:ТИП)",
+    help: (
+        "Added to the existing phones, one per value: +74951234567, or +74951234567:MOBILE. \
+         Types: WORK (default), MOBILE, FAX, HOME, PAGER, MAILING, OTHER.",
+        "Добавляется к имеющимся телефонам, по одному в значении: +74951234567 или \
+         +74951234567:MOBILE. Типы: WORK (по умолчанию), MOBILE, FAX, HOME, PAGER, MAILING, OTHER.",
+    ),
 };
 pub const EMAIL: Multi = Multi {
     key: "email",
     type_id: "EMAIL",
     en: "E-mail (value or value:TYPE)",
     ru: "E-mail (значение или значение:ТИП)",
+    help: (
+        "Added to the existing e-mails, one per value: a@b.ru, or a@b.ru:HOME. \
+         Types: WORK (default), HOME, MAILING, OTHER.",
+        "Добавляется к имеющимся адресам, по одному в значении: a@b.ru или a@b.ru:HOME. \
+         Типы: WORK (по умолчанию), HOME, MAILING, OTHER.",
+    ),
 };
 pub const IM: Multi = Multi {
     key: "im",
     type_id: "IM",
     en: "Messenger (value or value:TYPE)",
     ru: "Мессенджер (значение или значение:ТИП)",
+    help: (
+        "Added to the existing messengers, one per value: @alice:TELEGRAM. Types: TELEGRAM, \
+         VK, SKYPE, VIBER, BITRIX24, OPENLINE, IMOL, ICQ, MSN, JABBER, OTHER (default).",
+        "Добавляется к имеющимся мессенджерам, по одному в значении: @alice:TELEGRAM. Типы: \
+         TELEGRAM, VK, SKYPE, VIBER, BITRIX24, OPENLINE, IMOL, ICQ, MSN, JABBER, OTHER (по умолчанию).",
+    ),
 };
 pub const WEB: Multi = Multi {
     key: "web",
     type_id: "WEB",
     en: "Website (value or value:TYPE)",
     ru: "Сайт (значение или значение:ТИП)",
+    help: (
+        "Added to the existing sites, one per value: https://acme.ru, or https://vk.com/acme:VK. \
+         Types: WORK (default), HOME, VK, LIVEJOURNAL, TWITTER, OTHER.",
+        "Добавляется к имеющимся сайтам, по одному в значении: https://acme.ru или \
+         https://vk.com/acme:VK. Типы: WORK (по умолчанию), HOME, VK, LIVEJOURNAL, TWITTER, OTHER.",
+    ),
 };
 
 /// One entity's update.
@@ -127,11 +173,13 @@ pub struct UpdateSpec {
     pub name: (&'static str, &'static str),
     pub description: (&'static str, &'static str),
     pub id_name: (&'static str, &'static str),
+    /// The designer's help under the ID property: (English, Russian).
+    pub id_help: (&'static str, &'static str),
     /// Select options read from the portal at registration.
     pub options: &'static [(&'static str, OptionSource)],
     pub entity_type_id: u8,
-    /// For messages: "company", "deal"...
-    pub entity: &'static str,
+    /// For messages: ("company", "компания"), ("deal", "сделка")...
+    pub entity: (&'static str, &'static str),
     pub id_key: &'static str,
     pub fields: &'static [Field],
     pub multi: &'static [Multi],
@@ -144,18 +192,28 @@ pub struct UpdateSpec {
 
 impl UpdateSpec {
     /// The registered properties: the ID, the fields, the multi-fields, the legacy fields.
-    pub fn properties(&self, id_en: &str, id_ru: &str) -> Vec<Property> {
-        let mut props = vec![Property::new(self.id_key, PropType::Int, id_en, id_ru).required()];
+    pub fn properties(&self) -> Vec<Property> {
+        let (id_en, id_ru) = self.id_name;
+        let mut props = vec![Property::new(self.id_key, PropType::Int, id_en, id_ru)
+            .required()
+            .help(self.id_help.0, self.id_help.1)];
         let legacy = self.legacy.map(|(_, f)| f).unwrap_or(&[]);
         for f in self.fields.iter().chain(legacy) {
             let mut p = Property::new(f.key, f.kind.prop_type(), f.en, f.ru);
             if matches!(f.kind, Kind::Ids) {
                 p = p.multiple();
             }
+            if let Some((en, ru)) = f.help {
+                p = p.help(en, ru);
+            }
             props.push(p);
         }
         for m in self.multi {
-            props.push(Property::new(m.key, PropType::String, m.en, m.ru).multiple());
+            props.push(
+                Property::new(m.key, PropType::String, m.en, m.ru)
+                    .multiple()
+                    .help(m.help.0, m.help.1),
+            );
         }
         props
     }
@@ -194,18 +252,30 @@ impl UpdateSpec {
         let id = crm_common::required_id(input, self.id_key)?;
         let fields = self.item_fields(input)?;
         let legacy = self.legacy_fields(input)?;
-        let what = format!("{} {id}", self.entity);
+        let what = Text {
+            en: format!("{} {id}", self.entity.0),
+            ru: format!("{} {id}", self.entity.1),
+        };
         if fields.is_empty() && legacy.is_empty() {
             return Ok(Output {
                 return_values: crm_common::result_values(true),
-                log_message: format!("{what}: no property set, nothing written"),
+                log_message: Text {
+                    en: format!("{}: no property set, nothing written", what.en),
+                    ru: format!(
+                        "{}: ни одно свойство не заполнено, ничего не записано",
+                        what.ru
+                    ),
+                },
             });
         }
         let mut written: Vec<String> = fields.keys().cloned().collect();
         written.extend(legacy.keys().cloned());
         let item_params =
             json!({ "entityTypeId": self.entity_type_id, "id": id, "fields": fields });
-        let context = format!("{what} was not updated");
+        let context = Text {
+            en: format!("{} was not updated", what.en),
+            ru: format!("{}: изменения не записаны", what.ru),
+        };
         match (fields.is_empty(), self.legacy) {
             (false, Some((method, _))) if !legacy.is_empty() => {
                 // Both writes in one request; halt so a refused item update stops the second.
@@ -216,28 +286,33 @@ impl UpdateSpec {
                     .b24
                     .batch(&batch)
                     .await
-                    .map_err(|e| portal_error(&context, e))?;
-                answer.get("item").map_err(|e| portal_error(&context, e))?;
+                    .map_err(|e| portal_error(context.clone(), e))?;
+                answer
+                    .get("item")
+                    .map_err(|e| portal_error(context.clone(), e))?;
                 answer
                     .get("legacy")
-                    .map_err(|e| portal_error(&context, e))?;
+                    .map_err(|e| portal_error(context.clone(), e))?;
             }
             (true, Some((method, _))) => {
                 ctx.b24
                     .call(method, json!({ "id": id, "fields": legacy }))
                     .await
-                    .map_err(|e| portal_error(&context, e))?;
+                    .map_err(|e| portal_error(context.clone(), e))?;
             }
             _ => {
                 ctx.b24
                     .call("crm.item.update", item_params)
                     .await
-                    .map_err(|e| portal_error(&context, e))?;
+                    .map_err(|e| portal_error(context.clone(), e))?;
             }
         }
         Ok(Output {
             return_values: crm_common::result_values(true),
-            log_message: format!("{what} updated: {}", written.join(", ")),
+            log_message: Text {
+                en: format!("{} updated: {}", what.en, written.join(", ")),
+                ru: format!("{}: записаны поля {}", what.ru, written.join(", ")),
+            },
         })
     }
 }
@@ -316,7 +391,7 @@ impl Activity for CrmUpdate {
             code: spec.code,
             name: Text::new(spec.name.0, spec.name.1),
             description: Text::new(spec.description.0, spec.description.1),
-            properties: spec.properties(spec.id_name.0, spec.id_name.1),
+            properties: spec.properties(),
             returns: result_returns(),
         }
     }
@@ -382,12 +457,14 @@ mod tests {
             type_id: "PHONE",
             en: "Phone",
             ru: "Телефон",
+            help: ("", ""),
         },
         Multi {
             key: "web",
             type_id: "WEB",
             en: "Site",
             ru: "Сайт",
+            help: ("", ""),
         },
     ];
     const SPEC: UpdateSpec = UpdateSpec {
@@ -395,9 +472,10 @@ mod tests {
         name: ("Test", "Тест"),
         description: ("Test", "Тест"),
         id_name: ("ID", "ID"),
+        id_help: ("", ""),
         options: &[],
         entity_type_id: 4,
-        entity: "company",
+        entity: ("company", "компания"),
         id_key: "company_id",
         fields: FIELDS,
         multi: MULTI,

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
+use crate::{text, texts};
 
 use super::crm_common::{self, portal_error, text_of};
 
@@ -33,7 +34,12 @@ impl Activity for InvoiceStatus {
                 "Получает статус счёта, его название и семантику (в работе, успех, провал)",
             ),
             properties: vec![
-                p("invoice_id", PropType::Int, "Invoice ID", "ID счёта").required(),
+                p("invoice_id", PropType::Int, "Invoice ID", "ID счёта")
+                    .required()
+                    .help(
+                        "The ID of the invoice to watch, e.g. the invoice_id returned by \"Create an invoice from a deal\".",
+                        "ID счёта, статус которого нужно узнать, например invoice_id из действия «Создать счет на основании сделки».",
+                    ),
                 p(
                     "invoice_kind",
                     PropType::Select,
@@ -45,7 +51,11 @@ impl Activity for InvoiceStatus {
                     ("smart", "New invoice", "Новый счёт"),
                     ("legacy", "Old invoice", "Старый счёт"),
                 ])
-                .default("auto"),
+                .default("auto")
+                .help(
+                    "New invoices (the current CRM) or old ones. Auto looks in both and refuses a number that exists in both.",
+                    "Новые счета (современная CRM) или старые. «Авто» ищет в обоих и откажет, если счёт с таким ID есть и там, и там.",
+                ),
             ],
             returns: vec![
                 p("status", PropType::String, "Status", "Статус"),
@@ -77,8 +87,10 @@ impl Activity for InvoiceStatus {
             Some("smart") => Kind::Smart,
             Some("legacy") => Kind::Legacy,
             Some(other) => {
-                return Err(ActivityError::invalid(format!(
-                    "invoice_kind: {other:?} is not one of auto, smart, legacy"
+                return Err(ActivityError::invalid(texts::not_one_of(
+                    "invoice_kind",
+                    other,
+                    "auto, smart, legacy",
                 )))
             }
         };
@@ -104,24 +116,31 @@ impl Activity for InvoiceStatus {
                 &json!({ "filter": { "ENTITY_ID": "INVOICE_STATUS", "STATUS_ID": "$result[legacy][STATUS_ID]" } }),
             );
         }
-        let answer = ctx
-            .b24
-            .batch(&batch)
-            .await
-            .map_err(|e| portal_error(&format!("invoice {id} was not read"), e))?;
+        let answer = ctx.b24.batch(&batch).await.map_err(|e| {
+            portal_error(
+                text!("invoice {id} was not read", "счёт {id} не прочитан"),
+                e,
+            )
+        })?;
         let status = match kind {
-            Kind::Smart => {
-                smart(&answer).map_err(|e| portal_error(&format!("new invoice {id}"), e))?
-            }
-            Kind::Legacy => {
-                legacy(&answer).map_err(|e| portal_error(&format!("old invoice {id}"), e))?
-            }
+            Kind::Smart => smart(&answer)
+                .map_err(|e| portal_error(text!("new invoice {id}", "новый счёт {id}"), e))?,
+            Kind::Legacy => legacy(&answer)
+                .map_err(|e| portal_error(text!("old invoice {id}", "старый счёт {id}"), e))?,
             Kind::Auto => auto(id, smart(&answer), legacy(&answer))?,
         };
-        let log_message = format!(
-            "{} invoice {id}: {} ({}, {})",
-            status.kind, status.id, status.name, status.semantics
-        );
+        let (status_id, name, semantics) = (&status.id, &status.name, status.semantics);
+        let log_message = if status.kind == "new" {
+            text!(
+                "new invoice {id}: {status_id} ({name}, {semantics})",
+                "новый счёт {id}: {status_id} ({name}, {semantics})"
+            )
+        } else {
+            text!(
+                "old invoice {id}: {status_id} ({name}, {semantics})",
+                "старый счёт {id}: {status_id} ({name}, {semantics})"
+            )
+        };
         let mut values = Map::new();
         values.insert("status".into(), json!(status.id));
         values.insert("status_name".into(), json!(status.name));
@@ -149,9 +168,11 @@ fn auto(
 ) -> Result<Status, ActivityError> {
     use b24flow_common::bitrix::ErrorKind;
     match (smart, legacy) {
-        (Ok(_), Ok(_)) => Err(ActivityError::invalid(format!(
+        (Ok(_), Ok(_)) => Err(ActivityError::invalid(text!(
             "invoice {id} exists both as a new invoice and as an old one; set invoice_kind to \
-             smart or legacy to say which one to watch"
+             smart or legacy to say which one to watch",
+            "счёт {id} есть и среди новых, и среди старых счетов; выберите в свойстве invoice_kind \
+             «Новый счёт» или «Старый счёт»"
         ))),
         (Ok(status), Err(e)) | (Err(e), Ok(status)) if e.kind() == ErrorKind::Permanent => {
             Ok(status)
@@ -159,7 +180,7 @@ fn auto(
         // One kind could not be read for a passing reason: it may hold the same number.
         (Ok(_), Err(e)) | (Err(e), Ok(_)) => Err(ActivityError {
             kind: ErrorKind::Transient,
-            message: format!("invoice {id}: {}", e.description()),
+            message: text!("invoice {id}: {}", "счёт {id}: {}", e.description()),
         }),
         (Err(smart_error), Err(legacy_error)) => {
             let kind = if [&smart_error, &legacy_error]
@@ -172,8 +193,9 @@ fn auto(
             };
             Err(ActivityError {
                 kind,
-                message: format!(
+                message: text!(
                     "invoice {id} was found neither as a new invoice ({}) nor as an old one ({})",
+                    "счёт {id} не найден ни среди новых ({}), ни среди старых счетов ({})",
                     smart_error.description(),
                     legacy_error.description()
                 ),

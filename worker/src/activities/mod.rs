@@ -66,3 +66,61 @@ mod tests {
         assert_eq!(ours, catalogue);
     }
 }
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+    use crate::schema::Text;
+
+    fn is_russian(text: &str) -> bool {
+        text.chars()
+            .any(|c| ('а'..='я').contains(&c.to_lowercase().next().unwrap_or(c)))
+    }
+
+    fn translated(text: &Text) -> bool {
+        !text.en.trim().is_empty() && is_russian(&text.ru) && text.en != text.ru
+    }
+
+    #[test]
+    fn every_property_explains_itself_in_both_languages() {
+        for activity in all() {
+            let def = activity.definition();
+            assert!(translated(&def.name), "{}: name", def.code);
+            assert!(translated(&def.description), "{}: description", def.code);
+            for p in &def.properties {
+                let help = p.help.as_ref();
+                assert!(
+                    help.is_some_and(translated),
+                    "{}.{}: help {help:?} is missing or not in both languages",
+                    def.code,
+                    p.key
+                );
+                assert!(is_russian(&p.name.ru), "{}.{}: name", def.code, p.key);
+            }
+        }
+    }
+
+    #[test]
+    fn every_fixed_option_has_a_russian_title() {
+        let mut options = 0;
+        for activity in all() {
+            let def = activity.definition();
+            for p in &def.properties {
+                for choice in &p.options {
+                    options += 1;
+                    let ru = choice.title.ru.trim();
+                    assert!(
+                        is_russian(ru) && !ru.eq_ignore_ascii_case(&choice.value),
+                        "{}.{} = {}: Russian title {ru:?}",
+                        def.code,
+                        p.key,
+                        choice.value
+                    );
+                    assert!(!choice.title.en.trim().is_empty());
+                }
+            }
+        }
+        // Types, owners, priorities, invoice kinds, security modes, body types, lines.
+        assert!(options >= 25, "only {options} fixed options found");
+    }
+}

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
+use crate::text;
 
 pub struct UserInfo;
 
@@ -231,7 +232,12 @@ impl Activity for UserInfo {
                 "Получает профиль пользователя и его подразделения",
             ),
             properties: vec![
-                Property::new("user_id", PropType::User, "User", "Пользователь").required(),
+                Property::new("user_id", PropType::User, "User", "Пользователь")
+                    .required()
+                    .help(
+                        "Whose profile to read: user_5 or 5; of several users the first one.",
+                        "Чей профиль получить: user_5 или 5; если пользователей несколько — первый.",
+                    ),
             ],
             returns,
         }
@@ -253,7 +259,12 @@ impl Activity for UserInfo {
             .get("user")?
             .as_array()
             .and_then(|users| users.first())
-            .ok_or_else(|| ActivityError::permanent(format!("user {user_id} does not exist")))?;
+            .ok_or_else(|| {
+                ActivityError::permanent(text!(
+                    "user {user_id} does not exist",
+                    "пользователь {user_id} не найден"
+                ))
+            })?;
 
         let mut values = Map::new();
         for (key, field, ty, _, _) in FIELDS {
@@ -292,7 +303,10 @@ impl Activity for UserInfo {
         .to_string();
         Ok(Output {
             return_values: values,
-            log_message: format!("user {user_id} ({full_name}) read"),
+            log_message: text!(
+                "user {user_id} ({full_name}) read",
+                "получен профиль пользователя {user_id} ({full_name})"
+            ),
         })
     }
 }

@@ -197,12 +197,16 @@ pub async fn create(
         .b24
         .batch(&batch)
         .await
-        .map_err(|e| portal_error("no invoice created", e))?;
+        .map_err(|e| portal_error(super::smart::no_invoice_created(), e))?;
     let invoice_id = match (existing, answer.get("inv")) {
         (Some(id), _) => id,
-        (None, Ok(id)) => id_of(Some(id))
-            .ok_or_else(|| ActivityError::permanent("crm.invoice.add answered no invoice ID"))?,
-        (None, Err(e)) => return Err(portal_error("no invoice created", e)),
+        (None, Ok(id)) => id_of(Some(id)).ok_or_else(|| {
+            ActivityError::permanent(crate::text!(
+                "crm.invoice.add answered no invoice ID",
+                "crm.invoice.add не вернул ID счёта"
+            ))
+        })?,
+        (None, Err(e)) => return Err(portal_error(super::smart::no_invoice_created(), e)),
     };
     let step = |key: &str| {
         answer
@@ -232,7 +236,15 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, Act
             json!({ "filter": { "XML_ID": xml_id }, "select": ["ID"] }),
         )
         .await
-        .map_err(|e| portal_error("cannot check for an invoice of an earlier attempt", e))?;
+        .map_err(|e| {
+            portal_error(
+                crate::text!(
+                    "cannot check for an invoice of an earlier attempt",
+                    "не удалось проверить, создала ли счёт предыдущая попытка"
+                ),
+                e,
+            )
+        })?;
     Ok(answer
         .result
         .as_array()

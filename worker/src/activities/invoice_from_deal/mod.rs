@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
+use crate::{text, texts};
 
 use super::crm_common::{self, id_of, text_of};
 use read::InvoiceKind;
@@ -41,17 +42,23 @@ impl Created {
         })
     }
 
-    fn output(&self, what: &str) -> Output {
+    fn output(&self, what: Text) -> Output {
         let mut values = Map::new();
         values.insert("invoice_id".into(), json!(self.invoice_id));
         values.insert("invoice_number".into(), json!(self.invoice_number));
         values.insert("payment_url".into(), json!(self.payment_url));
         Output {
             return_values: values,
-            log_message: format!(
-                "invoice {} (No. {}) {what}",
-                self.invoice_id, self.invoice_number
-            ),
+            log_message: Text {
+                en: format!(
+                    "invoice {} (No. {}) {}",
+                    self.invoice_id, self.invoice_number, what.en
+                ),
+                ru: format!(
+                    "счёт {} (№ {}) {}",
+                    self.invoice_id, self.invoice_number, what.ru
+                ),
+            },
         }
     }
 }
@@ -84,13 +91,34 @@ impl Activity for InvoiceFromDeal {
             properties: vec![
                 p("deal_id", PropType::Int, "Deal ID", "ID сделки")
                     .required()
-                    .default("{=Document:ID}"),
-                p("paysystem_company", PropType::Int, "Payment system for companies", "Платёжная система для компаний").required(),
-                p("paysystem_contact", PropType::Int, "Payment system for contacts", "Платёжная система для контактов").required(),
-                p("my_company_id", PropType::Int, "My company ID", "ID моей компании"),
+                    .default("{=Document:ID}")
+                    .help(
+                        "The deal whose products, company and contact go into the invoice; {=Document:ID} in a deal's workflow.",
+                        "Сделка, товары, компания и контакт которой попадут в счёт; в процессе сделки — {=Document:ID}.",
+                    ),
+                p("paysystem_company", PropType::Int, "Payment system for companies", "Платёжная система для компаний")
+                    .required()
+                    .help(
+                        "ID of the payment system used when the payer is a company (Sales center, payment systems).",
+                        "ID платёжной системы, если плательщик — компания (Центр продаж → Платёжные системы).",
+                    ),
+                p("paysystem_contact", PropType::Int, "Payment system for contacts", "Платёжная система для контактов")
+                    .required()
+                    .help(
+                        "ID of the payment system used when the payer is a person (the deal has only a contact).",
+                        "ID платёжной системы, если плательщик — физическое лицо (в сделке только контакт).",
+                    ),
+                p("my_company_id", PropType::Int, "My company ID", "ID моей компании").help(
+                    "The seller: ID of one of your companies with its requisites. Empty: the deal's own or none.",
+                    "Продавец: ID вашей компании с реквизитами. Пусто — указанная в сделке или никакая.",
+                ),
                 p("invoice_kind", PropType::Select, "Invoice kind", "Вид счёта")
                     .options(&[("smart", "New invoice", "Новый счёт"), ("legacy", "Old invoice", "Старый счёт")])
-                    .default("smart"),
+                    .default("smart")
+                    .help(
+                        "New invoice (the current CRM) or the old, deprecated one for portals that still use it.",
+                        "Новый счёт (современная CRM) или старый — для порталов, где ещё работают старые счета.",
+                    ),
             ],
             returns: vec![
                 p("payment_url", PropType::String, "Payment link", "Ссылка на оплату"),
@@ -104,7 +132,10 @@ impl Activity for InvoiceFromDeal {
         let earlier = ctx.side_effect(MARKER).await?;
         if let Some(SideEffect::Done(done)) = &earlier {
             if let Some(created) = Created::from_json(done) {
-                return Ok(created.output("already created by an earlier attempt"));
+                return Ok(created.output(text!(
+                    "already created by an earlier attempt",
+                    "уже создан предыдущей попыткой"
+                )));
             }
         }
         let deal_id = crm_common::required_id(input, "deal_id")?;
@@ -122,8 +153,10 @@ impl Activity for InvoiceFromDeal {
             None | Some("smart") => InvoiceKind::Smart,
             Some("legacy") => InvoiceKind::Legacy,
             Some(other) => {
-                return Err(ActivityError::invalid(format!(
-                    "invoice_kind: {other:?} is not one of smart, legacy"
+                return Err(ActivityError::invalid(texts::not_one_of(
+                    "invoice_kind",
+                    other,
+                    "smart, legacy",
                 )))
             }
         };
@@ -137,7 +170,10 @@ impl Activity for InvoiceFromDeal {
             match found {
                 Earlier::Complete(created) => {
                     ctx.side_effect_done(MARKER, &created.to_json()).await?;
-                    return Ok(created.output("found, created by an earlier attempt"));
+                    return Ok(created.output(text!(
+                        "found, created by an earlier attempt",
+                        "найден, создан предыдущей попыткой"
+                    )));
                 }
                 Earlier::Incomplete(id) => existing = Some(id),
                 Earlier::None => {}
@@ -160,10 +196,18 @@ impl Activity for InvoiceFromDeal {
         };
         ctx.side_effect_done(MARKER, &created.to_json()).await?;
         let what = match (kind, existing) {
-            (_, Some(_)) => "finished after an interrupted attempt",
-            (InvoiceKind::Smart, None) => "created",
-            (InvoiceKind::Legacy, None) => "created (old invoice)",
+            (_, Some(_)) => text!(
+                "finished after an interrupted attempt from deal {deal_id}",
+                "по сделке {deal_id} дооформлен после прерванной попытки"
+            ),
+            (InvoiceKind::Smart, None) => {
+                text!("created from deal {deal_id}", "создан по сделке {deal_id}")
+            }
+            (InvoiceKind::Legacy, None) => text!(
+                "created (old invoice) from deal {deal_id}",
+                "создан по сделке {deal_id} (старый счёт)"
+            ),
         };
-        Ok(created.output(&format!("{what} from deal {deal_id}")))
+        Ok(created.output(what))
     }
 }

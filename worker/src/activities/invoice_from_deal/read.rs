@@ -7,6 +7,8 @@ use serde_json::{json, Map, Value};
 use crate::activity::{ActivityError, RunContext};
 
 use crate::activities::crm_common::{id_of, portal_error, text_of};
+use crate::schema::Text;
+use crate::text;
 
 /// Which invoice API the run writes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,23 +114,32 @@ pub async fn read(
         .b24
         .batch(&batch)
         .await
-        .map_err(|e| portal_error(&format!("deal {deal_id} was not read"), e))?;
+        .map_err(|e| portal_error(deal_not_read(deal_id), e))?;
     let deal = r1
         .get("deal")
-        .map_err(|e| portal_error(&format!("deal {deal_id} was not read"), e))?
+        .map_err(|e| portal_error(deal_not_read(deal_id), e))?
         .get("item")
         .cloned()
         .unwrap_or(Value::Null);
     let rows: Vec<Value> = r1
         .get("rows")
-        .map_err(|e| portal_error(&format!("the products of deal {deal_id} were not read"), e))?
+        .map_err(|e| {
+            portal_error(
+                text!(
+                    "the products of deal {deal_id} were not read",
+                    "товары сделки {deal_id} не прочитаны"
+                ),
+                e,
+            )
+        })?
         .get("productRows")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     if rows.is_empty() {
-        return Err(ActivityError::invalid(format!(
-            "deal {deal_id} has no products: no invoice created"
+        return Err(ActivityError::invalid(text!(
+            "deal {deal_id} has no products: no invoice created",
+            "в сделке {deal_id} нет товаров: счёт не создан"
         )));
     }
     let company_id = id_of(deal.get("companyId"));
@@ -143,18 +154,26 @@ pub async fn read(
         contact_ids.extend(id_of(deal.get("contactId")));
     }
     if company_id.is_none() && contact_ids.is_empty() {
-        return Err(ActivityError::invalid(format!(
-            "deal {deal_id} has neither a company nor a contact: no invoice created"
+        return Err(ActivityError::invalid(text!(
+            "deal {deal_id} has neither a company nor a contact: no invoice created",
+            "в сделке {deal_id} нет ни компании, ни контакта: счёт не создан"
         )));
     }
     if kind == InvoiceKind::Legacy {
-        let types = r1
-            .get("persontypes")
-            .map_err(|e| portal_error("payer types were not read", e))?;
+        let types = r1.get("persontypes").map_err(|e| {
+            portal_error(
+                text!(
+                    "payer types were not read",
+                    "типы плательщиков не прочитаны"
+                ),
+                e,
+            )
+        })?;
         if types.as_array().is_none_or(|t| t.is_empty()) {
-            return Err(ActivityError::permanent(
+            return Err(ActivityError::permanent(text!(
                 "the portal has no payer types for old invoices",
-            ));
+                "на портале нет типов плательщиков для старых счетов"
+            )));
         }
     }
 
@@ -196,11 +215,12 @@ pub async fn read(
         if let (true, Some(entity)) = (need_my, my_entity) {
             push_requisite_lookup(&mut batch, "my", entity);
         }
-        let r2 = ctx
-            .b24
-            .batch(&batch)
-            .await
-            .map_err(|e| portal_error("requisites were not read", e))?;
+        let r2 = ctx.b24.batch(&batch).await.map_err(|e| {
+            portal_error(
+                text!("requisites were not read", "реквизиты не прочитаны"),
+                e,
+            )
+        })?;
         if need_client {
             client = first_requisite(&r2, "client");
         }
@@ -358,6 +378,13 @@ fn is_empty(v: &Value) -> bool {
         Value::Array(a) => a.is_empty(),
         _ => false,
     }
+}
+
+fn deal_not_read(deal_id: u64) -> Text {
+    text!(
+        "deal {deal_id} was not read",
+        "сделка {deal_id} не прочитана"
+    )
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ use serde_json::{json, Map, Value};
 
 use crate::activities::crm_common::{id_of, portal_error, text_of};
 use crate::activity::{ActivityError, RunContext};
+use crate::schema::Text;
+use crate::text;
 
 use super::read::Source;
 use super::{Created, Earlier};
@@ -128,12 +130,16 @@ pub async fn create(
         .b24
         .batch(&batch)
         .await
-        .map_err(|e| portal_error("no invoice created", e))?;
+        .map_err(|e| portal_error(no_invoice_created(), e))?;
     let invoice_id = match (existing, answer.get("inv")) {
         (Some(id), _) => id,
-        (None, Ok(inv)) => id_of(inv.get("item").and_then(|i| i.get("id")))
-            .ok_or_else(|| ActivityError::permanent("crm.item.add answered no invoice ID"))?,
-        (None, Err(e)) => return Err(portal_error("no invoice created", e)),
+        (None, Ok(inv)) => id_of(inv.get("item").and_then(|i| i.get("id"))).ok_or_else(|| {
+            ActivityError::permanent(text!(
+                "crm.item.add answered no invoice ID",
+                "crm.item.add не вернул ID счёта"
+            ))
+        })?,
+        (None, Err(e)) => return Err(portal_error(no_invoice_created(), e)),
     };
     let incomplete = |e| Incomplete(invoice_id, e);
     // After the invoice exists every failure says so: it is not created again.
@@ -192,10 +198,16 @@ impl From<Incomplete> for ActivityError {
     fn from(Incomplete(id, e): Incomplete) -> Self {
         ActivityError {
             kind: e.kind,
-            message: format!(
-                "invoice {id} was created but is incomplete ({}); it is not created again",
-                e.message
-            ),
+            message: Text {
+                en: format!(
+                    "invoice {id} was created but is incomplete ({}); it is not created again",
+                    e.message.en
+                ),
+                ru: format!(
+                    "счёт {id} создан, но оформлен не полностью ({}); повторно он не создаётся",
+                    e.message.ru
+                ),
+            },
         }
     }
 }
@@ -296,13 +308,18 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, Act
         "crm.item.payment.product.list",
         &json!({ "paymentId": "$result[pays][0][id]" }),
     );
-    let context = "cannot check for an invoice of an earlier attempt";
+    let context = text!(
+        "cannot check for an invoice of an earlier attempt",
+        "не удалось проверить, создала ли счёт предыдущая попытка"
+    );
     let answer = ctx
         .b24
         .batch(&batch)
         .await
-        .map_err(|e| portal_error(context, e))?;
-    let found = answer.get("found").map_err(|e| portal_error(context, e))?;
+        .map_err(|e| portal_error(context.clone(), e))?;
+    let found = answer
+        .get("found")
+        .map_err(|e| portal_error(context.clone(), e))?;
     let Some(invoice_id) = found
         .get("items")
         .and_then(Value::as_array)
@@ -313,7 +330,7 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, Act
     };
     let paid = answer
         .get("pays")
-        .map_err(|e| portal_error(context, e))?
+        .map_err(|e| portal_error(context.clone(), e))?
         .as_array()
         .is_some_and(|p| !p.is_empty());
     if !paid {
@@ -329,7 +346,7 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, Act
                     .cloned()
                     .unwrap_or_default()
             })
-            .map_err(|e| portal_error(context, e))
+            .map_err(|e| portal_error(context.clone(), e))
     };
     let (rows, paid_rows) = (list("rows")?, list("paid")?);
     let row_ids: Vec<u64> = rows.iter().filter_map(|r| id_of(r.get("id"))).collect();
@@ -353,13 +370,21 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, Act
             .unwrap_or(0);
         add_remaining(ctx, invoice_id, payment_id, &unpaid, &row_ids).await?
     };
-    let url = answer.get("url").map_err(|e| portal_error(context, e))?;
-    let get = answer.get("get").map_err(|e| portal_error(context, e))?;
+    let url = answer
+        .get("url")
+        .map_err(|e| portal_error(context.clone(), e))?;
+    let get = answer
+        .get("get")
+        .map_err(|e| portal_error(context.clone(), e))?;
     Ok(Earlier::Complete(Created {
         invoice_id,
         payment_url: text_of(url.get("payment").and_then(|p| p.get("url"))),
         invoice_number: text_of(get.get("item").and_then(|i| i.get("accountNumber"))),
     }))
+}
+
+pub fn no_invoice_created() -> Text {
+    text!("no invoice created", "счёт не создан")
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use b24flow_common::db::jobs::SideEffect;
 use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
-use crate::schema::{ActivityDef, PropType, Property, Text};
+use crate::schema::{ActivityDef, Lang, PropType, Property, Text};
+use crate::text;
 use attachments::{Fetched, Limits};
 use settings::{quoted, Settings};
 use transport::{Delivery, Session, Timeouts, Trust};
@@ -51,29 +52,74 @@ impl Activity for SmtpSend {
                     "Кому (адрес или адрес:Имя)",
                 )
                 .required()
-                .multiple(),
-                text("cc", PropType::String, "Cc", "Копия").multiple(),
-                text("bcc", PropType::String, "Bcc", "Скрытая копия").multiple(),
-                text("subject", PropType::String, "Subject", "Тема").required(),
-                text("body", PropType::Text, "Body", "Текст письма").required(),
+                .multiple()
+                .help(
+                    "Recipients, one per value: ivan@acme.ru or ivan@acme.ru:Ivan Petrov. \
+                     A bad address is skipped and noted in the log.",
+                    "Получатели, по одному в значении: ivan@acme.ru или ivan@acme.ru:Иван Петров. \
+                     Неверный адрес пропускается, это видно в журнале.",
+                ),
+                text("cc", PropType::String, "Cc", "Копия").multiple().help(
+                    "Copy recipients, in the same form as To.",
+                    "Получатели копии, в том же виде, что и «Кому».",
+                ),
+                text("bcc", PropType::String, "Bcc", "Скрытая копия")
+                    .multiple()
+                    .help(
+                        "Hidden copy recipients, in the same form as To; the others do not see them.",
+                        "Получатели скрытой копии, в том же виде, что и «Кому»; остальные их не видят.",
+                    ),
+                text("subject", PropType::String, "Subject", "Тема")
+                    .required()
+                    .help("The message's subject line.", "Тема письма."),
+                text("body", PropType::Text, "Body", "Текст письма")
+                    .required()
+                    .help(
+                        "The message: plain text, or HTML if the body type says so.",
+                        "Текст письма: обычный текст или HTML, если выбран тип текста HTML.",
+                    ),
                 text("body_type", PropType::Select, "Body type", "Тип текста")
-                    .options(&[("text", "Text", "Текст"), ("html", "HTML", "HTML")])
-                    .default("text"),
+                    .options(&[
+                        ("text", "Plain text", "Обычный текст"),
+                        ("html", "HTML", "HTML-разметка"),
+                    ])
+                    .default("text")
+                    .help(
+                        "How the body is written: plain text or HTML markup.",
+                        "Как написан текст письма: обычный текст или HTML-разметка.",
+                    ),
                 text(
                     "attach_disk_ids",
                     PropType::Int,
                     "Disk file IDs",
                     "ID файлов на Диске",
                 )
-                .multiple(),
+                .multiple()
+                .help(
+                    "Files from the portal's Disk to attach, by file ID, one per value; the \
+                     user the activity runs as needs access to them.",
+                    "Файлы с Диска портала для вложения, по ID файла, по одному в значении; \
+                     у пользователя, от имени которого выполняется действие, должен быть к ним доступ.",
+                ),
                 text(
                     "attach_urls",
                     PropType::String,
                     "Attachment links",
                     "Ссылки на вложения",
                 )
-                .multiple(),
-                text("smtp_host", PropType::String, "SMTP server", "SMTP-сервер").required(),
+                .multiple()
+                .help(
+                    "Direct https:// links to files to attach, one per value; the file name \
+                     comes from the link. A file that cannot be fetched is left out and noted in the log.",
+                    "Прямые ссылки https:// на файлы для вложения, по одной в значении; имя файла \
+                     берётся из ссылки. Файл, который не удалось скачать, не вкладывается, это видно в журнале.",
+                ),
+                text("smtp_host", PropType::String, "SMTP server", "SMTP-сервер")
+                    .required()
+                    .help(
+                        "The SMTP server's host name, e.g. smtp.yandex.ru.",
+                        "Имя SMTP-сервера, например smtp.yandex.ru.",
+                    ),
                 text(
                     "smtp_security",
                     PropType::Select,
@@ -81,24 +127,51 @@ impl Activity for SmtpSend {
                     "Шифрование",
                 )
                 .options(&[
-                    ("ssl", "SSL/TLS", "SSL/TLS"),
-                    ("starttls", "STARTTLS", "STARTTLS"),
-                    ("none", "None", "Без шифрования"),
+                    ("ssl", "SSL/TLS (usually port 465)", "SSL/TLS (обычно порт 465)"),
+                    ("starttls", "STARTTLS (usually port 587)", "STARTTLS (обычно порт 587)"),
+                    ("none", "None (usually port 25)", "Без шифрования (обычно порт 25)"),
                 ])
-                .default("ssl"),
+                .default("ssl")
+                .help(
+                    "How the connection is encrypted; ask your mail provider.",
+                    "Как шифруется соединение; уточните у своего почтового сервиса.",
+                ),
                 text("smtp_port", PropType::Int, "SMTP port", "SMTP-порт")
                     .required()
-                    .default(465),
+                    .default(465)
+                    .help(
+                        "465 for SSL/TLS, 587 for STARTTLS, 25 without encryption.",
+                        "465 для SSL/TLS, 587 для STARTTLS, 25 без шифрования.",
+                    ),
                 text(
                     "from",
                     PropType::String,
                     "From (addr or addr:Name)",
                     "От кого (адрес или адрес:Имя)",
                 )
-                .required(),
-                text("smtp_auth", PropType::Bool, "Log in", "Авторизация").default("Y"),
-                text("smtp_login", PropType::String, "Login", "Логин"),
-                text("smtp_password", PropType::String, "Password", "Пароль"),
+                .required()
+                .help(
+                    "The sender: sales@acme.ru or sales@acme.ru:Acme Sales. Most servers \
+                     accept only their own account's address.",
+                    "Отправитель: sales@acme.ru или sales@acme.ru:Отдел продаж. Большинство \
+                     серверов принимают только адрес своей учётной записи.",
+                ),
+                text("smtp_auth", PropType::Bool, "Log in", "Авторизация")
+                    .default("Y")
+                    .help(
+                        "Y: log in with the login and password below; N: send without logging in.",
+                        "Y — входить с логином и паролем ниже; N — отправлять без входа.",
+                    ),
+                text("smtp_login", PropType::String, "Login", "Логин").help(
+                    "The mailbox's login, usually the full address.",
+                    "Логин почтового ящика, обычно полный адрес.",
+                ),
+                text("smtp_password", PropType::String, "Password", "Пароль").help(
+                    "The mailbox's password or app password. Stored encrypted and erased \
+                     when the job is done.",
+                    "Пароль почтового ящика или пароль приложения. Хранится в зашифрованном \
+                     виде и удаляется после выполнения.",
+                ),
             ],
             returns: vec![Property::new(
                 "result",
@@ -123,16 +196,19 @@ impl Activity for SmtpSend {
                 .get("log_message")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            return Ok(ok_output(format!(
-                "already sent by an earlier attempt: {log}"
+            return Ok(ok_output(text!(
+                "already sent by an earlier attempt: {log}",
+                "уже отправлено предыдущей попыткой: {log}"
             )));
         }
         for earlier in 1..ctx.job.attempt {
             if let Some(SideEffect::Started) = ctx.side_effect(&attempt_marker(earlier)).await? {
-                return Err(ActivityError::permanent(
+                return Err(ActivityError::permanent(text!(
                     "an earlier attempt stopped while handing the message to the SMTP server; \
                      it may have been delivered, so it is not sent again",
-                ));
+                    "предыдущая попытка прервалась во время передачи письма SMTP-серверу; \
+                     письмо могло быть доставлено, поэтому повторно оно не отправляется"
+                )));
             }
         }
         let settings = Settings::read(input)?;
@@ -187,8 +263,12 @@ impl Activity for SmtpSend {
         }
         let reused = session.reused;
         let log_message = log_line(&settings, &fetched, &delivery, reused);
-        ctx.side_effect_done(ACCEPTED, &json!({ "log_message": log_message }))
-            .await?;
+        // Replayed as it is by a retry, so stored in the portal's language.
+        ctx.side_effect_done(
+            ACCEPTED,
+            &json!({ "log_message": log_message.get(ctx.lang) }),
+        )
+        .await?;
         ctx.side_effect_done(&marker, &json!({ "accepted": delivery.accepted.len() }))
             .await?;
         session.release();
@@ -203,7 +283,7 @@ impl Activity for SmtpSend {
     }
 }
 
-fn ok_output(log_message: String) -> Output {
+fn ok_output(log_message: Text) -> Output {
     let mut return_values = Map::new();
     return_values.insert("result".into(), json!("OK"));
     Output {
@@ -233,44 +313,64 @@ fn nobody_accepted(d: &Delivery) -> ActivityError {
     } else {
         ErrorKind::Permanent
     };
+    let replies = one_line(&replies.join("; "));
     ActivityError {
         kind,
-        message: one_line(&format!(
-            "the SMTP server accepted no recipient ({})",
-            replies.join("; ")
-        )),
+        message: text!(
+            "the SMTP server accepted no recipient ({replies})",
+            "SMTP-сервер не принял ни одного получателя ({replies})"
+        ),
     }
 }
 
 /// What happened, in one line for the workflow log.
-fn log_line(s: &Settings, fetched: &Fetched, d: &Delivery, reused: bool) -> String {
+fn log_line(s: &Settings, fetched: &Fetched, d: &Delivery, reused: bool) -> Text {
     let accepted: Vec<String> = d.accepted.iter().map(ToString::to_string).collect();
-    let mut parts = vec![format!(
-        "e-mail accepted for {} ({}) with {} attachment(s): {}",
+    let (count, list, files, reply) = (
         accepted.len(),
         accepted.join(", "),
         fetched.files.len(),
-        d.reply
+        &d.reply,
+    );
+    let mut parts = vec![text!(
+        "e-mail accepted for {count} ({list}) with {files} attachment(s): {reply}",
+        "письмо принято для получателей: {count} ({list}), вложений: {files}: {reply}"
     )];
     if reused {
-        parts.push("reused connection".into());
+        parts.push(text!(
+            "reused connection",
+            "соединение использовано повторно"
+        ));
     }
     if !s.recipients.invalid.is_empty() {
-        parts.push(format!(
+        parts.push(text!(
             "not addresses, skipped: {}",
+            "не адреса, пропущены: {}",
             quoted(&s.recipients.invalid)
         ));
     }
     for r in &d.refused {
-        parts.push(format!(
+        parts.push(text!(
             "refused by the server: {} ({})",
-            r.address, r.reply
+            "сервер отказал: {} ({})",
+            r.address,
+            r.reply
         ));
     }
     for problem in &fetched.problems {
-        parts.push(format!("attachment left out: {problem}"));
+        parts.push(text!(
+            "attachment left out: {problem}",
+            "вложение пропущено: {problem}"
+        ));
     }
-    one_line(&parts.join("; "))
+    let join = |lang: Lang| {
+        let all: Vec<&str> = parts.iter().map(|p| p.get(lang)).collect();
+        one_line(&all.join("; "))
+    };
+    Text {
+        en: join(Lang::En),
+        ru: join(Lang::Ru),
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -330,7 +430,7 @@ mod tests {
         let err = nobody_accepted(&permanent);
         assert_eq!(err.kind, ErrorKind::Permanent);
         assert!(
-            err.message.contains("550 5.1.1 no such user"),
+            err.message.en.contains("550 5.1.1 no such user"),
             "{}",
             err.message
         );

@@ -5,6 +5,7 @@ use lettre::message::Mailbox;
 use super::recipients::{parse_mailbox, Recipients};
 use super::transport::{Security, Server};
 use crate::activity::{ActivityError, Input};
+use crate::{text, texts};
 
 /// Most recipients of one message (to, cc and bcc together), as mail services cap them.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -33,29 +34,41 @@ impl Settings {
             Some("starttls") => Security::StartTls,
             Some("none") => Security::None,
             Some(other) => {
-                return Err(ActivityError::invalid(format!(
-                    "smtp_security: {other:?} is none of ssl, starttls, none"
+                return Err(ActivityError::invalid(texts::not_one_of(
+                    "smtp_security",
+                    other,
+                    "ssl, starttls, none",
                 )))
             }
         };
         let port = match input.int("smtp_port")? {
             None => security.default_port(),
             Some(p) => u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| {
-                ActivityError::invalid(format!("smtp_port: {p} is not a port (1-65535)"))
+                ActivityError::invalid(text!(
+                    "smtp_port: {p} is not a port (1-65535)",
+                    "smtp_port: {p} — не номер порта (1–65535)"
+                ))
             })?,
         };
         let host = input.required_string("smtp_host")?;
         if host.contains(char::is_whitespace) || host.contains('/') {
-            return Err(ActivityError::invalid(format!(
-                "smtp_host: {host:?} is not a host name"
+            return Err(ActivityError::invalid(text!(
+                "smtp_host: {host:?} is not a host name",
+                "smtp_host: «{host}» — не имя сервера"
             )));
         }
         let credentials = if input.bool("smtp_auth")?.unwrap_or(true) {
-            let login = input
-                .string("smtp_login")
-                .ok_or_else(|| ActivityError::invalid("smtp_auth is Y but smtp_login is empty"))?;
+            let login = input.string("smtp_login").ok_or_else(|| {
+                ActivityError::invalid(text!(
+                    "smtp_auth is Y but smtp_login is empty",
+                    "smtp_auth = Y, но логин (smtp_login) не заполнен"
+                ))
+            })?;
             let password = input.string("smtp_password").ok_or_else(|| {
-                ActivityError::invalid("smtp_auth is Y but smtp_password is empty")
+                ActivityError::invalid(text!(
+                    "smtp_auth is Y but smtp_password is empty",
+                    "smtp_auth = Y, но пароль (smtp_password) не заполнен"
+                ))
             })?;
             Some((login, password))
         } else {
@@ -63,7 +76,10 @@ impl Settings {
         };
         let from_raw = input.required_string("from")?;
         let from = parse_mailbox(&from_raw).map_err(|()| {
-            ActivityError::invalid(format!("from: {from_raw:?} is not an e-mail address"))
+            ActivityError::invalid(text!(
+                "from: {from_raw:?} is not an e-mail address",
+                "from: «{from_raw}» — не адрес e-mail"
+            ))
         })?;
         let html = match input
             .string("body_type")
@@ -73,8 +89,10 @@ impl Settings {
             None | Some("text") | Some("plain") => false,
             Some("html") => true,
             Some(other) => {
-                return Err(ActivityError::invalid(format!(
-                    "body_type: {other:?} is neither text nor html"
+                return Err(ActivityError::invalid(texts::not_one_of(
+                    "body_type",
+                    other,
+                    "text, html",
                 )))
             }
         };
@@ -82,10 +100,11 @@ impl Settings {
             Recipients::parse(&input.list("to"), &input.list("cc"), &input.list("bcc"));
         if recipients.to.is_empty() {
             let why = if recipients.invalid.is_empty() {
-                "the required property to is empty".to_string()
+                texts::required_empty("to")
             } else {
-                format!(
+                text!(
                     "no valid address in to (not addresses: {})",
+                    "в to нет ни одного верного адреса (не адреса: {})",
                     quoted(&recipients.invalid)
                 )
             };
@@ -93,16 +112,18 @@ impl Settings {
         }
         let count = recipients.to.len() + recipients.cc.len() + recipients.bcc.len();
         if count > MAX_RECIPIENTS {
-            return Err(ActivityError::invalid(format!(
-                "{count} recipients in to, cc and bcc; at most {MAX_RECIPIENTS} are sent to"
+            return Err(ActivityError::invalid(text!(
+                "{count} recipients in to, cc and bcc; at most {MAX_RECIPIENTS} are sent to",
+                "получателей в to, cc и bcc: {count}; допускается не более {MAX_RECIPIENTS}"
             )));
         }
         let disk_ids = disk_ids(&input.list("attach_disk_ids"))?;
         let links = input.list("attach_urls");
         if disk_ids.len() + links.len() > MAX_ATTACHMENTS {
-            return Err(ActivityError::invalid(format!(
-                "{} attachments in attach_disk_ids and attach_urls; at most {MAX_ATTACHMENTS} are taken",
-                disk_ids.len() + links.len()
+            let count = disk_ids.len() + links.len();
+            return Err(ActivityError::invalid(text!(
+                "{count} attachments in attach_disk_ids and attach_urls; at most {MAX_ATTACHMENTS} are taken",
+                "вложений в attach_disk_ids и attach_urls: {count}; допускается не более {MAX_ATTACHMENTS}"
             )));
         }
         Ok(Self {
@@ -133,7 +154,10 @@ fn disk_ids(values: &[String]) -> Result<Vec<u64>, ActivityError> {
             .ok()
             .filter(|id| *id > 0)
             .ok_or_else(|| {
-                ActivityError::invalid(format!("attach_disk_ids: {raw:?} is not a file ID"))
+                ActivityError::invalid(text!(
+                    "attach_disk_ids: {raw:?} is not a file ID",
+                    "attach_disk_ids: «{raw}» — не ID файла"
+                ))
             })?;
         if !ids.contains(&id) {
             ids.push(id);
@@ -186,7 +210,7 @@ mod tests {
 
     #[test]
     fn malformed_values_are_clear_errors() {
-        let err = |extra| with(extra).err().map(|e| e.message).unwrap_or_default();
+        let err = |extra| with(extra).err().map(|e| e.message.en).unwrap_or_default();
         assert!(err(json!({"smtp_security": "tls13"})).contains("smtp_security"));
         assert!(err(json!({"smtp_port": "70000"})).contains("smtp_port"));
         assert!(err(json!({"smtp_password": ""})).contains("smtp_password"));
@@ -203,7 +227,7 @@ mod tests {
             .collect();
         let err = with(json!({ "cc": many }))
             .err()
-            .map(|e| e.message)
+            .map(|e| e.message.en)
             .unwrap_or_default();
         assert!(err.contains("at most 100"), "{err}");
         let links: Vec<String> = (0..15)
@@ -212,7 +236,7 @@ mod tests {
         let ids: Vec<String> = (1..=6).map(|i| i.to_string()).collect();
         let err = with(json!({ "attach_urls": links, "attach_disk_ids": ids }))
             .err()
-            .map(|e| e.message)
+            .map(|e| e.message.en)
             .unwrap_or_default();
         assert!(err.contains("at most 20"), "{err}");
         let links: Vec<String> = (0..20)

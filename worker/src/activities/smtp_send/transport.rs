@@ -113,9 +113,10 @@ pub struct Failure {
 
 impl From<Failure> for ActivityError {
     fn from(f: Failure) -> Self {
+        // The SMTP server's own words: not translated.
         ActivityError {
             kind: f.kind,
-            message: f.message,
+            message: f.message.into(),
         }
     }
 }

@@ -1,0 +1,113 @@
+//! The texts a workflow reads most often, in both languages: malformed or missing input
+//! (ACTIVITIES.md "Rules for every activity") and the runner's own verdicts. Activity-specific
+//! texts live with their activity, built with [`crate::text!`].
+use crate::schema::Text;
+use crate::text;
+
+pub fn required_empty(key: &str) -> Text {
+    text!(
+        "the required property {key} is empty",
+        "не заполнено обязательное свойство {key}"
+    )
+}
+
+pub fn not_whole_number(key: &str, raw: &str) -> Text {
+    text!(
+        "{key}: {raw:?} is not a whole number",
+        "{key}: «{raw}» — не целое число"
+    )
+}
+
+pub fn not_number(key: &str, raw: &str) -> Text {
+    text!(
+        "{key}: {raw:?} is not a number",
+        "{key}: «{raw}» — не число"
+    )
+}
+
+pub fn not_valid_id(key: &str, raw: &str) -> Text {
+    text!(
+        "{key}: {raw:?} is not a valid ID",
+        "{key}: «{raw}» — не ID (нужно целое число больше нуля)"
+    )
+}
+
+pub fn not_user(key: &str, raw: &str) -> Text {
+    text!(
+        "{key}: {raw:?} is not a user (expected user_<id> or <id>)",
+        "{key}: «{raw}» — не пользователь (ожидается user_<ID> или <ID>)"
+    )
+}
+
+pub fn not_yes_no(key: &str, raw: &str) -> Text {
+    text!(
+        "{key}: {raw:?} is not Y or N",
+        "{key}: «{raw}» — не Y и не N"
+    )
+}
+
+pub fn not_date(key: &str, raw: &str) -> Text {
+    text!(
+        "{key}: {raw:?} is not a date",
+        "{key}: «{raw}» — не дата (ожидается ДД.ММ.ГГГГ или ГГГГ-ММ-ДД)"
+    )
+}
+
+pub fn not_datetime(key: &str, raw: &str) -> Text {
+    text!(
+        "{key}: {raw:?} is not a date and time",
+        "{key}: «{raw}» — не дата и время (ожидается ДД.ММ.ГГГГ ЧЧ:ММ или ГГГГ-ММ-ДД ЧЧ:ММ)"
+    )
+}
+
+/// `allowed`: the accepted values, e.g. `lead, deal, contact, company`.
+pub fn not_one_of(key: &str, raw: &str, allowed: &str) -> Text {
+    text!(
+        "{key}: {raw:?} is not one of {allowed}",
+        "{key}: «{raw}» — допустимые значения: {allowed}"
+    )
+}
+
+pub fn retries_exhausted(attempts: i32) -> Text {
+    text!(
+        "gave up after {attempts} attempts",
+        "сделано попыток: {attempts}, больше не повторяем"
+    )
+}
+
+pub fn workflow_timeout() -> Text {
+    text!(
+        "the workflow's timeout would pass before the next attempt",
+        "время ожидания бизнес-процесса истечёт раньше следующей попытки"
+    )
+}
+
+pub fn unknown_activity(code: &str) -> Text {
+    text!(
+        "b24flow has no activity {code:?}",
+        "в b24flow нет действия «{code}»"
+    )
+}
+
+pub fn internal_error() -> Text {
+    text!(
+        "b24flow hit an internal error while running this activity and stopped it; it is not retried",
+        "внутренняя ошибка b24flow при выполнении действия; выполнение остановлено и не повторяется"
+    )
+}
+
+pub fn secret_unreadable(error: &dyn std::fmt::Display) -> Text {
+    text!(
+        "the job's secret properties cannot be read: {error}",
+        "не удалось прочитать секретные свойства задания: {error}"
+    )
+}
+
+pub fn database(error: &dyn std::fmt::Display) -> Text {
+    text!("database: {error}", "ошибка базы данных b24flow: {error}")
+}
+
+/// The workflow log's prefix of a failure.
+pub fn error_prefix() -> Text {
+    text!("error", "ошибка")
+}
