@@ -377,6 +377,15 @@ impl Portal {
             .copied()
             .unwrap_or(0)
     }
+    /// Executed calls of every method, inside batches or not (a batch itself not counted).
+    pub fn command_count(&self) -> u64 {
+        self.lock()
+            .method_calls
+            .iter()
+            .filter(|(m, _)| m.as_str() != "batch")
+            .map(|(_, n)| *n)
+            .sum()
+    }
     pub fn rejected_by_rate_limit(&self) -> u64 {
         self.inner.rejected_by_rate_limit.load(Ordering::Relaxed)
     }
