@@ -24,6 +24,13 @@ const ANSWER_WAIT: Duration = Duration::from_secs(20 * 60);
 pub enum BenchCommand {
     /// Calls under faults and worker kills; reports lost, duplicated and hanging work.
     Chaos(ChaosArgs),
+    /// One portal at Bitrix24's real limit: jobs/s, refusals, requests per job, latency;
+    /// with and without cross-job batching, standard and Enterprise plans.
+    Portal(crate::bench_portal::PortalArgs),
+    /// A quiet portal's latency while another floods jobs.
+    Fairness(crate::bench_portal::FairnessArgs),
+    /// The shared limiter's cost: one Postgres statement per request, over many portals.
+    Limiter(crate::bench_portal::LimiterArgs),
 }
 
 #[derive(Args)]
@@ -47,6 +54,9 @@ pub struct ChaosArgs {
 pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Chaos(args) => chaos(config, args).await,
+        BenchCommand::Portal(args) => crate::bench_portal::portal(config, args).await,
+        BenchCommand::Fairness(args) => crate::bench_portal::fairness(config, args).await,
+        BenchCommand::Limiter(args) => crate::bench_portal::limiter(config, args).await,
     }
 }
 
@@ -59,12 +69,8 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     crate::demo::reset_database(&config.database_url).await?;
 
     let cloud = Cloud::start(CloudConfig::default()).await?;
-    let portal = cloud
-        .add_portal(PortalConfig {
-            rate_limit_enabled: false,
-            ..PortalConfig::default()
-        })
-        .await?;
+    // Bitrix24's real limit (2 requests/s, burst 50) on top of the faults.
+    let portal = cloud.add_portal(PortalConfig::default()).await?;
     let users = portal.seed_demo_directory(100);
     let deal = portal.seed_demo_crm()["deal"].clone();
 
@@ -275,10 +281,18 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn worker_process(config: &Config, secret_key: &str) -> anyhow::Result<Child> {
+pub(crate) fn worker_process(config: &Config, secret_key: &str) -> anyhow::Result<Child> {
     Command::new(std::env::current_exe()?)
         .arg("worker")
         .env("RUST_LOG", "error")
+        .env(
+            "B24FLOW_CROSS_JOB_BATCHING",
+            if config.cross_job_batching {
+                "on"
+            } else {
+                "off"
+            },
+        )
         .env("B24FLOW_DATABASE_URL", &config.database_url)
         .env("B24FLOW_AMQP_URL", &config.amqp_url)
         .env("B24FLOW_AMQP_PREFIX", &config.amqp_prefix)

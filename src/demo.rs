@@ -23,9 +23,10 @@ pub struct DemoArgs {
     /// Calls in flight at once from the simulated portal.
     #[arg(long, default_value_t = 32)]
     parallel: usize,
-    /// Enforce Bitrix24's real REST limit (2 requests/s, burst 50) on the portal.
+    /// Run without Bitrix24's REST limit: the portal does not enforce 2 requests/s with a
+    /// burst of 50, and b24flow's limiter gives the portal a practically unlimited plan.
     #[arg(long)]
-    real_limits: bool,
+    no_limits: bool,
     /// Keep the ingress, the worker and the simulated portal running after the workflows,
     /// so the operators' dashboard can be explored; Ctrl-C stops.
     #[arg(long)]
@@ -45,7 +46,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let cloud = Cloud::start(CloudConfig::default()).await?;
     let portal = cloud
         .add_portal(PortalConfig {
-            rate_limit_enabled: args.real_limits,
+            rate_limit_enabled: !args.no_limits,
             ..PortalConfig::default()
         })
         .await?;
@@ -99,6 +100,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         "installed: {} activities and robots registered",
         portal.activities().len()
     );
+    if args.no_limits {
+        set_unlimited_plan(&config, &portal).await?;
+        println!("limits: none (--no-limits)");
+    } else {
+        println!("limits: Bitrix24's real ones, 2 requests/s with a burst of 50 (--no-limits to lift them)");
+    }
     println!("one workflow per activity:");
     let tour_failures = crate::demo_tour::run(&portal, &users).await?;
     println!("{} user_info workflows at once:", args.workflows);
@@ -226,6 +233,27 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
 fn print_dashboard(public_url: &str, token: &str) {
     println!("dashboard        {public_url}/dashboard/login#token={token}");
     println!("operator token   {token}   (also for /api and `b24flow jobs --url {public_url}`)");
+}
+
+/// Gives the demo portal a plan far above anything the demo sends.
+async fn set_unlimited_plan(config: &Config, portal: &b24flow_sim::Portal) -> anyhow::Result<()> {
+    use b24flow_common::db::{self, portal_limits};
+    let pool = db::pool(&config.database_url, 1)?;
+    let client = pool.get().await?;
+    let id = db::portals::find_by_member_id(&client, &portal.member_id())
+        .await?
+        .context("the demo portal is not installed")?
+        .id;
+    portal_limits::set_plan(
+        &client,
+        id,
+        portal_limits::Plan::Custom {
+            rate_per_sec: 10_000.0,
+            burst: 100_000,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// The configured database's name with a suffix: a scratch database of its own.

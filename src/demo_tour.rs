@@ -87,13 +87,21 @@ pub async fn run(portal: &Portal, users: &[u64]) -> anyhow::Result<usize> {
     Ok(failures)
 }
 
-/// Fires one call, waits for its answer and prints one line about it.
+/// Fires one call, waits for its answer and prints one line about it, with the REST
+/// requests the job cost the portal alone and the commands they carried (in a crowd, up to
+/// 50 commands of many jobs share one request).
 async fn show(portal: &Portal, code: &str, properties: Value) -> anyhow::Result<(bool, Value)> {
+    let (requests, commands) = (portal.request_count(), portal.command_count());
     let fired = portal.fire(ActivityCall::new(code, properties)).await?;
     let Some(sent) = portal.wait_event_send(&fired.event_token, WAIT).await else {
         println!("  {code:<20} no answer within {WAIT:?}");
         return Ok((false, Value::Null));
     };
+    let cost = format!(
+        "{} req / {} cmd",
+        portal.request_count() - requests,
+        portal.command_count() - commands
+    );
     let error = sent
         .return_values
         .get("error_text")
@@ -101,9 +109,12 @@ async fn show(portal: &Portal, code: &str, properties: Value) -> anyhow::Result<
         .unwrap_or("");
     let took = sent.at.duration_since(sent.fired_at).as_millis();
     if error.is_empty() {
-        println!("  {code:<20} ok     {took:>5} ms  {}", sent.log_message);
+        println!(
+            "  {code:<20} ok     {took:>5} ms  {cost:<16} {}",
+            sent.log_message
+        );
     } else {
-        println!("  {code:<20} ERROR  {took:>5} ms  {error}");
+        println!("  {code:<20} ERROR  {took:>5} ms  {cost:<16} {error}");
     }
     Ok((error.is_empty(), sent.return_values))
 }

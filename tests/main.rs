@@ -14,6 +14,7 @@ mod ingress_checks;
 mod install;
 mod install_security;
 mod limits;
+mod portal_limits;
 mod smtp;
 mod telephony_calendar;
 mod texts;

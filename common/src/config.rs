@@ -46,6 +46,9 @@ pub struct Config {
     pub sweep_interval: std::time::Duration,
     /// How long in-flight jobs get to finish after SIGTERM before they are handed back.
     pub shutdown_deadline: std::time::Duration,
+    /// Commands of different jobs of one portal may share a `batch` request (benchmarks turn
+    /// it off to compare).
+    pub cross_job_batching: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -169,6 +172,7 @@ impl Config {
                 .unwrap_or(defaults.sweep_interval),
             shutdown_deadline: duration_secs("B24FLOW_SHUTDOWN_DEADLINE_SECS")?
                 .unwrap_or(defaults.shutdown_deadline),
+            cross_job_batching: var("B24FLOW_CROSS_JOB_BATCHING").as_deref() != Some("off"),
             ..defaults
         })
     }
@@ -196,6 +200,7 @@ impl Config {
             job_lease: std::time::Duration::from_secs(60),
             sweep_interval: std::time::Duration::from_secs(5),
             shutdown_deadline: std::time::Duration::from_secs(25),
+            cross_job_batching: true,
         }
     }
 

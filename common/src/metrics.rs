@@ -143,3 +143,21 @@ pub static QUEUE_CONSUMERS: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(||
     )
     .expect("metric registers once")
 });
+
+pub static REST_BATCHED_COMMANDS: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "b24flow_rest_batched_commands",
+        "Commands of several jobs sent together in one batch request",
+        vec![2.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    )
+    .expect("metric registers once")
+});
+
+pub static REST_LIMITER_WAIT: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "b24flow_rest_limiter_wait_seconds",
+        "Time a request waited for its portal's shared rate limiter",
+        vec![0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 30.0]
+    )
+    .expect("metric registers once")
+});

@@ -60,10 +60,8 @@ pub struct AppOptions {
 impl Default for AppOptions {
     fn default() -> Self {
         Self {
-            portal: PortalConfig {
-                rate_limit_enabled: false,
-                ..PortalConfig::default()
-            },
+            // Bitrix24's real limit (2 requests/s, burst 50): the product must live with it.
+            portal: PortalConfig::default(),
             install: true,
             worker: true,
             ingress_amqp_url: None,

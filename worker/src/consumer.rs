@@ -1,11 +1,14 @@
 //! The RabbitMQ consumer: manual acks, prefetch = concurrency, reconnect with backoff, and
 //! a shutdown that stops taking work, lets in-flight jobs finish until a deadline, then
 //! hands the rest back.
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use b24flow_common::amqp::{self, AmqpError, JobMessage, Topology};
-use futures::StreamExt;
+use b24flow_common::bitrix::slots;
+use b24flow_common::db::portal_limits;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -16,13 +19,29 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::runner::{Disposition, Runner};
 
 pub struct ConsumerSettings {
     pub amqp_url: String,
     pub topology: Topology,
+    /// Jobs running at once (waiting for a portal's limiter does not count).
     pub concurrency: usize,
+    /// Jobs of one portal running at once in this process.
+    pub per_portal: usize,
+    /// Deliveries held unacked: jobs received but waiting for their portal's turn. Large, so
+    /// that one portal's flood is taken off the queue and cannot stand before other portals.
+    pub prefetch: u16,
     pub shutdown_deadline: Duration,
+}
+
+/// Deliveries looked up together (one query for their portals).
+const ARRIVALS_PER_LOOKUP: usize = 500;
+
+/// A received job.
+struct Arrival {
+    delivery: Delivery,
+    job_id: uuid::Uuid,
 }
 
 /// Consumes until `shutdown`, reconnecting whenever the broker goes away.
@@ -76,7 +95,7 @@ async fn consume_once(
     let conn = amqp::connect(&settings.amqp_url, "b24flow-worker").await?;
     let channel = conn.create_channel().await?;
     settings.topology.declare(&channel).await?;
-    let prefetch = u16::try_from(settings.concurrency).unwrap_or(u16::MAX);
+    let prefetch = settings.prefetch.max(1);
     channel
         .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
@@ -89,26 +108,61 @@ async fn consume_once(
         )
         .await?;
     tracing::info!(queue = %settings.topology.work_queue(), prefetch, "consuming");
-    loop {
+    let admission = Arc::new(Admission::<Arrival>::new(settings.per_portal));
+    let stop_admitting = CancellationToken::new();
+    let admitter = tokio::spawn(admit(
+        runner.clone(),
+        admission.clone(),
+        slots.clone(),
+        tracker.clone(),
+        hand_back.clone(),
+        stop_admitting.clone(),
+    ));
+    let outcome = loop {
         let next = tokio::select! {
             d = consumer.next() => d,
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => break Ok(()),
         };
-        let delivery = match next {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(AmqpError::Nacked("consumer cancelled by the broker".into())),
-        };
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.map_err(|_| AmqpError::Nacked("closed".into()))?,
-            _ = shutdown.cancelled() => break,
-        };
-        let runner = runner.clone();
-        let hand_back = hand_back.clone();
-        tracker.spawn(async move {
-            handle_delivery(&runner, delivery, hand_back).await;
-            drop(permit);
-        });
+        let mut received = vec![next];
+        // Whatever else has already arrived joins this lookup.
+        while received.len() < ARRIVALS_PER_LOOKUP {
+            match consumer.next().now_or_never() {
+                Some(d) => received.push(d),
+                None => break,
+            }
+        }
+        let mut arrivals = Vec::with_capacity(received.len());
+        let mut failure = None;
+        for next in received {
+            match next {
+                Some(Ok(delivery)) => {
+                    if let Some(arrival) = read(delivery).await {
+                        arrivals.push(arrival);
+                    }
+                }
+                Some(Err(e)) => failure = Some(AmqpError::from(e)),
+                None => {
+                    failure = Some(AmqpError::Nacked("consumer cancelled by the broker".into()))
+                }
+            }
+        }
+        let portals = portals_of(runner, &arrivals).await;
+        for arrival in arrivals {
+            let portal = portals.get(&arrival.job_id).copied().unwrap_or(0);
+            admission.push(portal, arrival);
+        }
+        if let Some(e) = failure {
+            break Err(e);
+        }
+    };
+    stop_admitting.cancel();
+    let _ = admitter.await;
+    let waiting = admission.waiting();
+    if waiting > 0 {
+        tracing::info!(
+            waiting,
+            "jobs received but not started go back to the queue"
+        );
     }
     // Stop receiving; in-flight jobs still need this channel to ack. What is left unacked
     // when the connection closes goes back to the queue, and the row decides who runs it.
@@ -117,19 +171,79 @@ async fn consume_once(
         .await;
     finish_in_flight(tracker, hand_back, settings.shutdown_deadline).await;
     let _ = conn.close(200, "shutdown".into()).await;
-    Ok(())
+    outcome
 }
 
-async fn handle_delivery(runner: &Runner, delivery: Delivery, hand_back: CancellationToken) {
-    let message: JobMessage = match serde_json::from_slice(&delivery.data) {
-        Ok(m) => m,
+/// Starts received jobs as slots free up, portals taking turns.
+async fn admit(
+    runner: Arc<Runner>,
+    admission: Arc<Admission<Arrival>>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    hand_back: CancellationToken,
+    stop: CancellationToken,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.cancelled() => return,
+        };
+        let (portal, arrival) = tokio::select! {
+            a = admission.take() => a,
+            _ = stop.cancelled() => return,
+        };
+        let (runner, admission, slots, hand_back) = (
+            runner.clone(),
+            admission.clone(),
+            slots.clone(),
+            hand_back.clone(),
+        );
+        tracker.spawn(async move {
+            slots::hold(slots, permit, handle_delivery(&runner, arrival, hand_back)).await;
+            admission.done(portal);
+        });
+    }
+}
+
+/// The job id of a delivery; a message nobody can read goes to the dead-letter queue, not
+/// back to work.
+async fn read(delivery: Delivery) -> Option<Arrival> {
+    match serde_json::from_slice::<JobMessage>(&delivery.data) {
+        Ok(m) => Some(Arrival {
+            job_id: m.job_id,
+            delivery,
+        }),
         Err(e) => {
-            // A message nobody can read goes to the dead-letter queue, not back to work.
             tracing::error!(error = %e, "unreadable message dead-lettered");
             let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
-            return;
+            None
         }
+    }
+}
+
+/// The portal of each arrival, in one query; portal 0 for all when Postgres does not answer
+/// (the runner then holds them until it does).
+async fn portals_of(runner: &Runner, arrivals: &[Arrival]) -> HashMap<uuid::Uuid, i64> {
+    let ids: Vec<uuid::Uuid> = arrivals.iter().map(|a| a.job_id).collect();
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    let lookup = async {
+        let client = runner.db.get().await?;
+        portal_limits::portals_of_jobs(&client, &ids).await
     };
+    match lookup.await {
+        Ok(pairs) => pairs.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look up the portals of received jobs");
+            HashMap::new()
+        }
+    }
+}
+
+async fn handle_delivery(runner: &Runner, arrival: Arrival, hand_back: CancellationToken) {
+    let Arrival { delivery, job_id } = arrival;
+    let message = JobMessage { job_id };
     // While Postgres is unreachable the delivery is held, not requeued: requeueing would
     // spin it towards the delivery limit and the dead-letter queue.
     let mut pause = Duration::from_millis(250);

@@ -2,6 +2,7 @@
 //! records every state change in Postgres and answers the workflow with `bizproc.event.send`.
 pub mod activities;
 pub mod activity;
+mod admission;
 mod consumer;
 mod heartbeat;
 mod registration;
@@ -27,6 +28,12 @@ pub enum WorkerError {
     #[error(transparent)]
     Db(#[from] db::DbError),
 }
+
+/// Jobs of one portal running at once per process: enough to fill 50-command batches at the
+/// Enterprise rate (5 requests/s) while each job waits about a second for its turn.
+pub const PER_PORTAL_RUNNING: usize = 256;
+/// Jobs received ahead (unacked) per process; see `ConsumerSettings::prefetch`.
+pub const PREFETCH: u16 = 20_000;
 
 /// Runs the consumer and the sweeper until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
@@ -70,6 +77,7 @@ pub async fn run_with_activities(
         })
     };
     publish_catalogue(&pool).await?;
+    bitrix.set_cross_job_batching(config.cross_job_batching);
     let runner = Arc::new(runner::Runner {
         db: pool.clone(),
         bitrix,
@@ -93,6 +101,8 @@ pub async fn run_with_activities(
             amqp_url: config.amqp_url.clone(),
             topology,
             concurrency: config.worker_concurrency,
+            per_portal: PER_PORTAL_RUNNING,
+            prefetch: PREFETCH,
             shutdown_deadline: config.shutdown_deadline,
         },
         shutdown,

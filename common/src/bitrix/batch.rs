@@ -9,7 +9,32 @@ pub const MAX_COMMANDS: usize = 50;
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     halt: bool,
-    commands: Vec<(String, String)>,
+    commands: Vec<Command>,
+}
+
+/// One sub-call: its key, method and parameters (values may hold `$result[...]`).
+#[derive(Clone, Debug)]
+pub(crate) struct Command {
+    pub key: String,
+    pub method: String,
+    pub params: Value,
+}
+
+impl Command {
+    /// `method?params`, the params encoded as a PHP query string (brackets, indexed lists).
+    pub(crate) fn encode(&self) -> String {
+        let query = match &self.params {
+            Value::Object(map) if !map.is_empty() => {
+                serde_qs::to_string(&self.params).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        if query.is_empty() {
+            self.method.clone()
+        } else {
+            format!("{}?{query}", self.method)
+        }
+    }
 }
 
 impl Batch {
@@ -25,18 +50,11 @@ impl Batch {
     /// Adds `method?params`, the params encoded as a PHP query string (brackets, indexed
     /// lists). Values may be `$result[key][field]` references to earlier sub-calls.
     pub fn push(&mut self, key: &str, method: &str, params: &Value) -> &mut Self {
-        let query = match params {
-            Value::Object(map) if !map.is_empty() => {
-                serde_qs::to_string(params).unwrap_or_default()
-            }
-            _ => String::new(),
-        };
-        let command = if query.is_empty() {
-            method.to_string()
-        } else {
-            format!("{method}?{query}")
-        };
-        self.commands.push((key.to_string(), command));
+        self.commands.push(Command {
+            key: key.to_string(),
+            method: method.to_string(),
+            params: params.clone(),
+        });
         self
     }
 
@@ -48,13 +66,58 @@ impl Batch {
         self.commands.is_empty()
     }
 
+    pub(crate) fn halts(&self) -> bool {
+        self.halt
+    }
+
+    pub(crate) fn commands(&self) -> &[Command] {
+        &self.commands
+    }
+
     pub(crate) fn to_params(&self) -> Value {
-        let cmd: Map<String, Value> = self
-            .commands
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        serde_json::json!({ "halt": if self.halt { 1 } else { 0 }, "cmd": cmd })
+        encode_commands(self.halt, self.commands.iter())
+    }
+}
+
+/// The `batch` parameters for `commands` in their order.
+pub(crate) fn encode_commands<'a>(
+    halt: bool,
+    commands: impl Iterator<Item = &'a Command>,
+) -> Value {
+    let cmd: Map<String, Value> = commands
+        .map(|c| (c.key.clone(), Value::String(c.encode())))
+        .collect();
+    serde_json::json!({ "halt": if halt { 1 } else { 0 }, "cmd": cmd })
+}
+
+/// Renames a sub-call's references to the keys of its own batch (`$result[user]` →
+/// `$result[<prefix>user]`) so that several jobs' batches can share one request.
+pub(crate) fn prefix_references(value: &Value, keys: &[String], prefix: &str) -> Value {
+    match value {
+        Value::String(s) if s.contains('$') => {
+            let mut out = s.clone();
+            for name in ["result", "next", "total", "time", "error"] {
+                for key in keys {
+                    out = out.replace(
+                        &format!("${name}[{key}]"),
+                        &format!("${name}[{prefix}{key}]"),
+                    );
+                }
+            }
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| prefix_references(v, keys, prefix))
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), prefix_references(v, keys, prefix)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -64,6 +127,9 @@ pub struct BatchResult {
     pub results: Map<String, Value>,
     pub errors: Map<String, Value>,
     pub totals: Map<String, Value>,
+    pub nexts: Map<String, Value>,
+    /// Per sub-call `time` (with `operating`, `operating_reset_at`).
+    pub times: Map<String, Value>,
 }
 
 impl BatchResult {
@@ -77,6 +143,8 @@ impl BatchResult {
             results: take(result.get("result")),
             errors: take(result.get("result_error")),
             totals: take(result.get("result_total")),
+            nexts: take(result.get("result_next")),
+            times: take(result.get("result_time")),
         }
     }
 

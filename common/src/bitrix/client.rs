@@ -8,8 +8,11 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::batch::{Batch, BatchResult, MAX_COMMANDS};
 use super::body::{read_capped, BodyError, MAX_REST_BODY};
+use super::dispatch::{Answer, Dispatcher, Pending, Work};
 use super::error::{B24Error, ErrorKind};
+use super::limiter::Limiter;
 use super::oauth::{InstallProof, OAuthApp};
+use super::slots;
 use crate::crypto::SecretBox;
 use crate::db::{self, Pool};
 use crate::metrics;
@@ -35,6 +38,9 @@ struct Inner {
     /// Grows whenever cached sessions are dropped, so a session read from the database before
     /// a drop is not cached after it.
     epoch: AtomicU64,
+    limiter: Limiter,
+    /// Commands of different jobs may share one `batch` request.
+    cross_job_batching: AtomicBool,
 }
 
 /// Per-portal state shared by every job of that portal in this process.
@@ -47,6 +53,10 @@ struct PortalSession {
     token: RwLock<Option<CachedToken>>,
     /// One refresh at a time per portal in this process; the row lock covers other processes.
     refresh_gate: Mutex<()>,
+    /// This process's queue of requests waiting for the portal's limiter.
+    dispatcher: Dispatcher,
+    /// Portal reads an activity may reuse for a short while (see [`PortalClient::memo_get`]).
+    memo: DashMap<String, (Value, std::time::Instant)>,
 }
 
 #[derive(Clone)]
@@ -75,12 +85,14 @@ impl Bitrix {
         Self {
             inner: Arc::new(Inner {
                 http,
-                db,
+                db: db.clone(),
                 secrets,
                 oauth,
                 sessions: DashMap::new(),
                 watching: AtomicBool::new(false),
                 epoch: AtomicU64::new(0),
+                limiter: Limiter::new(db),
+                cross_job_batching: AtomicBool::new(true),
             }),
         }
     }
@@ -110,6 +122,8 @@ impl Bitrix {
             language: portal.language.clone(),
             token: RwLock::new(None),
             refresh_gate: Mutex::new(()),
+            dispatcher: Dispatcher::default(),
+            memo: DashMap::new(),
         });
         // Cache only when no reinstall notice can have slipped in since the read above.
         let session = if watching && epoch == self.inner.epoch.load(Ordering::Acquire) {
@@ -125,6 +139,12 @@ impl Bitrix {
             inner: self.inner.clone(),
             session,
         })
+    }
+
+    /// Whether commands of different jobs may share one `batch` (on by default; benchmarks
+    /// turn it off to compare).
+    pub fn set_cross_job_batching(&self, on: bool) {
+        self.inner.cross_job_batching.store(on, Ordering::Relaxed);
     }
 
     /// Forgets what this process cached about a portal (after a reinstall or uninstall).
@@ -151,7 +171,9 @@ impl Bitrix {
         batch: &Batch,
     ) -> Result<BatchResult, B24Error> {
         let portal = self.portal(portal_id).await?;
-        let response = send(
+        // It counts against the portal's rate like any other request.
+        self.inner.limiter.acquire(portal_id).await?;
+        let (response, _) = send(
             &self.inner.http,
             &portal.session.endpoint,
             access_token,
@@ -197,8 +219,86 @@ impl PortalClient {
         self.session.language.as_deref()
     }
 
-    /// Calls one method. An auth error refreshes the token once and repeats the call.
+    /// Calls one method. The call waits for the portal's shared limiter and may leave in
+    /// one `batch` with other jobs' calls; its answer or error is its own either way.
     pub async fn call(&self, method: &str, params: Value) -> Result<RestResponse, B24Error> {
+        let work = Work::Call {
+            method: method.to_string(),
+            params,
+        };
+        match self.submit(work).await? {
+            Answer::Call(response) => Ok(response),
+            Answer::Batch(_) => Err(B24Error::BadResponse {
+                method: method.to_string(),
+                status: 0,
+            }),
+        }
+    }
+
+    /// Runs a batch (≤ 50 commands) as one HTTP request, or, without `halt`, as part of one
+    /// shared with other jobs' commands; its own commands keep their order either way.
+    pub async fn batch(&self, batch: &Batch) -> Result<BatchResult, B24Error> {
+        if batch.len() > MAX_COMMANDS {
+            return Err(B24Error::Api {
+                method: "batch".into(),
+                status: 400,
+                code: "ERROR_BATCH_LENGTH_EXCEEDED".into(),
+                description: format!("{} commands, at most {MAX_COMMANDS}", batch.len()),
+            });
+        }
+        match self.submit(Work::Batch(batch.clone())).await? {
+            Answer::Batch(result) => Ok(*result),
+            Answer::Call(_) => Err(B24Error::BadResponse {
+                method: "batch".into(),
+                status: 0,
+            }),
+        }
+    }
+
+    async fn submit(&self, work: Work) -> Result<Answer, B24Error> {
+        let merge = self.inner.cross_job_batching.load(Ordering::Relaxed);
+        let (pending, answer) = Pending::new(work, merge);
+        self.session.dispatcher.submit(self, pending);
+        slots::while_waiting(answer).await.unwrap_or_else(|_| {
+            Err(B24Error::Transport {
+                method: "batch".into(),
+                message: "the request was dropped before it was answered".into(),
+            })
+        })
+    }
+
+    /// A value read from this portal within `ttl`, if this process has one.
+    pub fn memo_get(&self, key: &str, ttl: Duration) -> Option<Value> {
+        self.session
+            .memo
+            .get(key)
+            .filter(|e| e.1.elapsed() < ttl)
+            .map(|e| e.0.clone())
+    }
+
+    /// Keeps a value read from this portal for [`PortalClient::memo_get`]; forgotten with the
+    /// portal's session (reinstall).
+    pub fn memo_put(&self, key: &str, value: Value) {
+        self.session
+            .memo
+            .insert(key.to_string(), (value, std::time::Instant::now()));
+    }
+
+    pub(crate) fn dispatcher(&self) -> &Dispatcher {
+        &self.session.dispatcher
+    }
+
+    pub(crate) fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
+
+    /// One HTTP request now (the limiter already granted it), with the answer's `time`.
+    /// An auth error refreshes the token once and repeats the request.
+    pub(crate) async fn send_authed(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<(RestResponse, Option<Value>), B24Error> {
         let token = self.current_token().await?;
         match send(
             &self.inner.http,
@@ -223,20 +323,6 @@ impl PortalClient {
             }
             other => other,
         }
-    }
-
-    /// Runs a batch (≤ 50 commands) as one HTTP request.
-    pub async fn batch(&self, batch: &Batch) -> Result<BatchResult, B24Error> {
-        if batch.len() > MAX_COMMANDS {
-            return Err(B24Error::Api {
-                method: "batch".into(),
-                status: 400,
-                code: "ERROR_BATCH_LENGTH_EXCEEDED".into(),
-                description: format!("{} commands, at most {MAX_COMMANDS}", batch.len()),
-            });
-        }
-        let response = self.call("batch", batch.to_params()).await?;
-        Ok(BatchResult::from_result(response.result))
     }
 
     fn check_generation(&self, stored: i64) -> Result<(), B24Error> {
@@ -347,7 +433,7 @@ async fn send(
     access_token: &str,
     method: &str,
     params: Value,
-) -> Result<RestResponse, B24Error> {
+) -> Result<(RestResponse, Option<Value>), B24Error> {
     let mut body = match params {
         Value::Object(map) => map,
         Value::Null => Map::new(),
@@ -391,11 +477,14 @@ async fn send(
     match json {
         Some(Value::Object(mut map)) if status < 300 && map.contains_key("result") => {
             outcome("ok");
-            Ok(RestResponse {
-                result: map.remove("result").unwrap_or(Value::Null),
-                total: map.get("total").and_then(Value::as_u64),
-                next: map.get("next").and_then(Value::as_u64),
-            })
+            Ok((
+                RestResponse {
+                    result: map.remove("result").unwrap_or(Value::Null),
+                    total: map.get("total").and_then(Value::as_u64),
+                    next: map.get("next").and_then(Value::as_u64),
+                },
+                map.remove("time"),
+            ))
         }
         Some(Value::Object(map)) if map.contains_key("error") => {
             outcome("error");

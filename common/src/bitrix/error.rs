@@ -61,7 +61,58 @@ pub fn classify(status: u16, code: &str) -> ErrorKind {
     }
 }
 
+/// The HTTP status Bitrix24 answers a code with when the call is made on its own; a batch's
+/// `result_error` carries only the code (protocol.md §2, §6.3, §7).
+pub(crate) fn status_of_code(code: &str) -> u16 {
+    match code {
+        "expired_token" | "invalid_token" | "NO_AUTH_FOUND" => 401,
+        "ACCESS_DENIED" | "insufficient_scope" | "user_access_error" | "INVALID_CREDENTIALS" => 403,
+        "ERROR_METHOD_NOT_FOUND" => 404,
+        "OPERATION_TIME_LIMIT" => 429,
+        "INTERNAL_SERVER_ERROR" => 500,
+        "QUERY_LIMIT_EXCEEDED" | "OVERLOAD_LIMIT" => 503,
+        _ => 400,
+    }
+}
+
 impl B24Error {
+    /// The same error for another waiter of one shared request.
+    pub(crate) fn duplicate(&self) -> B24Error {
+        match self {
+            B24Error::Api {
+                method,
+                status,
+                code,
+                description,
+            } => B24Error::Api {
+                method: method.clone(),
+                status: *status,
+                code: code.clone(),
+                description: description.clone(),
+            },
+            B24Error::Transport { method, message } => B24Error::Transport {
+                method: method.clone(),
+                message: message.clone(),
+            },
+            B24Error::BadResponse { method, status } => B24Error::BadResponse {
+                method: method.clone(),
+                status: *status,
+            },
+            B24Error::Refresh { message, kind } => B24Error::Refresh {
+                message: message.clone(),
+                kind: *kind,
+            },
+            B24Error::NotInstalled(id) => B24Error::NotInstalled(*id),
+            B24Error::PortalChanged(id) => B24Error::PortalChanged(*id),
+            B24Error::TooLarge { method, limit } => B24Error::TooLarge {
+                method: method.clone(),
+                limit: *limit,
+            },
+            // Still a database error (nothing was sent); the words are kept.
+            B24Error::Db(e) => B24Error::Db(crate::db::DbError::Config(e.to_string())),
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             B24Error::Api { status, code, .. } => classify(*status, code),

@@ -5,10 +5,13 @@ mod batch;
 mod body;
 pub use batch::MAX_COMMANDS as BATCH_MAX_COMMANDS;
 mod client;
+mod dispatch;
 mod error;
 pub mod form;
+mod limiter;
 mod oauth;
 mod portal_changes;
+pub mod slots;
 
 pub use batch::{Batch, BatchResult};
 pub use client::{Bitrix, PortalClient, RestResponse};

@@ -2,6 +2,7 @@
 pub mod jobs;
 mod migrate;
 pub mod ops;
+pub mod portal_limits;
 pub mod portals;
 pub mod registrations;
 

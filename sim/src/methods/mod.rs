@@ -132,6 +132,7 @@ pub(crate) fn find(method: &str) -> Option<Handler> {
 pub(crate) fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: Value) -> Result<Reply, RestError> {
     let method = method.to_lowercase();
     let handler = find(&method).ok_or_else(RestError::method_not_found)?;
+    ctx.state.operating.check(&method)?;
     *ctx.state.method_calls.entry(method).or_insert(0) += 1;
     handler(ctx, params)
 }

@@ -85,9 +85,11 @@ pub(crate) fn run(
     let (mut ok, mut errors, mut totals, mut nexts, mut times) =
         (vec![], vec![], vec![], vec![], vec![]);
     for (n, (key, call)) in commands.into_iter().enumerate() {
+        let mut called = String::new();
         let outcome = if n < MAX_LENGTH {
             let Some(call) = call.as_str() else { continue };
             let (method, query) = parse_url(call);
+            called = method.to_lowercase();
             let params = parse_batch_query(query, &results);
             if matches!(
                 method.to_lowercase().as_str(),
@@ -118,7 +120,8 @@ pub(crate) fn run(
                     results.next.insert(key.clone(), json!(nx));
                     nexts.push((key.clone(), json!(nx)));
                 }
-                let t = now();
+                let mut t = now();
+                ctx.state.operating.annotate(&called, &mut t);
                 results.time.insert(key.clone(), t.clone());
                 times.push((key, t));
             }

@@ -9,6 +9,7 @@ pub(crate) mod directory;
 pub(crate) mod disk;
 pub(crate) mod faults;
 pub(crate) mod limits;
+pub(crate) mod operating;
 pub(crate) mod rest;
 pub(crate) mod telephony_calendar;
 mod telephony_calendar_hooks;
@@ -124,6 +125,7 @@ pub(crate) struct State {
     pub failing_methods: std::collections::HashSet<String>,
     pub rate_limit_enabled: bool,
     pub bucket: LeakyBucket,
+    pub operating: operating::Operating,
 }
 
 pub(crate) struct PortalInner {
@@ -184,6 +186,7 @@ impl Portal {
             failing_methods: std::collections::HashSet::new(),
             rate_limit_enabled: cfg.rate_limit_enabled,
             bucket: LeakyBucket::new(),
+            operating: operating::Operating::default(),
         };
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -301,6 +304,26 @@ impl Portal {
         self.lock().rate_limit_enabled = enabled;
     }
 
+    /// From now on `method`'s answers report `time.operating` = `operating` seconds and a
+    /// budget window that resets after `reset_after` (protocol.md §7.2).
+    pub fn set_method_operating(&self, method: &str, operating: f64, reset_after: Duration) {
+        self.lock()
+            .operating
+            .set(method, operating, reset_after, false);
+    }
+
+    /// `method` has spent its time budget: its calls, alone or in a batch, get 429
+    /// `OPERATION_TIME_LIMIT` until the reset its answers announced (see
+    /// [`Portal::set_method_operating`]), or for `duration` when they announced none.
+    pub fn block_method(&self, method: &str, duration: Duration) {
+        self.lock().operating.block(method, duration);
+    }
+
+    /// Calls of `method` refused with 429 `OPERATION_TIME_LIMIT`.
+    pub fn operation_time_refusals(&self, method: &str) -> u64 {
+        self.lock().operating.refusals(method)
+    }
+
     // ---- data ----
 
     /// Adds a department under `parent` (the root department 1 when `None`).
@@ -354,6 +377,15 @@ impl Portal {
             .get(&method.to_lowercase())
             .copied()
             .unwrap_or(0)
+    }
+    /// Executed calls of every method, inside batches or not (a batch itself not counted).
+    pub fn command_count(&self) -> u64 {
+        self.lock()
+            .method_calls
+            .iter()
+            .filter(|(m, _)| m.as_str() != "batch")
+            .map(|(_, n)| *n)
+            .sum()
     }
     pub fn rejected_by_rate_limit(&self) -> u64 {
         self.inner.rejected_by_rate_limit.load(Ordering::Relaxed)

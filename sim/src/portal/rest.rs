@@ -189,7 +189,9 @@ async fn handle(
             if let Some(next) = reply.next {
                 body.insert("next".into(), json!(next));
             }
-            body.insert("time".into(), time_json(started));
+            let mut time = time_json(started);
+            portal.lock().operating.annotate(&method, &mut time);
+            body.insert("time".into(), time);
             json_response(StatusCode::OK, &Value::Object(body))
         }
         Err(e) => {

@@ -312,6 +312,7 @@ mod tests {
                 .unwrap()
                 .clone(),
             totals: Map::new(),
+            ..Default::default()
         };
         assert!(smart(&answer).is_err());
         let s = legacy(&answer).unwrap();

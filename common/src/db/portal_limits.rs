@@ -1,0 +1,226 @@
+//! The shared per-portal REST limiter state (migration V4): one row per portal, taken with
+//! one statement per request by every worker process, editable by operators.
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{DbError, GenericClient};
+
+/// Bitrix24's published limits (protocol.md §7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    /// 2 requests/s, burst 50.
+    Standard,
+    /// 5 requests/s, burst 250.
+    Enterprise,
+    /// Operator-set rate and burst (e.g. an on-premise portal).
+    Custom { rate_per_sec: f64, burst: i32 },
+}
+
+impl Plan {
+    pub fn rate_and_burst(self) -> (f64, i32) {
+        match self {
+            Plan::Standard => (2.0, 50),
+            Plan::Enterprise => (5.0, 250),
+            Plan::Custom {
+                rate_per_sec,
+                burst,
+            } => (rate_per_sec, burst),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Plan::Standard => "standard",
+            Plan::Enterprise => "enterprise",
+            Plan::Custom { .. } => "custom",
+        }
+    }
+}
+
+/// One answer of the shared bucket.
+#[derive(Clone, Debug)]
+pub struct Acquired {
+    pub granted: bool,
+    /// When not granted: seconds until a request would be.
+    pub wait_secs: f64,
+    /// Parked methods: method → unix time until which it must not be called.
+    pub parked: Value,
+}
+
+/// Takes one request from the portal's bucket, or says how long to wait (GCRA, one row lock).
+pub async fn acquire(
+    client: &impl GenericClient,
+    portal_id: i64,
+    headroom: i32,
+) -> Result<Acquired, DbError> {
+    let row = client
+        .query_one(
+            "SELECT granted, wait_secs, parked FROM portal_limit_acquire($1, $2)",
+            &[&portal_id, &headroom],
+        )
+        .await?;
+    Ok(Acquired {
+        granted: row.get(0),
+        wait_secs: row.get::<_, f64>(1).max(0.0),
+        parked: row.get(2),
+    })
+}
+
+/// The portal refused a request with `QUERY_LIMIT_EXCEEDED`: its bucket is full, whatever
+/// we thought; nothing more until it has drained a full burst's worth.
+pub async fn note_throttled(client: &impl GenericClient, portal_id: i64) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE portal_limits
+                SET tat = greatest(tat, clock_timestamp() + make_interval(secs => burst / rate_per_sec)),
+                    throttled = throttled + 1, last_throttled_at = now(), updated_at = now()
+              WHERE portal_id = $1",
+            &[&portal_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Parks `method` for the portal until `until_unix` (429 `OPERATION_TIME_LIMIT`, or a
+/// `time.operating` close to the budget). A later park never shortens an earlier one.
+pub async fn park_method(
+    client: &impl GenericClient,
+    portal_id: i64,
+    method: &str,
+    until_unix: i64,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO portal_limits (portal_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&portal_id],
+        )
+        .await?;
+    client
+        .execute(
+            "UPDATE portal_limits
+                SET parked = jsonb_set(parked, ARRAY[$2::text],
+                        to_jsonb(greatest(coalesce((parked->>$2)::bigint, 0), $3::bigint))),
+                    updated_at = now()
+              WHERE portal_id = $1",
+            &[&portal_id, &method, &until_unix],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Sets a portal's plan (operators). The bucket keeps its level in requests, at most the
+/// new burst.
+pub async fn set_plan(
+    client: &impl GenericClient,
+    portal_id: i64,
+    plan: Plan,
+) -> Result<bool, DbError> {
+    let (rate, burst) = plan.rate_and_burst();
+    if !(rate > 0.0 && rate.is_finite()) || burst < 1 {
+        return Err(DbError::Config(format!(
+            "a portal limit needs a positive rate and a burst of at least 1 (got {rate}/s, {burst})"
+        )));
+    }
+    let exists = client
+        .query_opt("SELECT 1 FROM portals WHERE id = $1", &[&portal_id])
+        .await?
+        .is_some();
+    if !exists {
+        return Ok(false);
+    }
+    client
+        .execute(
+            "INSERT INTO portal_limits (portal_id, plan, rate_per_sec, burst) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (portal_id) DO UPDATE
+               SET plan = EXCLUDED.plan, rate_per_sec = EXCLUDED.rate_per_sec,
+                   burst = EXCLUDED.burst, updated_at = now(),
+                   tat = clock_timestamp() + least(
+                       greatest(portal_limits.tat - clock_timestamp(), interval '0')
+                           * (portal_limits.rate_per_sec / EXCLUDED.rate_per_sec),
+                       make_interval(secs => EXCLUDED.burst / EXCLUDED.rate_per_sec))",
+            &[&portal_id, &plan.name(), &rate, &burst],
+        )
+        .await?;
+    Ok(true)
+}
+
+/// What operators see of a portal's limiter.
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitState {
+    pub portal_id: i64,
+    pub plan: String,
+    pub rate_per_sec: f64,
+    pub burst: i32,
+    /// Requests the portal's bucket holds now by our count (0 = idle, `burst` = full).
+    pub level: f64,
+    /// Methods parked now, with the unix time they are parked until.
+    pub parked: Value,
+    /// Requests granted and `QUERY_LIMIT_EXCEEDED` answers seen since the row was made.
+    pub requests: i64,
+    pub throttled: i64,
+    pub last_throttled_at: Option<DateTime<Utc>>,
+}
+
+/// Every portal's limiter state (portals never used yet show the standard plan, idle).
+pub async fn list_states(client: &impl GenericClient) -> Result<Vec<LimitState>, DbError> {
+    states(client, None).await
+}
+
+/// One portal's limiter state.
+pub async fn get_state(
+    client: &impl GenericClient,
+    portal_id: i64,
+) -> Result<Option<LimitState>, DbError> {
+    Ok(states(client, Some(portal_id)).await?.into_iter().next())
+}
+
+async fn states(
+    client: &impl GenericClient,
+    portal_id: Option<i64>,
+) -> Result<Vec<LimitState>, DbError> {
+    let rows = client
+        .query(
+            "SELECT p.id, coalesce(l.plan, 'standard'), coalesce(l.rate_per_sec, 2),
+                    coalesce(l.burst, 50),
+                    coalesce(greatest(extract(epoch FROM (l.tat - clock_timestamp())), 0)
+                             * l.rate_per_sec, 0)::float8,
+                    coalesce((SELECT jsonb_object_agg(k, v) FROM jsonb_each(l.parked) AS e(k, v)
+                               WHERE v::text::bigint > extract(epoch FROM now())), '{}'::jsonb),
+                    coalesce(l.requests, 0), coalesce(l.throttled, 0), l.last_throttled_at
+               FROM portals p LEFT JOIN portal_limits l ON l.portal_id = p.id
+              WHERE $1::bigint IS NULL OR p.id = $1
+              ORDER BY p.id",
+            &[&portal_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| LimitState {
+            portal_id: r.get(0),
+            plan: r.get(1),
+            rate_per_sec: r.get(2),
+            burst: r.get(3),
+            level: r.get(4),
+            parked: r.get(5),
+            requests: r.get(6),
+            throttled: r.get(7),
+            last_throttled_at: r.get(8),
+        })
+        .collect())
+}
+
+/// The portal of each job id (jobs that no longer exist are left out).
+pub async fn portals_of_jobs(
+    client: &impl GenericClient,
+    job_ids: &[uuid::Uuid],
+) -> Result<Vec<(uuid::Uuid, i64)>, DbError> {
+    let rows = client
+        .query(
+            "SELECT id, portal_id FROM jobs WHERE id = ANY($1)",
+            &[&job_ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

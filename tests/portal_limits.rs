@@ -1,0 +1,355 @@
+//! The per-portal limiter shared by worker processes, cross-job batching, per-method parking
+//! and fairness between portals (issue 9).
+use std::time::{Duration, Instant};
+
+use b24flow_common::bitrix::{Batch, Bitrix, OAuthApp};
+use b24flow_common::db::{self, portal_limits::Plan};
+use b24flow_sim::{ActivityCall, Portal, PortalConfig};
+use futures::future::join_all;
+use futures::stream::{self, StreamExt};
+use serde_json::json;
+
+use crate::support::*;
+
+/// Our id of a simulated portal.
+async fn portal_id(app: &TestApp, portal: &Portal) -> i64 {
+    let client = app.pool.get().await.expect("db");
+    db::portals::find_by_member_id(&client, &portal.member_id())
+        .await
+        .expect("portal lookup")
+        .expect("portal installed")
+        .id
+}
+
+async fn set_plan(app: &TestApp, portal: &Portal, plan: Plan) {
+    let id = portal_id(app, portal).await;
+    let client = app.pool.get().await.expect("db");
+    assert!(db::portal_limits::set_plan(&client, id, plan)
+        .await
+        .expect("plan"));
+}
+
+/// A REST client of this app's database, as a worker process has.
+fn bitrix(app: &TestApp) -> Bitrix {
+    Bitrix::new(
+        app.pool.clone(),
+        app.config.secrets.clone(),
+        OAuthApp {
+            oauth_url: app.config.oauth_url.clone(),
+            client_id: app.config.client_id.clone(),
+            client_secret: app.config.client_secret.clone(),
+        },
+    )
+}
+
+/// Waits until `n` consumers take jobs from the work queue.
+async fn wait_for_consumers(app: &TestApp, n: u32) {
+    let conn = b24flow_common::amqp::connect(AMQP_URL, "test-consumers")
+        .await
+        .expect("amqp");
+    let channel = conn.create_channel().await.expect("channel");
+    let queue = b24flow_common::amqp::Topology::new(&app.config.amqp_prefix)
+        .work_queue()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let q = channel
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("queue");
+        if q.consumer_count() >= n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} consumers did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = conn.close(200, "ok".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_never_send_a_portal_more_than_its_rate() {
+    // A small bucket so the limit binds within seconds: 10 requests, draining 4/s.
+    let mut app = spawn_app_with(AppOptions {
+        portal: PortalConfig {
+            rate_burst: 10,
+            rate_drain_per_sec: 4.0,
+            ..PortalConfig::default()
+        },
+        install: false,
+        ..AppOptions::default()
+    })
+    .await;
+    // Installed at the standard plan; from then on the portal's small bucket applies.
+    app.portal.set_rate_limit(false);
+    app.install().await;
+    app.stop_worker().await;
+    set_plan(
+        &app,
+        &app.portal,
+        Plan::Custom {
+            rate_per_sec: 4.0,
+            burst: 10,
+        },
+    )
+    .await;
+    app.portal.set_rate_limit(true);
+    let mut workers = [app.spawn_worker_process(), app.spawn_worker_process()];
+    wait_for_consumers(&app, 2).await;
+    let users = app.portal.seed_demo_directory(20);
+    let before = app.portal.request_count();
+
+    let calls = 300;
+    let answers: Vec<_> = stream::iter(0..calls)
+        .map(|i| {
+            let user = users[i % users.len()];
+            let portal = app.portal.clone();
+            async move {
+                let fired = portal
+                    .fire(ActivityCall::new(
+                        "user_info",
+                        json!({ "user_id": format!("user_{user}") }),
+                    ))
+                    .await
+                    .expect("fire");
+                assert!(fired.status.is_success());
+                portal
+                    .wait_event_send(&fired.event_token, Duration::from_secs(120))
+                    .await
+            }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    let answered_ok = answers
+        .iter()
+        .flatten()
+        .filter(|s| s.return_values["error_text"] == "")
+        .count();
+    let requests = app.portal.request_count() - before;
+    for w in workers.iter_mut() {
+        let _ = w.start_kill();
+        let _ = w.wait().await;
+    }
+    assert_eq!(answered_ok, calls, "every call answered with success");
+    // The portal's own bucket is the judge: it never had to refuse a request.
+    assert_eq!(app.portal.rejected_by_rate_limit(), 0);
+    // And the limit was really in play: more requests than one burst.
+    assert!(requests > 10, "only {requests} requests");
+    // 300 jobs × 3 commands cannot be 900 requests: they were batched.
+    assert!(requests < 100, "{requests} requests for {calls} jobs");
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_of_many_jobs_share_one_batch_and_each_gets_its_own_answer() {
+    let app = spawn_app().await;
+    // One request now, then one a second: everything asked for meanwhile leaves together.
+    set_plan(
+        &app,
+        &app.portal,
+        Plan::Custom {
+            rate_per_sec: 1.0,
+            burst: 1,
+        },
+    )
+    .await;
+    let sales = app.portal.add_department("Sales", None);
+    let users: Vec<u64> = (0..20)
+        .map(|i| {
+            app.portal.add_user(json!({
+                "NAME": format!("User{i}"), "UF_DEPARTMENT": [sales]
+            }))
+        })
+        .collect();
+    let id = portal_id(&app, &app.portal).await;
+    let b24 = bitrix(&app).portal(id).await.expect("portal client");
+    // Spend the one request the bucket holds.
+    b24.call("app.info", json!({})).await.expect("app.info");
+    let requests_before = app.portal.request_count();
+    let batches_before = app.portal.method_calls("batch");
+
+    let reads = users.iter().map(|user| {
+        let b24 = b24.clone();
+        async move {
+            b24.call("user.get", json!({ "filter": { "ID": user } }))
+                .await
+        }
+    });
+    let failing = b24.call("no.such.method", json!({ "x": "1" }));
+    let dependent = async {
+        let mut batch = Batch::new(false);
+        batch.push("user", "user.get", &json!({ "filter": { "ID": users[0] } }));
+        batch.push(
+            "departments",
+            "department.get",
+            &json!({ "ID": "$result[user][0][UF_DEPARTMENT]" }),
+        );
+        b24.batch(&batch).await
+    };
+    let (reads, failing, dependent) = tokio::join!(join_all(reads), failing, dependent);
+
+    // 20 calls, a failing call and a two-command batch of dependent commands: 23 commands
+    // in one request.
+    assert_eq!(app.portal.request_count() - requests_before, 1);
+    assert_eq!(app.portal.method_calls("batch") - batches_before, 1);
+    for (user, read) in users.iter().zip(reads) {
+        let answer = read.expect("each read answered");
+        assert_eq!(
+            answer.result[0]["ID"].to_string().trim_matches('"'),
+            user.to_string()
+        );
+    }
+    let err = failing.expect_err("its own error");
+    assert_eq!(err.code(), Some("ERROR_METHOD_NOT_FOUND"));
+    assert!(err.to_string().starts_with("no.such.method"), "{err}");
+    let dependent = dependent.expect("the dependent batch");
+    let departments = dependent.get("departments").expect("resolved reference");
+    assert_eq!(departments[0]["NAME"], "Sales");
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_parks_that_method_and_not_the_others() {
+    let app = spawn_app().await;
+    let id = portal_id(&app, &app.portal).await;
+    let b24 = bitrix(&app).portal(id).await.expect("portal client");
+    // user.get's window resets in 3 s; then it is over budget until then.
+    app.portal
+        .set_method_operating("user.get", 100.0, Duration::from_secs(3));
+    b24.call("user.get", json!({ "filter": { "ID": 1 } }))
+        .await
+        .expect("a good answer first");
+    app.portal.block_method("user.get", Duration::from_secs(3));
+
+    let parked_read = {
+        let b24 = b24.clone();
+        tokio::spawn(async move {
+            let r = b24.call("user.get", json!({ "filter": { "ID": 1 } })).await;
+            (r, Instant::now())
+        })
+    };
+    // Let the refusal arrive and the park reach the shared row, then ask for user.get
+    // again and for another method.
+    wait_until(|| async { app.portal.operation_time_refusals("user.get") >= 1 }).await;
+    wait_until(|| async {
+        let client = app.pool.get().await.expect("db");
+        let state = db::portal_limits::get_state(&client, id)
+            .await
+            .expect("state")
+            .expect("row");
+        state.parked.get("user.get").is_some()
+    })
+    .await;
+    let second_read = {
+        let b24 = b24.clone();
+        tokio::spawn(async move {
+            let r = b24.call("user.get", json!({ "filter": { "ID": 1 } })).await;
+            (r, Instant::now())
+        })
+    };
+    let other = b24.call("department.get", json!({})).await;
+    let other_at = Instant::now();
+    assert!(other.is_ok(), "another method still runs: {other:?}");
+
+    let (first, first_at) = parked_read.await.expect("task");
+    let (second, second_at) = second_read.await.expect("task");
+    assert!(
+        first.is_ok(),
+        "the parked call ran once its window reset: {first:?}"
+    );
+    assert!(second.is_ok(), "{second:?}");
+    assert!(other_at < first_at && other_at < second_at);
+    // Refused once; after that the method waited instead of asking again.
+    assert_eq!(app.portal.operation_time_refusals("user.get"), 1);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_portal_does_not_delay_another() {
+    // Portal A is slow (one request every 2 s) and gets 300 jobs at once.
+    let app = spawn_app_with(AppOptions {
+        portal: PortalConfig {
+            rate_burst: 2,
+            rate_drain_per_sec: 0.5,
+            ..PortalConfig::default()
+        },
+        install: false,
+        ..AppOptions::default()
+    })
+    .await;
+    app.portal.set_rate_limit(false);
+    app.install().await;
+    set_plan(
+        &app,
+        &app.portal,
+        Plan::Custom {
+            rate_per_sec: 0.5,
+            burst: 2,
+        },
+    )
+    .await;
+    app.portal.set_rate_limit(true);
+    let quiet = app
+        .cloud
+        .add_portal(PortalConfig::default())
+        .await
+        .expect("portal B");
+    quiet
+        .install(&app.url("/b24/install"))
+        .await
+        .expect("install B");
+    quiet
+        .wait_for_activities(&["user_info"], WAIT)
+        .await
+        .expect("B registered");
+
+    let flood = 300;
+    let mut fired = Vec::new();
+    for chunk in (0..flood).collect::<Vec<_>>().chunks(50) {
+        let calls = chunk.iter().map(|_| {
+            app.portal.fire(ActivityCall::new(
+                "user_info",
+                json!({ "user_id": "user_1" }),
+            ))
+        });
+        for f in join_all(calls).await {
+            fired.push(f.expect("fire A").event_token);
+        }
+    }
+    // B's calls, one at a time, while A's jobs wait.
+    for _ in 0..3 {
+        let call = quiet
+            .fire(ActivityCall::new(
+                "user_info",
+                json!({ "user_id": "user_1" }),
+            ))
+            .await
+            .expect("fire B");
+        let sent = quiet
+            .wait_event_send(&call.event_token, WAIT)
+            .await
+            .expect("B answered");
+        assert_eq!(sent.return_values["error_text"], "");
+    }
+    let a_answered = app.portal.event_sends().len();
+    assert!(
+        a_answered < flood / 2,
+        "B was served while A's flood was still queued ({a_answered} of {flood} answered)"
+    );
+    // Let A finish so nothing is left running at cleanup.
+    for token in fired {
+        app.portal
+            .wait_event_send(&token, Duration::from_secs(120))
+            .await
+            .expect("A answered");
+    }
+    assert_eq!(app.portal.rejected_by_rate_limit(), 0);
+    app.cleanup().await;
+}
