@@ -612,3 +612,16 @@ async fn metrics_carry_the_alerting_series_and_can_be_served_on_a_private_addres
     let _ = server.await;
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portals_shared_limiter_state_is_reported() {
+    let app = spawn_app().await;
+    app.run_activity("user_info", serde_json::json!({ "user_id": "user_1" }))
+        .await;
+    let limits = app.api_get("/api/portals/1/limits").await;
+    assert_eq!(limits["plan"], "standard", "{limits}");
+    assert_eq!(limits["burst"], 50);
+    assert!(limits["requests"].as_i64().unwrap_or(0) >= 1, "{limits}");
+    assert_eq!(limits["throttled"], 0);
+    app.cleanup().await;
+}

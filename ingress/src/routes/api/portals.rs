@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use b24flow_common::db::ops::{self, PortalDetail, PortalSummary};
+use b24flow_common::db::portal_limits::{self, LimitState};
 
 use super::actions;
 use crate::error::ApiError;
@@ -55,4 +56,24 @@ pub async fn resume(
     let id = actions::find_portal(&state, &portal).await?;
     actions::resume(&state, id, &op.actor).await?;
     Ok(Json(detail(&state, &id.to_string()).await?))
+}
+
+/// The portal's shared REST limiter: plan, bucket level, parked methods, refusals seen.
+pub async fn limits(
+    _op: Operator,
+    State(state): State<AppState>,
+    Path(portal): Path<String>,
+) -> Result<Json<LimitState>, ApiError> {
+    let id = actions::find_portal(&state, &portal).await?;
+    let client = state.db.get().await?;
+    portal_limits::get_state(&client, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "portal_not_found",
+                format!("no portal {portal:?}"),
+            )
+        })
 }

@@ -302,15 +302,17 @@ pub async fn portal(
             ..ops::JobFilter::default()
         };
         let jobs = ops::list_jobs(&client, &filter, None, 20).await?.jobs;
-        Ok::<_, ApiError>((detail, jobs))
+        let limits =
+            b24flow_common::db::portal_limits::get_state(&client, detail.summary.id).await?;
+        Ok::<_, ApiError>((detail, jobs, limits))
     }
     .await;
     match result {
-        Ok((detail, jobs)) => render::page(
+        Ok((detail, jobs, limits)) => render::page(
             StatusCode::OK,
             "portal.html",
             context! {
-                csrf => &user.csrf, operator => &user.name, portal => detail, jobs,
+                csrf => &user.csrf, operator => &user.name, portal => detail, jobs, limits,
                 flash => flash(flash_query.ok.as_deref()),
             },
         ),
