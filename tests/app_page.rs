@@ -44,22 +44,6 @@ fn registered(app: &TestApp, code: &str) -> (bool, bool) {
     )
 }
 
-async fn wait_registration_jobs_done(app: &TestApp) {
-    wait_until(|| async {
-        let client = app.pool.get().await.expect("db");
-        let open: i64 = client
-            .query_one(
-                "SELECT count(*) FROM jobs WHERE kind = 'register' AND state IN ('queued', 'running')",
-                &[],
-            )
-            .await
-            .expect("count")
-            .get(0);
-        open == 0
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_sees_every_activity_in_russian_with_its_status() {
     let app = spawn_app().await;
@@ -114,7 +98,7 @@ async fn the_admin_uninstalls_and_reinstalls_one_activity_through_jobs() {
     .await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("queued"), "{page}");
-    wait_registration_jobs_done(&app).await;
+    app.wait_registrations().await;
     assert_eq!(registered(&app, "user_info"), (false, false));
     assert_eq!(
         registered(&app, "smtp_send"),
@@ -134,7 +118,7 @@ async fn the_admin_uninstalls_and_reinstalls_one_activity_through_jobs() {
     )
     .await;
     assert_eq!(status, 200);
-    wait_registration_jobs_done(&app).await;
+    app.wait_registrations().await;
     assert_eq!(registered(&app, "user_info"), (true, true));
     app.cleanup().await;
 }
@@ -179,7 +163,7 @@ async fn refreshing_options_picks_up_a_new_telephony_line_and_says_so() {
     )
     .await;
     assert_eq!(status, 200);
-    wait_registration_jobs_done(&app).await;
+    app.wait_registrations().await;
     let callback = app
         .portal
         .activities()

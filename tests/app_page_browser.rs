@@ -51,22 +51,6 @@ async fn act(client: &Client, css: &str) {
         .expect("the action's notice");
 }
 
-async fn registration_jobs_done(app: &TestApp) {
-    wait_until(|| async {
-        let client = app.pool.get().await.expect("db");
-        let open: i64 = client
-            .query_one(
-                "SELECT count(*) FROM jobs WHERE kind = 'register' AND state IN ('queued', 'running')",
-                &[],
-            )
-            .await
-            .expect("count")
-            .get(0);
-        open == 0
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_manages_activities_on_the_app_page_in_the_browser() {
     let app = spawn_app().await;
@@ -94,7 +78,7 @@ async fn an_admin_manages_activities_on_the_app_page_in_the_browser() {
         .for_element(Locator::Id("notice"))
         .await
         .expect("notice");
-    registration_jobs_done(&app).await;
+    app.wait_registrations().await;
     assert!(!app
         .portal
         .activities()
@@ -117,7 +101,7 @@ async fn an_admin_manages_activities_on_the_app_page_in_the_browser() {
         "tr[data-code=\"user_info\"] button[data-action=\"install\"]",
     )
     .await;
-    registration_jobs_done(&app).await;
+    app.wait_registrations().await;
     open_as(&client, &app, 1).await;
     assert_eq!(
         status_of(&client, "user_info", "activity").await,
@@ -131,7 +115,7 @@ async fn an_admin_manages_activities_on_the_app_page_in_the_browser() {
     // A telephony line added in the portal appears after "Refresh options".
     app.portal.add_phone_line("reg555", "Support line 555");
     act(&client, "button[data-action=\"refresh\"]").await;
-    registration_jobs_done(&app).await;
+    app.wait_registrations().await;
     open_as(&client, &app, 1).await;
     assert!(text_of(&client, "#last-refresh")
         .await

@@ -40,3 +40,26 @@ pub async fn publish_attempt(state: &AppState, id: Uuid, attempt: i32) {
         }
     }
 }
+
+/// Enqueues a registration job for a portal: the install's "register everything" or an app
+/// page action (`action`, `codes`). `handler` is added here, so every caller registers the
+/// same activity URL.
+pub async fn registration(
+    state: &AppState,
+    portal_id: i64,
+    mut properties: serde_json::Value,
+) -> Result<Inserted, ApiError> {
+    properties["handler"] = serde_json::json!(state.config.activity_handler_url());
+    let job = NewJob {
+        portal_id,
+        kind: jobs::JobKind::Register,
+        code: "register".into(),
+        event_token: None,
+        workflow_id: None,
+        document_id: serde_json::Value::Null,
+        properties,
+        timeout_duration: 0,
+        max_attempts: jobs::DEFAULT_MAX_ATTEMPTS,
+    };
+    store_and_publish(state, &job, None).await
+}

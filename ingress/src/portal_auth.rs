@@ -4,9 +4,8 @@
 //! Nothing here sends a request to an address a caller chose.
 use axum::http::StatusCode;
 use b24flow_common::bitrix::{ErrorKind, InstallProof};
-use b24flow_common::db::jobs::{JobKind, NewJob, DEFAULT_MAX_ATTEMPTS};
 use b24flow_common::db::portals::{self, Installation, Portal};
-use serde_json::{json, Value};
+use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::enqueue;
@@ -87,21 +86,7 @@ pub(crate) async fn install(
         source = claim.source,
         "portal installed"
     );
-    let job = NewJob {
-        portal_id: portal.id,
-        kind: JobKind::Register,
-        code: "register".into(),
-        event_token: None,
-        workflow_id: None,
-        document_id: Value::Null,
-        properties: json!({
-            "handler": state.config.activity_handler_url(),
-            "lang": claim_language,
-        }),
-        timeout_duration: 0,
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
-    };
-    enqueue::store_and_publish(state, &job, None).await?;
+    enqueue::registration(state, portal.id, json!({ "lang": claim_language })).await?;
     Ok(InstallOutcome::Installed)
 }
 

@@ -233,6 +233,23 @@ impl TestApp {
         assert!(status.is_success(), "install answered {status}");
     }
 
+    /// Waits until no registration job (install, app page action) is queued or running.
+    pub async fn wait_registrations(&self) {
+        wait_until(|| async {
+            let client = self.pool.get().await.expect("db");
+            let open: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM jobs WHERE kind = 'register' AND state IN ('queued', 'running')",
+                    &[],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            open == 0
+        })
+        .await;
+    }
+
     pub async fn wait_registered(&self) {
         let codes: Vec<&str> = b24flow_worker::activities::all()
             .iter()

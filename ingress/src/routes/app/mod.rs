@@ -13,7 +13,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use b24flow_common::bitrix::form;
 use b24flow_common::bitrix::{Batch, BatchResult, ErrorKind};
-use b24flow_common::db::jobs::{JobKind, NewJob, DEFAULT_MAX_ATTEMPTS};
 use b24flow_common::db::ops::{self, JobFilter};
 use b24flow_common::db::portals::{self, Portal};
 use b24flow_common::db::registrations;
@@ -183,23 +182,12 @@ async fn enqueue_action(
         "refresh" => ("refresh", Vec::new()),
         _ => return Err(ApiError::bad_request("unknown_action", "no such action")),
     };
-    let job = NewJob {
-        portal_id: portal.id,
-        kind: JobKind::Register,
-        code: "register".into(),
-        event_token: None,
-        workflow_id: None,
-        document_id: Value::Null,
-        properties: json!({
-            "handler": state.config.activity_handler_url(),
-            "lang": lang.code(),
-            "action": action,
-            "codes": codes,
-        }),
-        timeout_duration: 0,
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
-    };
-    enqueue::store_and_publish(state, &job, None).await?;
+    enqueue::registration(
+        state,
+        portal.id,
+        json!({ "lang": lang.code(), "action": action, "codes": codes }),
+    )
+    .await?;
     tracing::info!(portal.member_id = %portal.member_id, action, ?codes, "app page action queued");
     Ok(())
 }
