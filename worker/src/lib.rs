@@ -3,7 +3,9 @@
 pub mod activities;
 pub mod activity;
 mod admission;
+mod calendar;
 mod consumer;
+mod crm;
 mod heartbeat;
 mod registration;
 mod report;
@@ -12,6 +14,7 @@ pub mod runner;
 pub mod schema;
 pub mod sweeper;
 pub mod texts;
+mod values;
 
 use std::sync::Arc;
 

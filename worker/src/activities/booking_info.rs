@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use b24flow_common::bitrix::Batch;
 use serde_json::{json, Map, Value};
 
-use super::booking::{id_of, service_from_description, text_of, BookingValue, EntryKind};
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::calendar::booking::{service_from_description, BookingValue, EntryKind};
 use crate::schema::{ActivityDef, PropType, Property, Text};
+use crate::values::{id_of, text_of};
 
 pub struct BookingInfo;
 
@@ -54,10 +55,10 @@ impl Summary {
     /// From `calendar.resource.booking.list`: one event per booked user or resource.
     fn add_events(&mut self, events: &[Value]) {
         for event in events {
-            if text_of(event, "DELETED") == "Y" {
+            if text_of(event.get("DELETED")) == "Y" {
                 continue;
             }
-            if text_of(event, "CAL_TYPE") == "user" {
+            if text_of(event.get("CAL_TYPE")) == "user" {
                 if let Some(user) = id_of(event.get("OWNER_ID")).filter(|id| *id > 0) {
                     self.add_user(user);
                 }
@@ -67,9 +68,9 @@ impl Summary {
                 self.add_resource(section);
             }
             self.set_interval(
-                text_of(event, "DATE_FROM"),
-                text_of(event, "DATE_TO"),
-                service_from_description(&text_of(event, "DESCRIPTION")),
+                text_of(event.get("DATE_FROM")),
+                text_of(event.get("DATE_TO")),
+                service_from_description(&text_of(event.get("DESCRIPTION"))),
             );
         }
     }
@@ -218,7 +219,7 @@ fn resource_names(list: &Value) -> HashMap<u64, String> {
     list.as_array()
         .into_iter()
         .flatten()
-        .filter_map(|r| Some((id_of(r.get("ID"))?, text_of(r, "NAME"))))
+        .filter_map(|r| Some((id_of(r.get("ID"))?, text_of(r.get("NAME")))))
         .collect()
 }
 

@@ -10,12 +10,11 @@ use b24flow_common::bitrix::{Batch, ErrorKind};
 use chrono::Duration;
 use serde_json::{json, Map, Value};
 
-use super::booking::{
-    after, id_of, same_moment, text_of, BookingValue, Entry, EntryKind, PortalTime,
-};
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::calendar::booking::{after, same_moment, BookingValue, Entry, EntryKind, PortalTime};
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::text;
+use crate::values::{id_of, text_of};
 
 pub struct BookingRename;
 
@@ -95,9 +94,7 @@ impl Activity for BookingRename {
     }
 
     fn failure_values(&self) -> Map<String, Value> {
-        let mut values = Map::new();
-        values.insert("result".into(), json!("ERROR"));
-        values
+        crate::values::result_error()
     }
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
@@ -290,7 +287,7 @@ async fn find_user_events(
     };
     if !booking.ids.is_empty() {
         for event in answer.get("bookings")?.as_array().into_iter().flatten() {
-            if text_of(event, "CAL_TYPE") == "user" && text_of(event, "DELETED") != "Y" {
+            if text_of(event.get("CAL_TYPE")) == "user" && text_of(event.get("DELETED")) != "Y" {
                 if let Some(ev) = user_event(event) {
                     add(ev);
                 }
@@ -303,8 +300,8 @@ async fn find_user_events(
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|e| text_of(e, "EVENT_TYPE") == BOOKING_EVENT_TYPE)
-                .find(|e| same_moment(&text_of(e, "DATE_FROM"), &entry.from))
+                .filter(|e| text_of(e.get("EVENT_TYPE")) == BOOKING_EVENT_TYPE)
+                .find(|e| same_moment(&text_of(e.get("DATE_FROM")), &entry.from))
                 .and_then(user_event),
             Err(e) if e.kind() != ErrorKind::Permanent => return Err(e.into()),
             Err(e) => {
@@ -374,7 +371,7 @@ fn update_params(ev: &UserEvent, name: &str, description: Option<&str>) -> Value
         ("timezone_from", "TZ_FROM"),
         ("timezone_to", "TZ_TO"),
     ] {
-        let value = text_of(&ev.event, field);
+        let value = text_of(ev.event.get(field));
         if !value.is_empty() {
             params.insert(param.into(), json!(value));
         }
@@ -389,7 +386,7 @@ fn user_names(users: &Value) -> HashMap<u64, String> {
         .into_iter()
         .flatten()
         .filter_map(|u| {
-            let name = format!("{} {}", text_of(u, "NAME"), text_of(u, "LAST_NAME"));
+            let name = format!("{} {}", text_of(u.get("NAME")), text_of(u.get("LAST_NAME")));
             Some((id_of(u.get("ID"))?, name.trim().to_string()))
         })
         .collect()

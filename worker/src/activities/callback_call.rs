@@ -145,8 +145,7 @@ impl Activity for CallbackCall {
     }
 
     fn failure_values(&self) -> Map<String, Value> {
-        let mut values = Map::new();
-        values.insert("result".into(), json!("ERROR"));
+        let mut values = crate::values::result_error();
         values.insert("call_id".into(), json!(""));
         values
     }

@@ -2,8 +2,8 @@
 //! `crm.item.update` (entity type 4); addresses, which `crm.item` no longer writes for
 //! companies, go through `crm.company.update` in the same batch (methods.md §7–10).
 
-use super::crm_options::OptionSource;
-use super::crm_update_common::{field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS, EMAIL, IM, PHONE};
+use crate::crm::options::OptionSource;
+use crate::crm::update::{field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS, EMAIL, IM, PHONE};
 
 pub const SPEC: UpdateSpec = UpdateSpec {
     code: "company_update",
@@ -96,8 +96,8 @@ const OPTIONS: &[(&str, OptionSource)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activities::crm_update_common::CrmUpdate;
     use crate::activity::{Activity, Input};
+    use crate::crm::update::CrmUpdate;
     use serde_json::json;
 
     #[test]

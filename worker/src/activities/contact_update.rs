@@ -1,9 +1,7 @@
 //! `contact_update` (ACTIVITIES.md #8): writes the set properties of a contact with one
 //! `crm.item.update` (entity type 3, methods.md §7–10).
-use super::crm_options::OptionSource;
-use super::crm_update_common::{
-    field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS, EMAIL, IM, PHONE, WEB,
-};
+use crate::crm::options::OptionSource;
+use crate::crm::update::{field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS, EMAIL, IM, PHONE, WEB};
 
 pub const SPEC: UpdateSpec = UpdateSpec {
     code: "contact_update",

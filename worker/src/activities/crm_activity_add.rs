@@ -9,7 +9,7 @@ use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::{text, texts};
 
-use super::crm_common::{self, id_of, portal_error, Owner};
+use crate::crm::{self, id_of, portal_error, Owner};
 
 pub struct CrmActivityAdd;
 
@@ -98,7 +98,7 @@ async fn default_deadline(
     let is_todo = input
         .string("type")
         .is_some_and(|t| Kind::parse(&t).ok() == Some(Kind::Todo));
-    if !is_todo || crm_common::datetime(input, "deadline")?.is_some() {
+    if !is_todo || crm::datetime(input, "deadline")?.is_some() {
         return Ok(None);
     }
     // `server.time` gives the portal's clock in its own zone, so "tomorrow" is the portal's.
@@ -156,10 +156,10 @@ fn plan(
     let kind = Kind::parse(&input.required_string("type")?)?;
     let description = input.required_string("description")?;
     let owner = Owner::parse("owner_type", &input.required_string("owner_type")?)?;
-    let owner_id = crm_common::required_id(input, "owner_id")?;
+    let owner_id = crm::required_id(input, "owner_id")?;
     let priority = priority(&input.required_string("priority")?)?;
     let responsible = input.user("responsible")?;
-    let deadline = crm_common::datetime(input, "deadline")?.or(default_deadline);
+    let deadline = crm::datetime(input, "deadline")?.or(default_deadline);
     let (method, params) = if kind == Kind::Todo {
         let deadline = deadline.ok_or_else(|| {
             ActivityError::invalid(text!(

@@ -8,7 +8,7 @@ use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::text;
 
-use super::crm_common::{self, portal_error, result_values};
+use crate::crm::{self, portal_error, result_values};
 
 pub struct CrmActivityDelete;
 
@@ -48,7 +48,7 @@ impl Activity for CrmActivityDelete {
     }
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        let id = crm_common::required_id(input, "activity_id")?;
+        let id = crm::required_id(input, "activity_id")?;
         let earlier = ctx.side_effect(MARKER).await?;
         if let Some(SideEffect::Done(_)) = earlier {
             return Ok(output(text!(

@@ -9,7 +9,7 @@ use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::text;
 
-use super::crm_common::{self, id_of, portal_error, result_values, text_of, Owner};
+use crate::crm::{self, id_of, portal_error, result_values, text_of, Owner};
 
 pub struct CrmFeedPost;
 
@@ -70,7 +70,7 @@ impl Activity for CrmFeedPost {
             }
         }
         let owner = Owner::parse("entity_type", &input.required_string("entity_type")?)?;
-        let entity_id = crm_common::required_id(input, "entity_id")?;
+        let entity_id = crm::required_id(input, "entity_id")?;
         let text = comment(
             &input.required_string("title")?,
             &input.required_string("message")?,

@@ -2,8 +2,8 @@
 //! `crm.item.update` (entity type 2), which also moves a deal between pipelines
 //! (methods.md §7–10).
 
-use super::crm_options::OptionSource;
-use super::crm_update_common::{field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS};
+use crate::crm::options::OptionSource;
+use crate::crm::update::{field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS};
 
 pub const SPEC: UpdateSpec = UpdateSpec {
     code: "deal_update",

@@ -11,7 +11,7 @@ use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::{text, texts};
 
-use super::crm_common::{self, portal_error, text_of};
+use crate::crm::{self, portal_error, text_of};
 
 pub struct InvoiceStatus;
 
@@ -76,7 +76,7 @@ impl Activity for InvoiceStatus {
     }
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        let id = crm_common::required_id(input, "invoice_id")?;
+        let id = crm::required_id(input, "invoice_id")?;
         let kind = match input
             .string("invoice_kind")
             .as_deref()

@@ -1,7 +1,7 @@
 //! `lead_update` (ACTIVITIES.md #9): writes the set properties of a lead with one
 //! `crm.item.update` (entity type 1; the lead status is `stageId` there, methods.md §7–10).
-use super::crm_options::OptionSource;
-use super::crm_update_common::{field, Kind, UpdateSpec, COMMENTS, EMAIL, PHONE};
+use crate::crm::options::OptionSource;
+use crate::crm::update::{field, Kind, UpdateSpec, COMMENTS, EMAIL, PHONE};
 
 pub const SPEC: UpdateSpec = UpdateSpec {
     code: "lead_update",

@@ -1,5 +1,4 @@
 //! One module per activity; [`all`] is the one list that registers and runs them.
-mod booking;
 mod booking_info;
 mod booking_rename;
 mod callback_call;
@@ -7,10 +6,7 @@ mod company_update;
 mod contact_update;
 mod crm_activity_add;
 mod crm_activity_delete;
-mod crm_common;
 mod crm_feed_post;
-mod crm_options;
-mod crm_update_common;
 mod deal_update;
 mod invoice_from_deal;
 mod invoice_status;
@@ -30,10 +26,10 @@ pub fn all() -> Vec<Arc<dyn Activity>> {
         Arc::new(callback_call::CallbackCall),
         Arc::new(booking_info::BookingInfo),
         Arc::new(booking_rename::BookingRename),
-        Arc::new(crm_update_common::CrmUpdate(&company_update::SPEC)),
-        Arc::new(crm_update_common::CrmUpdate(&contact_update::SPEC)),
-        Arc::new(crm_update_common::CrmUpdate(&lead_update::SPEC)),
-        Arc::new(crm_update_common::CrmUpdate(&deal_update::SPEC)),
+        Arc::new(crate::crm::update::CrmUpdate(&company_update::SPEC)),
+        Arc::new(crate::crm::update::CrmUpdate(&contact_update::SPEC)),
+        Arc::new(crate::crm::update::CrmUpdate(&lead_update::SPEC)),
+        Arc::new(crate::crm::update::CrmUpdate(&deal_update::SPEC)),
         Arc::new(crm_activity_add::CrmActivityAdd),
         Arc::new(crm_activity_delete::CrmActivityDelete),
         Arc::new(crm_feed_post::CrmFeedPost),

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::text;
+use crate::values::{id_of, is_yes, text_of, yes_no};
 
 pub struct UserInfo;
 
@@ -278,7 +279,7 @@ impl Activity for UserInfo {
             let value = match ty {
                 PropType::Bool => json!(as_yes_no(raw)),
                 PropType::Date => json!(as_date(raw)),
-                _ => json!(as_text(raw)),
+                _ => json!(text_of(Some(raw))),
             };
             values.insert((*key).to_string(), value);
         }
@@ -286,13 +287,10 @@ impl Activity for UserInfo {
         let department_names = department_names(&ctx.b24, &department_ids).await?;
         values.insert("department_ids".into(), json!(department_ids));
         values.insert("department_names".into(), json!(department_names));
-        let full_name = [
-            as_text(user.get("NAME").unwrap_or(&Value::Null)),
-            as_text(user.get("LAST_NAME").unwrap_or(&Value::Null)),
-        ]
-        .join(" ")
-        .trim()
-        .to_string();
+        let full_name = [text_of(user.get("NAME")), text_of(user.get("LAST_NAME"))]
+            .join(" ")
+            .trim()
+            .to_string();
         Ok(Output {
             return_values: values,
             log_message: text!(
@@ -339,7 +337,7 @@ fn remember_departments(b24: &PortalClient, departments: Option<&Value>) {
     };
     for d in departments.as_array().into_iter().flatten() {
         if let Some(id) = id_of(d.get("ID")) {
-            let name = d.get("NAME").map(as_text).unwrap_or_default();
+            let name = d.get("NAME").map(|v| text_of(Some(v))).unwrap_or_default();
             b24.memo_put(&department_key(id), Value::String(name));
         }
     }
@@ -383,44 +381,15 @@ fn department_ids(user: &Value) -> Vec<u64> {
     }
 }
 
-fn id_of(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn as_text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => as_yes_no(&Value::Bool(*b)).to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Array(items) => items
-            .iter()
-            .map(as_text)
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(", "),
-        Value::Object(_) => String::new(),
-    }
-}
-
 /// `user.get` gives `ACTIVE` as a JSON bool and `IS_ONLINE` as `Y`/`N`; workflows want `Y`/`N`.
 fn as_yes_no(v: &Value) -> &'static str {
-    match v {
-        Value::Bool(true) => "Y",
-        Value::String(s) if s.eq_ignore_ascii_case("y") || s == "1" || s == "true" => "Y",
-        Value::Number(n) if n.as_i64() == Some(1) => "Y",
-        _ => "N",
-    }
+    yes_no(is_yes(v))
 }
 
 /// `PERSONAL_BIRTHDAY` comes as an ISO datetime (`1990-05-01T03:00:00+03:00`); the date
 /// part is the birthday whatever the offset.
 fn as_date(v: &Value) -> String {
-    let text = as_text(v);
+    let text = text_of(Some(v));
     text.split('T').next().unwrap_or_default().to_string()
 }
 
@@ -434,7 +403,7 @@ mod tests {
         assert_eq!(as_yes_no(&json!("N")), "N");
         assert_eq!(as_date(&json!("1990-05-01T03:00:00+03:00")), "1990-05-01");
         assert_eq!(as_date(&json!("")), "");
-        assert_eq!(as_text(&json!(["a", "", "b"])), "a, b");
+        assert_eq!(text_of(Some(&json!(["a", "", "b"]))), "a, b");
         assert_eq!(
             department_ids(&json!({"UF_DEPARTMENT": [3, "7"]})),
             vec![3, 7]

@@ -15,7 +15,7 @@ use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::{text, texts};
 
-use super::crm_common::{self, id_of, text_of};
+use crate::crm::{self, id_of, text_of};
 use read::InvoiceKind;
 
 pub struct InvoiceFromDeal;
@@ -138,11 +138,11 @@ impl Activity for InvoiceFromDeal {
                 )));
             }
         }
-        let deal_id = crm_common::required_id(input, "deal_id")?;
-        let pay_company = crm_common::required_id(input, "paysystem_company")?;
-        let pay_contact = crm_common::required_id(input, "paysystem_contact")?;
+        let deal_id = crm::required_id(input, "deal_id")?;
+        let pay_company = crm::required_id(input, "paysystem_company")?;
+        let pay_contact = crm::required_id(input, "paysystem_contact")?;
         let my_company = match input.string("my_company_id") {
-            Some(_) => Some(crm_common::required_id(input, "my_company_id")?),
+            Some(_) => Some(crm::required_id(input, "my_company_id")?),
             None => None,
         };
         let kind = match input

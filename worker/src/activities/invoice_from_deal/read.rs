@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::activity::{ActivityError, RunContext};
 
-use crate::activities::crm_common::{id_of, portal_error, text_of};
+use crate::crm::{id_of, portal_error, text_of};
 use crate::schema::Text;
 use crate::text;
 

@@ -4,8 +4,8 @@
 use b24flow_common::bitrix::{Batch, BatchResult};
 use serde_json::{json, Map, Value};
 
-use crate::activities::crm_common::{id_of, portal_error, text_of};
 use crate::activity::{ActivityError, RunContext};
+use crate::crm::{id_of, portal_error, text_of};
 use crate::schema::Text;
 use crate::text;
 

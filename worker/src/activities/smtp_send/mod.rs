@@ -183,9 +183,7 @@ impl Activity for SmtpSend {
     }
 
     fn failure_values(&self) -> Map<String, Value> {
-        let mut values = Map::new();
-        values.insert("result".into(), json!("ERROR"));
-        values
+        crate::values::result_error()
     }
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {

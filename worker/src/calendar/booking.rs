@@ -3,7 +3,6 @@
 //! written values are `type|id|from|duration|service` strings. Also the portal's datetime
 //! formats, so an end time computed from `from + duration` reads like the portal's own.
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime};
-use serde_json::Value;
 
 use crate::activity::{ActivityError, Input};
 use crate::schema::Text;
@@ -228,25 +227,6 @@ pub fn same_moment(a: &str, b: &str) -> bool {
     match (PortalTime::parse(a), PortalTime::parse(b)) {
         (Some((a, _)), Some((b, _))) => a == b,
         _ => false,
-    }
-}
-
-/// `"5"`, `5` → 5.
-pub fn id_of(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// A string field of a portal record (`""` when absent).
-pub fn text_of(record: &Value, field: &str) -> String {
-    match record.get(field) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Bool(b)) => if *b { "Y" } else { "N" }.to_string(),
-        _ => String::new(),
     }
 }
 

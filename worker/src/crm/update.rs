@@ -9,8 +9,8 @@ use crate::activity::{
 };
 use crate::schema::{ActivityDef, PropType, Property, Text};
 
-use super::crm_common::{self, portal_error};
-use super::crm_options::{self, OptionSource};
+use crate::crm::options::{self, OptionSource};
+use crate::crm::{self, portal_error};
 
 /// How a property's value is written.
 #[derive(Clone, Copy, Debug)]
@@ -249,7 +249,7 @@ impl UpdateSpec {
     }
 
     pub async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        let id = crm_common::required_id(input, self.id_key)?;
+        let id = crm::required_id(input, self.id_key)?;
         let fields = self.item_fields(input)?;
         let legacy = self.legacy_fields(input)?;
         let what = Text {
@@ -258,7 +258,7 @@ impl UpdateSpec {
         };
         if fields.is_empty() && legacy.is_empty() {
             return Ok(Output {
-                return_values: crm_common::result_values(true),
+                return_values: crm::result_values(true),
                 log_message: Text {
                     en: format!("{}: no property set, nothing written", what.en),
                     ru: format!(
@@ -308,7 +308,7 @@ impl UpdateSpec {
             }
         }
         Ok(Output {
-            return_values: crm_common::result_values(true),
+            return_values: crm::result_values(true),
             log_message: Text {
                 en: format!("{} updated: {}", what.en, written.join(", ")),
                 ru: format!("{}: записаны поля {}", what.ru, written.join(", ")),
@@ -332,15 +332,15 @@ fn write_fields(fields: &[Field], input: &Input) -> Result<Map<String, Value>, A
     for f in fields {
         let value = match f.kind {
             Kind::Text | Kind::LongText | Kind::Select => input.string(f.key).map(Value::String),
-            Kind::Date => crm_common::date(input, f.key)?.map(Value::String),
-            Kind::Double => crm_common::number(input, f.key)?.map(|n| json!(n)),
+            Kind::Date => crm::date(input, f.key)?.map(Value::String),
+            Kind::Double => crm::number(input, f.key)?.map(|n| json!(n)),
             Kind::Int | Kind::SelectId => input.int(f.key)?.map(|n| json!(n)),
             Kind::Id => match input.string(f.key) {
-                Some(_) => Some(json!(crm_common::required_id(input, f.key)?)),
+                Some(_) => Some(json!(crm::required_id(input, f.key)?)),
                 None => None,
             },
             Kind::Ids => {
-                let ids = crm_common::id_list(input, f.key)?;
+                let ids = crm::id_list(input, f.key)?;
                 (!ids.is_empty()).then(|| json!(ids))
             }
             Kind::User => input.user(f.key)?.map(|id| json!(id)),
@@ -397,17 +397,17 @@ impl Activity for CrmUpdate {
     }
 
     fn option_queries(&self) -> Vec<OptionQuery> {
-        crm_options::queries(self.0.options)
+        options::queries(self.0.options)
     }
 
     fn definition_with_options(&self, answers: &OptionAnswers) -> ActivityDef {
         let mut def = self.definition();
-        crm_options::fill(&mut def, answers, self.0.options);
+        options::fill(&mut def, answers, self.0.options);
         def
     }
 
     fn failure_values(&self) -> serde_json::Map<String, serde_json::Value> {
-        super::crm_common::result_values(false)
+        crate::crm::result_values(false)
     }
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {

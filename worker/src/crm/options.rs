@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::activity::{OptionAnswers, OptionQuery};
 use crate::schema::ActivityDef;
 
-use super::crm_common::{id_of, text_of};
+use crate::crm::{id_of, text_of};
 
 const STATUSES: &str = "statuses";
 const CURRENCIES: &str = "currencies";

@@ -7,6 +7,11 @@ use crate::activity::{ActivityError, Input};
 use crate::schema::Text;
 use crate::texts;
 
+pub mod options;
+pub mod update;
+
+pub use crate::values::{id_of, text_of};
+
 /// A CRM owner as the activities' `select` properties name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Owner {
@@ -224,26 +229,6 @@ pub fn portal_error(context: impl Into<Text>, e: B24Error) -> ActivityError {
         ru: format!("{}: {}", context.ru, err.message.ru),
     };
     err
-}
-
-/// A JSON ID (`5` or `"5"`) as a number.
-pub fn id_of(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|id| *id > 0)
-}
-
-/// A JSON scalar as text (`null` → empty).
-pub fn text_of(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Bool(b)) => b.to_string(),
-        _ => String::new(),
-    }
 }
 
 #[cfg(test)]
