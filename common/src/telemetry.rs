@@ -19,3 +19,13 @@ pub fn init_with_default(format: LogFormat, default_level: &str) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+/// Logging for tests: lines go through the test harness's output capture, so a test's log
+/// is shown only when that test fails (`--nocapture` shows all).
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}

@@ -93,7 +93,7 @@ pub async fn spawn_english_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
-    b24flow_common::telemetry::init(b24flow_common::config::LogFormat::Text);
+    b24flow_common::telemetry::init_for_tests();
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let db_name = format!("b24flow_test_{}", &unique[..16]);
     let database_url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
