@@ -8,14 +8,14 @@ fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
-        .unwrap()
+        .expect("build the http client")
 }
 
 /// The `value` of the first hidden `csrf` input of a page.
 fn csrf_of(html: &str) -> String {
     let at =
         html.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
-    html[at..].split('"').next().unwrap().to_string()
+    html[at..].split('"').next().expect("a value in the page").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,19 +67,19 @@ async fn assert_each_ended_exactly_once(app: &TestApp, tokens: &[String]) {
         assert_eq!(send.return_values["error_text"], "", "{token}");
     }
     wait_until(|| async {
-        let client = app.pool.get().await.unwrap();
+        let client = app.pool.get().await.expect("count open jobs");
         let open: i64 = client
             .query_one(
                 "SELECT count(*) FROM jobs WHERE kind = 'activity' AND state NOT IN ('succeeded')",
                 &[],
             )
             .await
-            .unwrap()
+            .expect("count open jobs")
             .get(0);
         open == 0
     })
     .await;
-    let client = app.pool.get().await.unwrap();
+    let client = app.pool.get().await.expect("read the terminal transitions");
     let rows = client
         .query(
             "SELECT j.id, count(e.id) FROM jobs j
@@ -88,7 +88,7 @@ async fn assert_each_ended_exactly_once(app: &TestApp, tokens: &[String]) {
             &[],
         )
         .await
-        .unwrap();
+        .expect("read the terminal transitions");
     assert_eq!(rows.len(), tokens.len(), "one job per call");
     for row in rows {
         assert_eq!(

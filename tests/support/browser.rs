@@ -24,9 +24,9 @@ impl Drop for Driver {
 
 pub async fn start_driver() -> Driver {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
+        .expect("a free loopback port")
         .local_addr()
-        .unwrap()
+        .expect("a free loopback port")
         .port();
     let process = tokio::process::Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -74,16 +74,16 @@ pub async fn browser(driver: &Driver) -> Client {
 
 pub async fn screenshot(client: &Client, name: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("write the screenshot");
     let png = client.screenshot().await.expect("screenshot");
-    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
 }
 
 /// A screenshot of a long page: the window grows for it, then returns to a laptop's size.
 pub async fn screenshot_tall(client: &Client, name: &str) {
-    client.set_window_size(1366, 1700).await.unwrap();
+    client.set_window_size(1366, 1700).await.expect("resize the browser window");
     screenshot(client, name).await;
-    client.set_window_size(1366, 900).await.unwrap();
+    client.set_window_size(1366, 900).await.expect("resize the browser window");
 }
 
 pub async fn text_of(client: &Client, css: &str) -> String {
@@ -113,7 +113,7 @@ pub async fn wait_text(client: &Client, css: &str, expected: &str) {
 pub async fn wait_for_text(client: &Client, url: &str, css: &str, expected: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        client.goto(url).await.unwrap();
+        client.goto(url).await.expect("open the page");
         let text = text_of(client, css).await;
         if text.contains(expected) {
             return;
