@@ -412,3 +412,40 @@ async fn jobs_of_two_users_on_a_busy_portal_each_change_only_what_their_user_may
     }
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_installers_expired_token_is_refreshed_once_for_many_app_level_calls() {
+    let app = spawn_app().await;
+    let portal_id = {
+        let client = app.pool.get().await.expect("db");
+        db::portals::find_by_member_id(&client, &app.portal.member_id())
+            .await
+            .expect("lookup")
+            .expect("installed")
+            .id
+    };
+    let bitrix = Bitrix::new(
+        app.pool.clone(),
+        app.config.secrets.clone(),
+        OAuthApp {
+            oauth_url: app.config.oauth_url.clone(),
+            client_id: app.config.client_id.clone(),
+            client_secret: app.config.client_secret.clone(),
+        },
+    );
+    // Each call its own request, so each meets the expired token.
+    bitrix.set_cross_job_batching(false);
+    let installer = bitrix.portal(portal_id).await.expect("portal client");
+    let before = app.portal.refresh_count();
+    app.portal.expire_access_tokens();
+    let calls = (0..5).map(|_| installer.call("user.current", json!({})));
+    for answer in join_all(calls).await {
+        let me = answer.expect("answered after the refresh");
+        assert_eq!(
+            me.result["ID"].to_string().trim_matches('"'),
+            ADMIN.to_string()
+        );
+    }
+    assert_eq!(app.portal.refresh_count() - before, 1);
+    app.cleanup().await;
+}

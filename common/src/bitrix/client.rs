@@ -287,7 +287,7 @@ impl PortalClient {
             });
         }
         match self.submit(Work::Batch(batch.clone())).await? {
-            Answer::Batch(result) => Ok(*result),
+            Answer::Batch(result) => Ok(result.with_methods(batch)),
             Answer::Call(_) => Err(B24Error::BadResponse {
                 method: "batch".into(),
                 status: 0,

@@ -576,6 +576,7 @@ fn unprefixed(result: &BatchResult, prefix: &str) -> BatchResult {
         totals: part(&result.totals),
         nexts: part(&result.nexts),
         times: part(&result.times),
+        methods: Default::default(),
     }
 }
 
