@@ -32,6 +32,11 @@ pub struct PortalArgs {
     /// Calls in flight from the portal at once while firing.
     #[arg(long, default_value_t = 400)]
     parallel: usize,
+    /// Distinct "run as" users the calls are spread over, one run per value (0: every call
+    /// runs as the activity's default user, the admin). Requests of different users never
+    /// share a batch, so more users mean more requests per job.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    run_as_users: Vec<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -165,21 +170,29 @@ impl Rig {
 }
 
 /// Fires `calls` `user_info` calls (at most `parallel` in flight) and waits for each answer.
+/// With `run_as_users` > 0, call `i` runs as the `i % run_as_users`-th user and asks about
+/// that user (whom a non-admin may read).
 async fn fire_user_info(
     portal: &Portal,
     calls: usize,
     parallel: usize,
     users: &[u64],
+    run_as_users: usize,
     answered: Arc<AtomicUsize>,
 ) -> Vec<Option<EventSend>> {
     stream::iter(0..calls)
         .map(|i| {
             let portal = portal.clone();
-            let user = users[i % users.len()];
+            let run_as = (run_as_users > 0).then(|| users[i % run_as_users.min(users.len())]);
+            let user = run_as.unwrap_or(users[i % users.len()]);
             let answered = answered.clone();
             async move {
                 let call =
                     ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }));
+                let call = match run_as {
+                    Some(id) => call.run_as(id),
+                    None => call,
+                };
                 let fired = portal
                     .fire(call)
                     .await
@@ -231,15 +244,25 @@ fn progress(
 pub async fn portal(config: Config, args: PortalArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &workers in &args.workers {
-        for (plan, batching, calls) in [
-            (Plan::Standard, true, args.calls),
-            (Plan::Standard, false, args.unbatched_calls),
-            (Plan::Enterprise, true, args.calls),
-        ] {
-            if calls == 0 {
-                continue;
+        for &run_as_users in &args.run_as_users {
+            for (plan, batching, calls) in [
+                (Plan::Standard, true, args.calls),
+                (Plan::Standard, false, args.unbatched_calls),
+                (Plan::Enterprise, true, args.calls),
+            ] {
+                if calls == 0 {
+                    continue;
+                }
+                let run = PortalRun {
+                    plan,
+                    batching,
+                    workers,
+                    calls,
+                    parallel: args.parallel,
+                    run_as_users,
+                };
+                rows.push(portal_run(&config, run).await?);
             }
-            rows.push(portal_run(&config, plan, batching, workers, calls, args.parallel).await?);
         }
     }
     if args.json {
@@ -247,14 +270,18 @@ pub async fn portal(config: Config, args: PortalArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!();
-    println!("| plan (rate/burst) | batching | workers | calls | answered ok | jobs/s after burst | QUERY_LIMIT_EXCEEDED | REST requests/job | p50 to event.send | p99 to event.send | wall |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| plan (rate/burst) | batching | workers | run-as users | calls | answered ok | jobs/s after burst | QUERY_LIMIT_EXCEEDED | REST requests/job | p50 to event.send | p99 to event.send | wall |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {} | {} | {:.1} | {} | {:.3} | {:.1} s | {:.1} s | {:.0} s |",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {:.3} | {:.1} s | {:.1} s | {:.0} s |",
             r["plan"].as_str().unwrap_or_default(),
             if r["batching"] == true { "on" } else { "off" },
             r["workers"],
+            match r["run_as_users"].as_u64() {
+                Some(0) | None => "admin".to_string(),
+                Some(n) => n.to_string(),
+            },
             r["calls"],
             r["answered_ok"],
             r["jobs_per_sec_after_burst"].as_f64().unwrap_or_default(),
@@ -283,14 +310,25 @@ pub async fn portal(config: Config, args: PortalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn portal_run(
-    base: &Config,
+/// One measured run of `bench portal`.
+struct PortalRun {
     plan: Plan,
     batching: bool,
     workers: usize,
     calls: usize,
     parallel: usize,
-) -> anyhow::Result<Value> {
+    run_as_users: usize,
+}
+
+async fn portal_run(base: &Config, run: PortalRun) -> anyhow::Result<Value> {
+    let PortalRun {
+        plan,
+        batching,
+        workers,
+        calls,
+        parallel,
+        run_as_users,
+    } = run;
     let (rate, burst) = plan.rate_and_burst();
     let label = format!("{} {rate}/s+{burst}", plan.name());
     let rig = Rig::start(base, "bench_portal", workers, batching).await?;
@@ -308,7 +346,7 @@ async fn portal_run(
         answered.clone(),
     );
     let started = Instant::now();
-    let sends = fire_user_info(&portal, calls, parallel, &users, answered).await;
+    let sends = fire_user_info(&portal, calls, parallel, &users, run_as_users, answered).await;
     let wall = started.elapsed().as_secs_f64();
     stop.cancel();
     let _ = bar.await;
@@ -341,6 +379,7 @@ async fn portal_run(
         "plan": label,
         "batching": batching,
         "workers": workers,
+        "run_as_users": run_as_users,
         "calls": calls,
         "answered": answered_count,
         "answered_ok": ok.len(),

@@ -15,6 +15,7 @@ mod install;
 mod install_security;
 mod limits;
 mod portal_limits;
+mod run_as;
 mod smtp;
 mod telephony_calendar;
 mod texts;

@@ -137,12 +137,12 @@ async fn a_missing_required_property_reports_an_error_to_the_workflow_without_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_token_is_refreshed_once_and_every_job_succeeds() {
-    let app = spawn_app().await;
+async fn an_expired_token_is_refreshed_at_most_once_per_job_and_every_job_succeeds() {
+    let mut app = spawn_app().await;
     let user = app.portal.add_user(json!({ "NAME": "Cleo" }));
-    // The install itself spent one refresh: the OAuth server's confirmation.
-    let refreshes_at_install = app.portal.refresh_count();
-    app.portal.expire_access_tokens();
+    let refreshes_before = app.portal.refresh_count();
+    // Each call carries its own run-as token; they all expire before the jobs run.
+    app.stop_worker().await;
     let mut tokens = Vec::new();
     for _ in 0..6 {
         tokens.push(
@@ -151,6 +151,8 @@ async fn an_expired_token_is_refreshed_once_and_every_job_succeeds() {
                 .event_token,
         );
     }
+    app.portal.expire_access_tokens();
+    app.start_worker();
     for token in tokens {
         let sent = app
             .portal
@@ -160,6 +162,9 @@ async fn an_expired_token_is_refreshed_once_and_every_job_succeeds() {
         assert_eq!(sent.return_values["error_text"], "");
         assert_eq!(sent.return_values["name"], "Cleo");
     }
-    assert_eq!(app.portal.refresh_count() - refreshes_at_install, 1);
+    // At most one refresh per job: its later requests reuse the new token. (Jobs of one
+    // user may share a batch, which runs under one of their tokens, so fewer can do.)
+    let refreshes = app.portal.refresh_count() - refreshes_before;
+    assert!((1..=6).contains(&refreshes), "{refreshes} refreshes");
     app.cleanup().await;
 }

@@ -26,6 +26,9 @@ pub struct ActivityCall {
     pub document_type: [String; 3],
     pub timeout_duration: u64,
     pub robot: bool,
+    /// The user the workflow runs as ("Запускать от имени" in the designer); `None` is
+    /// the activity's `AUTH_USER_ID`, or the admin when that is 0.
+    pub run_as: Option<u64>,
 }
 
 impl ActivityCall {
@@ -38,7 +41,15 @@ impl ActivityCall {
             document_type: ["crm".into(), "CCrmDocumentDeal".into(), "DEAL".into()],
             timeout_duration: 0,
             robot: false,
+            run_as: None,
         }
+    }
+
+    /// The call carries `user_id`'s token pair in `auth[…]` (§4), as when the designer's
+    /// "run as" names that user.
+    pub fn run_as(mut self, user_id: u64) -> Self {
+        self.run_as = Some(user_id);
+        self
     }
 }
 
@@ -296,10 +307,10 @@ impl Portal {
                 let kind = if call.robot { "robot" } else { "activity" };
                 anyhow!("{kind} {} is not registered on this portal", call.code)
             })?;
-        let user = match activity.auth_user_id {
+        let user = call.run_as.unwrap_or(match activity.auth_user_id {
             0 => self.inner.cfg.admin_user_id,
             id => id,
-        };
+        });
         let pair = st.tokens.issue(user, ttl, &registry);
         let mut rng = rand::thread_rng();
         let workflow_id = loop {

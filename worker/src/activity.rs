@@ -55,11 +55,30 @@ impl From<B24Error> for ActivityError {
             ErrorKind::Auth => ErrorKind::Transient,
             k => k,
         };
-        Self {
-            kind,
-            message: Text::from(e.description()),
-        }
+        let message = match (&e, lacks_right(&e)) {
+            (B24Error::Api { method, .. }, true) => texts::access_denied(method, &e.description()),
+            _ => Text::from(e.description()),
+        };
+        Self { kind, message }
     }
+}
+
+/// A refusal for the caller's rights (protocol.md §2 "403" codes; CRM items answer
+/// `ACCESS_DENIED` with HTTP 400, the legacy CRM proxies an empty code and "Access denied.").
+fn lacks_right(e: &B24Error) -> bool {
+    let B24Error::Api {
+        code, description, ..
+    } = e
+    else {
+        return false;
+    };
+    matches!(
+        code.as_str(),
+        "ACCESS_DENIED" | "user_access_error" | "INVALID_CREDENTIALS"
+    ) || (code.is_empty()
+        && description
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case("access denied"))
 }
 
 impl From<DbError> for ActivityError {

@@ -39,13 +39,27 @@ pub async fn send(
         "RETURN_VALUES": values,
         "LOG_MESSAGE": truncate(&log, MAX_LOG_MESSAGE),
     });
-    match b24.call("bizproc.event.send", params).await {
+    // The event token authorizes the answer, any user's token carries it (§5.1): the
+    // call's own token first; the installer's when that one cannot be used (a user
+    // deactivated since, a refresh token that died), so the workflow is still answered.
+    let sent = match b24.call("bizproc.event.send", params.clone()).await {
+        Err(e) if !b24.is_installer() && token_unusable(&e) => {
+            tracing::warn!(error = %e, "the run-as user's token cannot answer the workflow; the installer's token does");
+            b24.as_installer().call("bizproc.event.send", params).await
+        }
+        other => other,
+    };
+    match sent {
         Ok(_) => Ok(Reported::Delivered),
         Err(e) if e.code() == Some("404") && e.kind() == ErrorKind::Permanent => {
             Ok(Reported::WorkflowGone)
         }
         Err(e) => Err(e),
     }
+}
+
+fn token_unusable(e: &B24Error) -> bool {
+    e.kind() == ErrorKind::Auth || matches!(e, B24Error::Refresh { .. })
 }
 
 fn truncate(s: &str, max: usize) -> String {

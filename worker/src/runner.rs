@@ -4,7 +4,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use b24flow_common::bitrix::{B24Error, Bitrix, ErrorKind};
+use b24flow_common::bitrix::{B24Error, Bitrix, ErrorKind, PortalClient};
 use b24flow_common::crypto::SecretBox;
 use b24flow_common::db::jobs::{self, Job, JobKind, JobState, Outcome};
 use b24flow_common::db::{DbError, Pool};
@@ -246,11 +246,13 @@ impl Runner {
             Ok(b24) => b24,
             Err(e) => return Ok(self.transient_or_done(job, &activity, e.into(), lang)),
         };
-        let properties = {
+        let (properties, run_as) = {
             let client = self.db.get().await?;
             let sealed = jobs::secret(&client, job.id).await?;
-            match secrets::merge_secrets(&job.properties, sealed.as_deref(), &self.secrets) {
-                Ok(p) => p,
+            let opened = secrets::merge_secrets(&job.properties, sealed.as_deref(), &self.secrets)
+                .and_then(|p| Ok((p, secrets::run_as(sealed.as_deref(), &self.secrets)?)));
+            match opened {
+                Ok(opened) => opened,
                 Err(e) => {
                     return Ok(RunResult::Done(failure(
                         Some(&activity),
@@ -260,6 +262,7 @@ impl Runner {
                 }
             }
         };
+        let b24 = as_run_as_user(b24, job, run_as);
         let ctx = RunContext {
             b24,
             job: job.clone(),
@@ -331,7 +334,7 @@ impl Runner {
                 )
                 .await;
         };
-        let sent = match self.bitrix.portal(job.portal_id).await {
+        let sent = match self.job_client(job).await {
             Ok(b24) => report::send(&b24, event_token, outcome).await,
             Err(e) => Err(e),
         };
@@ -382,6 +385,20 @@ impl Runner {
             .await
     }
 
+    /// The portal's client under the job's run-as user when the call carried a token
+    /// (what answers the workflow); the installer's otherwise.
+    async fn job_client(&self, job: &Job) -> Result<PortalClient, B24Error> {
+        let b24 = self.bitrix.portal(job.portal_id).await?;
+        let client = self.db.get().await.map_err(DbError::from)?;
+        let sealed = jobs::secret(&client, job.id).await?;
+        drop(client);
+        let run_as = secrets::run_as(sealed.as_deref(), &self.secrets).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the job's run-as token cannot be read; the installer's token answers");
+            None
+        });
+        Ok(as_run_as_user(b24, job, run_as))
+    }
+
     async fn retry(
         &self,
         job: &Job,
@@ -422,6 +439,22 @@ impl Runner {
             tracing::warn!("lost the job before finishing it; a newer attempt owns it");
         }
         Ok(())
+    }
+}
+
+/// The job's REST calls use the token of the user its workflow runs as (the call's
+/// `auth[…]`, protocol.md §4); a job without one (older jobs, calls that carried none) uses
+/// the installer's.
+fn as_run_as_user(b24: PortalClient, job: &Job, run_as: Option<secrets::RunAs>) -> PortalClient {
+    match run_as {
+        Some(run_as) => {
+            tracing::debug!(run_as.user = ?run_as.user_id, "REST calls run as the workflow's user");
+            b24.as_user(job.id, run_as)
+        }
+        None => {
+            tracing::debug!("no run-as token with the job; REST calls use the installer's token");
+            b24
+        }
     }
 }
 

@@ -111,3 +111,75 @@ pub fn database(error: &dyn std::fmt::Display) -> Text {
 pub fn error_prefix() -> Text {
     text!("error", "ошибка")
 }
+
+/// Bitrix24 refused a call for the rights of the user whose token made it (the user the
+/// workflow runs as): which right is missing, then the portal's own words.
+pub fn access_denied(method: &str, portal_words: &str) -> Text {
+    let (en, ru) = missing_right(method);
+    text!(
+        "access denied: the user this activity runs as lacks {en} ({method}: {portal_words})",
+        "доступ запрещён: у пользователя, от имени которого выполняется действие, нет {ru} ({method}: {portal_words})",
+    )
+}
+
+/// The right a method needs, as the portal's permission settings name it (English after
+/// "lacks", Russian after "нет").
+fn missing_right(method: &str) -> (String, String) {
+    let m = method.to_ascii_lowercase();
+    let pair = |en: &str, ru: &str| (en.to_string(), ru.to_string());
+    let verb = m.rsplit('.').next().unwrap_or_default();
+    if m.starts_with("crm.") {
+        return match verb {
+            "get" | "list" | "fields" => pair(
+                "the permission to read this CRM item",
+                "права на чтение этого элемента CRM",
+            ),
+            "update" | "set" => pair(
+                "the permission to change this CRM item",
+                "права на изменение этого элемента CRM",
+            ),
+            "delete" => pair(
+                "the permission to delete this CRM record",
+                "права на удаление этой записи CRM",
+            ),
+            _ => pair(
+                "the permission to add records to this CRM item",
+                "права на добавление записей в этот элемент CRM",
+            ),
+        };
+    }
+    if m.starts_with("calendar.") {
+        return pair(
+            "the permission to edit this calendar",
+            "права на изменение этого календаря",
+        );
+    }
+    if m.starts_with("disk.") {
+        return pair(
+            "access to this file on Disk",
+            "доступа к этому файлу на Диске",
+        );
+    }
+    if m.starts_with("telephony.") || m.starts_with("voximplant.") {
+        return pair(
+            "the telephony permission to make calls",
+            "права телефонии на звонки",
+        );
+    }
+    if m.starts_with("user.") || m.starts_with("department.") {
+        return pair(
+            "access to the company's employee data",
+            "доступа к данным сотрудников компании",
+        );
+    }
+    if m.starts_with("bizproc.") {
+        return pair(
+            "administrator rights (workflow settings)",
+            "прав администратора (настройки бизнес-процессов)",
+        );
+    }
+    (
+        format!("the permission {method} requires"),
+        format!("права, которого требует {method}"),
+    )
+}

@@ -130,6 +130,9 @@ pub struct BatchResult {
     pub nexts: Map<String, Value>,
     /// Per sub-call `time` (with `operating`, `operating_reset_at`).
     pub times: Map<String, Value>,
+    /// Per key, the method its command called, so an error names it as a direct call
+    /// would (e.g. `crm.item.get`, not the batch key).
+    pub methods: std::collections::HashMap<String, String>,
 }
 
 impl BatchResult {
@@ -145,7 +148,25 @@ impl BatchResult {
             totals: take(result.get("result_total")),
             nexts: take(result.get("result_next")),
             times: take(result.get("result_time")),
+            methods: Default::default(),
         }
+    }
+
+    /// Names each key's method (see [`BatchResult::methods`]).
+    pub(crate) fn with_methods(mut self, batch: &Batch) -> Self {
+        self.methods = batch
+            .commands()
+            .iter()
+            .map(|c| (c.key.clone(), c.method.clone()))
+            .collect();
+        self
+    }
+
+    fn method_of(&self, key: &str) -> String {
+        self.methods
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| format!("batch[{key}]"))
     }
 
     /// The result of one sub-call, or its error as a [`B24Error`].
@@ -164,14 +185,14 @@ impl BatchResult {
                 .unwrap_or_default()
                 .to_string();
             return Err(B24Error::Api {
-                method: format!("batch[{key}]"),
+                method: self.method_of(key),
                 status: 400,
                 code,
                 description,
             });
         }
         self.results.get(key).ok_or_else(|| B24Error::Api {
-            method: format!("batch[{key}]"),
+            method: self.method_of(key),
             status: 400,
             code: "NO_RESULT".into(),
             description: "the batch returned no result for this command".into(),

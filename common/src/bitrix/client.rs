@@ -10,12 +10,14 @@ use super::batch::{Batch, BatchResult, MAX_COMMANDS};
 use super::body::{read_capped, BodyError, MAX_REST_BODY};
 use super::dispatch::{Answer, Dispatcher, Pending, Work};
 use super::error::{B24Error, ErrorKind};
+use super::identity::{Identity, UserToken};
 use super::limiter::Limiter;
 use super::oauth::{InstallProof, OAuthApp};
 use super::slots;
 use crate::crypto::SecretBox;
 use crate::db::{self, Pool};
 use crate::metrics;
+use crate::secrets::RunAs;
 
 /// Bitrix24 cloud answers within 60 s or not at all (protocol.md §6.1).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(65);
@@ -106,6 +108,7 @@ impl Bitrix {
                 return Ok(PortalClient {
                     inner: self.inner.clone(),
                     session: session.clone(),
+                    identity: Identity::Installer,
                 });
             }
         }
@@ -138,6 +141,7 @@ impl Bitrix {
         Ok(PortalClient {
             inner: self.inner.clone(),
             session,
+            identity: Identity::Installer,
         })
     }
 
@@ -196,14 +200,50 @@ impl Bitrix {
     }
 }
 
-/// Every REST request of one portal passes through here.
+/// Every REST request of one portal passes through here, under one identity: the
+/// installer's stored token ([`Bitrix::portal`]) or a job's run-as user ([`PortalClient::as_user`]).
 #[derive(Clone)]
 pub struct PortalClient {
     inner: Arc<Inner>,
     session: Arc<PortalSession>,
+    identity: Identity,
 }
 
 impl PortalClient {
+    /// The same portal under the token of the user job `job_id`'s workflow runs as. When
+    /// that token expires it is refreshed with the job's refresh token and the rotated pair
+    /// is stored back into the job's secrets (see [`crate::secrets`]).
+    pub fn as_user(&self, job_id: uuid::Uuid, run_as: RunAs) -> PortalClient {
+        PortalClient {
+            inner: self.inner.clone(),
+            session: self.session.clone(),
+            identity: Identity::User(Arc::new(UserToken::new(job_id, run_as))),
+        }
+    }
+
+    /// The same portal under the installer's token (app-level calls).
+    pub fn as_installer(&self) -> PortalClient {
+        PortalClient {
+            inner: self.inner.clone(),
+            session: self.session.clone(),
+            identity: Identity::Installer,
+        }
+    }
+
+    /// The run-as user's ID when this client uses a job's user token (and the call said
+    /// who it was); `None` for the installer.
+    pub fn run_as_user(&self) -> Option<i64> {
+        match &self.identity {
+            Identity::Installer => None,
+            Identity::User(user) => user.user_id(),
+        }
+    }
+
+    /// True when requests carry the installer's token.
+    pub fn is_installer(&self) -> bool {
+        matches!(self.identity, Identity::Installer)
+    }
+
     pub fn portal_id(&self) -> i64 {
         self.session.portal_id
     }
@@ -247,7 +287,7 @@ impl PortalClient {
             });
         }
         match self.submit(Work::Batch(batch.clone())).await? {
-            Answer::Batch(result) => Ok(*result),
+            Answer::Batch(result) => Ok(result.with_methods(batch)),
             Answer::Call(_) => Err(B24Error::BadResponse {
                 method: "batch".into(),
                 status: 0,
@@ -257,7 +297,7 @@ impl PortalClient {
 
     async fn submit(&self, work: Work) -> Result<Answer, B24Error> {
         let merge = self.inner.cross_job_batching.load(Ordering::Relaxed);
-        let (pending, answer) = Pending::new(work, merge);
+        let (pending, answer) = Pending::new(work, merge, self.identity.clone());
         self.session.dispatcher.submit(self, pending);
         slots::while_waiting(answer).await.unwrap_or_else(|_| {
             Err(B24Error::Transport {
@@ -267,11 +307,12 @@ impl PortalClient {
         })
     }
 
-    /// A value read from this portal within `ttl`, if this process has one.
+    /// A value read from this portal within `ttl` under this client's identity, if this
+    /// process has one (what one user may read is not shown to another).
     pub fn memo_get(&self, key: &str, ttl: Duration) -> Option<Value> {
         self.session
             .memo
-            .get(key)
+            .get(&self.memo_key(key))
             .filter(|e| e.1.elapsed() < ttl)
             .map(|e| e.0.clone())
     }
@@ -281,7 +322,11 @@ impl PortalClient {
     pub fn memo_put(&self, key: &str, value: Value) {
         self.session
             .memo
-            .insert(key.to_string(), (value, std::time::Instant::now()));
+            .insert(self.memo_key(key), (value, std::time::Instant::now()));
+    }
+
+    fn memo_key(&self, key: &str) -> String {
+        format!("{}/{key}", self.identity.key())
     }
 
     pub(crate) fn dispatcher(&self) -> &Dispatcher {
@@ -292,13 +337,17 @@ impl PortalClient {
         &self.inner.limiter
     }
 
-    /// One HTTP request now (the limiter already granted it), with the answer's `time`.
-    /// An auth error refreshes the token once and repeats the request.
+    /// One HTTP request now (the limiter already granted it) under `identity`, with the
+    /// answer's `time`. An auth error refreshes the token once and repeats the request.
     pub(crate) async fn send_authed(
         &self,
+        identity: &Identity,
         method: &str,
         params: Value,
     ) -> Result<(RestResponse, Option<Value>), B24Error> {
+        if let Identity::User(user) = identity {
+            return self.send_as_user(user, method, params).await;
+        }
         let token = self.current_token().await?;
         match send(
             &self.inner.http,
@@ -323,6 +372,123 @@ impl PortalClient {
             }
             other => other,
         }
+    }
+
+    /// [`PortalClient::send_authed`] with a job's run-as token: refreshed first when it is
+    /// known to have expired, and once more when the portal refuses it.
+    async fn send_as_user(
+        &self,
+        user: &Arc<UserToken>,
+        method: &str,
+        params: Value,
+    ) -> Result<(RestResponse, Option<Value>), B24Error> {
+        let mut token = user.current().await;
+        if token.expired(super::dispatch::unix_now()) && user.can_refresh().await {
+            token = self.refresh_user(user, token.version).await?;
+        }
+        let endpoint = &self.session.endpoint;
+        match send(
+            &self.inner.http,
+            endpoint,
+            &token.access_token,
+            method,
+            params.clone(),
+        )
+        .await
+        {
+            Err(e) if e.kind() == ErrorKind::Auth => {
+                tracing::info!(portal.id = self.session.portal_id, job.id = %user.job_id(), user.id = ?user.user_id(), %method, code = ?e.code(), "the run-as user's token was refused; refreshing");
+                let fresh = self.refresh_user(user, token.version).await?;
+                send(
+                    &self.inner.http,
+                    endpoint,
+                    &fresh.access_token,
+                    method,
+                    params,
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    /// Refreshes a job's run-as token with the job's refresh token, unless someone already
+    /// replaced the version that failed. The rotated pair is stored (encrypted) before it is
+    /// used: the old refresh token is spent once the OAuth server answered.
+    async fn refresh_user(
+        &self,
+        user: &Arc<UserToken>,
+        failed_version: u64,
+    ) -> Result<super::identity::CachedUserToken, B24Error> {
+        let _gate = user.refresh_gate().lock().await;
+        let cached = user.current().await;
+        if cached.version > failed_version {
+            return Ok(cached);
+        }
+        let gone = || B24Error::Refresh {
+            message: "the run-as user's token is no longer stored with the job".into(),
+            kind: ErrorKind::Permanent,
+        };
+        let mut client = self.inner.db.get().await.map_err(db::DbError::from)?;
+        // The row lock spans the OAuth call: another attempt of the same job (a worker that
+        // lost its lease) must not spend the same single-use refresh token.
+        let tx = client.transaction().await.map_err(db::DbError::from)?;
+        let sealed = db::jobs::lock_secret(&tx, user.job_id())
+            .await?
+            .ok_or_else(gone)?;
+        let stored = crate::secrets::run_as(Some(&sealed), &self.inner.secrets)
+            .map_err(db::DbError::from)?
+            .ok_or_else(gone)?;
+        if stored.access_token != cached.access_token {
+            // Rotated meanwhile by another attempt: use what it stored.
+            tx.commit().await.map_err(db::DbError::from)?;
+            return Ok(user.replace(stored).await);
+        }
+        let Some(refresh_token) = stored.refresh_token.clone() else {
+            return Err(B24Error::Refresh {
+                message:
+                    "the run-as user's token expired and the activity call carried no refresh token"
+                        .into(),
+                kind: ErrorKind::Permanent,
+            });
+        };
+        let refreshed = match self
+            .inner
+            .oauth
+            .refresh(&self.inner.http, &refresh_token)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                metrics::OAUTH_REFRESHES.with_label_values(&["error"]).inc();
+                tracing::warn!(portal.id = self.session.portal_id, job.id = %user.job_id(), user.id = ?stored.user_id, error = %e, "the run-as user's token could not be refreshed");
+                return Err(e);
+            }
+        };
+        // The OAuth server, not the call, says whose token this is. Requests are batched by
+        // user, so a token must belong to the user its call named.
+        if let (Some(claimed), Some(actual)) = (stored.user_id, refreshed.user_id_number()) {
+            if claimed != actual {
+                drop(tx);
+                return Err(B24Error::Refresh {
+                    message: format!("the run-as token belongs to user {actual}, not to user {claimed} as the activity call said"),
+                    kind: ErrorKind::Permanent,
+                });
+            }
+        }
+        let rotated = RunAs {
+            user_id: stored.user_id.or(refreshed.user_id_number()),
+            access_token: refreshed.access_token.clone(),
+            refresh_token: Some(refreshed.refresh_token.clone()),
+            expires_at: Some(super::dispatch::unix_now() as i64 + refreshed.expires_in_secs()),
+        };
+        let resealed = crate::secrets::with_run_as(&sealed, &rotated, &self.inner.secrets)
+            .map_err(db::DbError::from)?;
+        db::jobs::replace_secret(&tx, user.job_id(), &resealed).await?;
+        tx.commit().await.map_err(db::DbError::from)?;
+        metrics::OAUTH_REFRESHES.with_label_values(&["ok"]).inc();
+        tracing::info!(portal.id = self.session.portal_id, job.id = %user.job_id(), user.id = ?rotated.user_id, "run-as token refreshed");
+        Ok(user.replace(rotated).await)
     }
 
     fn check_generation(&self, stored: i64) -> Result<(), B24Error> {

@@ -7,6 +7,10 @@
 //! groups as one `batch` (≤ 50 commands, `halt=0`) whose keys are prefixed per group so
 //! each group gets back its own results and errors. While the bucket is empty, work piles
 //! up and leaves together; on an idle portal a group leaves at once.
+//!
+//! A request runs under one token, so only groups of one identity (the installer, or one
+//! run-as user, see [`super::identity`]) share it. The limiter stays one bucket per portal:
+//! Bitrix24 counts requests per portal and address, whoever's token they carry (§7.1).
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +22,7 @@ use tokio::sync::{oneshot, Notify, Semaphore};
 use super::batch::{encode_commands, prefix_references, Batch, BatchResult, Command, MAX_COMMANDS};
 use super::client::{PortalClient, RestResponse};
 use super::error::B24Error;
+use super::identity::{Identity, IdentityKey};
 use super::limiter;
 
 /// Requests of one portal in flight at once from this process (they still pass the limiter).
@@ -45,11 +50,19 @@ pub(crate) struct Pending {
     /// query-string encoding of a batch command unchanged.
     mergeable: bool,
     requeues: u32,
+    /// Whose token the request carries.
+    identity: Identity,
+    /// Which other groups may share its request.
+    key: IdentityKey,
     reply: oneshot::Sender<Reply>,
 }
 
 impl Pending {
-    pub(crate) fn new(work: Work, merge_allowed: bool) -> (Self, oneshot::Receiver<Reply>) {
+    pub(crate) fn new(
+        work: Work,
+        merge_allowed: bool,
+        identity: Identity,
+    ) -> (Self, oneshot::Receiver<Reply>) {
         let mergeable = merge_allowed
             && match &work {
                 Work::Call { method, params } => {
@@ -67,6 +80,8 @@ impl Pending {
                 work,
                 mergeable,
                 requeues: 0,
+                key: identity.key(),
+                identity,
                 reply: tx,
             },
             rx,
@@ -211,7 +226,7 @@ impl Dispatcher {
     }
 
     /// What leaves in the next request: the first sendable group, and when it can share,
-    /// every other mergeable group that fits in 50 commands.
+    /// every other mergeable group of the same identity that fits in 50 commands.
     fn take_request(&self, now: f64) -> Vec<Pending> {
         let mut queue = lock(&self.queue);
         let mut taken: Vec<Pending> = Vec::new();
@@ -229,7 +244,7 @@ impl Dispatcher {
                 taken.push(p);
                 continue;
             }
-            if p.mergeable && commands + p.size() <= MAX_COMMANDS {
+            if p.mergeable && p.key == taken[0].key && commands + p.size() <= MAX_COMMANDS {
                 commands += p.size();
                 taken.push(p);
                 if commands == MAX_COMMANDS {
@@ -359,6 +374,12 @@ fn rate_refusal(e: &B24Error) -> bool {
     matches!(e.code(), Some("QUERY_LIMIT_EXCEEDED"))
 }
 
+/// The token a shared request went with could not be used (refused after a refresh, or
+/// not refreshable): says nothing about the other groups' tokens.
+fn token_unusable(e: &B24Error) -> bool {
+    e.kind() == super::error::ErrorKind::Auth || matches!(e, B24Error::Refresh { .. })
+}
+
 fn time_refusal(e: &B24Error) -> bool {
     matches!(e.code(), Some("OPERATION_TIME_LIMIT"))
 }
@@ -379,7 +400,7 @@ async fn send_alone(client: &PortalClient, p: Pending) {
         Work::Call { method, params } => (method.clone(), params.clone()),
         Work::Batch(b) => ("batch".to_string(), b.to_params()),
     };
-    match client.send_authed(&method, params).await {
+    match client.send_authed(&p.identity, &method, params).await {
         Err(e) if rate_refusal(&e) => {
             throttled(client).await;
             d.requeue(p, e);
@@ -463,14 +484,25 @@ async fn send_merged(client: &PortalClient, request: Vec<Pending>) {
         })
         .collect();
     crate::metrics::REST_BATCHED_COMMANDS.observe(wire.len() as f64);
+    // Every group here has the same identity (`take_request`); the first one's token it is.
+    let identity = plan[0].0.identity.clone();
     let answer = client
-        .send_authed("batch", encode_commands(false, wire.iter()))
+        .send_authed(&identity, "batch", encode_commands(false, wire.iter()))
         .await;
     let result = match answer {
         Ok((response, _)) => BatchResult::from_result(response.result),
         Err(e) if rate_refusal(&e) => {
             throttled(client).await;
             for (p, _, _) in plan {
+                d.requeue(p, e.duplicate());
+            }
+            return;
+        }
+        Err(e) if token_unusable(&e) && plan.len() > 1 => {
+            // The first group's token is dead, not necessarily the others' (same user,
+            // other jobs): each goes again alone, under its own token.
+            for (mut p, _, _) in plan {
+                p.mergeable = false;
                 d.requeue(p, e.duplicate());
             }
             return;
@@ -544,6 +576,7 @@ fn unprefixed(result: &BatchResult, prefix: &str) -> BatchResult {
         totals: part(&result.totals),
         nexts: part(&result.nexts),
         times: part(&result.times),
+        methods: Default::default(),
     }
 }
 

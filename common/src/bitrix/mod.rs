@@ -8,6 +8,7 @@ mod client;
 mod dispatch;
 mod error;
 pub mod form;
+mod identity;
 mod limiter;
 mod oauth;
 mod portal_changes;

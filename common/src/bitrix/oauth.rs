@@ -68,11 +68,7 @@ impl TryFrom<RefreshedTokens> for InstallProof {
             message: format!("the OAuth server's answer lacks {what}"),
             kind: ErrorKind::Permanent,
         };
-        let user_id = match &t.user_id {
-            Some(serde_json::Value::Number(n)) => n.as_i64(),
-            Some(serde_json::Value::String(s)) => s.parse().ok(),
-            _ => None,
-        };
+        let user_id = t.user_id_number();
         Ok(InstallProof {
             member_id: t
                 .member_id
@@ -91,6 +87,15 @@ impl TryFrom<RefreshedTokens> for InstallProof {
 }
 
 impl RefreshedTokens {
+    /// The user the OAuth server says the new pair belongs to.
+    pub fn user_id_number(&self) -> Option<i64> {
+        match &self.user_id {
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        }
+    }
+
     pub fn expires_in_secs(&self) -> i64 {
         match &self.expires_in {
             Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(3600),

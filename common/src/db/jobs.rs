@@ -251,6 +251,35 @@ pub async fn secret(client: &impl GenericClient, id: Uuid) -> Result<Option<Vec<
         .transpose()?)
 }
 
+/// The job's sealed secrets, locked until the transaction ends: a rotated run-as token is
+/// written back under this lock, so two attempts never spend one refresh token twice.
+pub async fn lock_secret(tx: &impl GenericClient, id: Uuid) -> Result<Option<Vec<u8>>, DbError> {
+    Ok(tx
+        .query_opt(
+            "SELECT secret_enc FROM job_secrets WHERE job_id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?)
+}
+
+/// Replaces the job's sealed secrets; false when they are gone (the job ended meanwhile),
+/// so nothing is stored again after the end erased it.
+pub async fn replace_secret(
+    tx: &impl GenericClient,
+    id: Uuid,
+    secret_enc: &[u8],
+) -> Result<bool, DbError> {
+    let n = tx
+        .execute(
+            "UPDATE job_secrets SET secret_enc = $2 WHERE job_id = $1",
+            &[&id, &secret_enc],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 /// The broker confirmed the message carrying this job at `attempt`. A job that ran and was
 /// handed back for a retry meanwhile has another attempt number and stays unpublished, so
 /// the sweeper still publishes its retry.

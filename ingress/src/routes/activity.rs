@@ -176,7 +176,18 @@ async fn accept_inner(
     }
     portal_auth::verify_application_token(&portal, &app_token)?;
 
-    let sealed = secrets::split_secrets(&mut properties, &state.config.secrets);
+    // The token of the user the workflow runs as (§4) goes with the job's secrets, never
+    // into the row, its history, a log line or an answer.
+    let raw = |key: &str| form::str_at(&form, &["auth", key]);
+    let run_as = secrets::RunAs::from_call(
+        raw("access_token"),
+        raw("refresh_token"),
+        raw("expires"),
+        raw("expires_in"),
+        raw("user_id"),
+        chrono::Utc::now().timestamp(),
+    );
+    let sealed = secrets::split_secrets(&mut properties, run_as.as_ref(), &state.config.secrets);
     let job = NewJob {
         portal_id: portal.id,
         kind: JobKind::Activity,
@@ -194,6 +205,6 @@ async fn accept_inner(
         Inserted::Duplicate(_) => ("duplicate", "duplicate"),
     };
     metrics::INGRESS_CALLS.with_label_values(&[outcome]).inc();
-    tracing::info!(job.id = %inserted.id(), portal.member_id = %portal.member_id, activity.code = %job.code, status, "activity call");
+    tracing::info!(job.id = %inserted.id(), portal.member_id = %portal.member_id, activity.code = %job.code, run_as.user = ?run_as.as_ref().and_then(|r| r.user_id), status, "activity call");
     Ok(Json(json!({ "status": status, "job_id": inserted.id() })))
 }

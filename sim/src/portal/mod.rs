@@ -126,6 +126,8 @@ pub(crate) struct State {
     pub rate_limit_enabled: bool,
     pub bucket: LeakyBucket,
     pub operating: operating::Operating,
+    /// Every authenticated REST request: (method, the user its token belongs to).
+    pub requests_by_user: Vec<(String, u64)>,
 }
 
 pub(crate) struct PortalInner {
@@ -187,6 +189,7 @@ impl Portal {
             rate_limit_enabled: cfg.rate_limit_enabled,
             bucket: LeakyBucket::new(),
             operating: operating::Operating::default(),
+            requests_by_user: Vec::new(),
         };
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -393,6 +396,19 @@ impl Portal {
     /// Successful OAuth refreshes for this portal.
     pub fn refresh_count(&self) -> u64 {
         self.inner.refresh_count.load(Ordering::Relaxed)
+    }
+    /// Every authenticated HTTP request so far: its method (`batch` for a batch) and the
+    /// user whose token it came with.
+    pub fn requests_by_user(&self) -> Vec<(String, u64)> {
+        self.lock().requests_by_user.clone()
+    }
+    /// The user behind a live access token of this portal.
+    pub fn token_user(&self, access_token: &str) -> Option<u64> {
+        self.lock().tokens.check(access_token).ok()
+    }
+    /// Whether a refresh token can still be spent (it is single-use, §2).
+    pub fn refresh_token_is_live(&self, refresh_token: &str) -> bool {
+        self.lock().tokens.knows_refresh(refresh_token)
     }
     /// Every access token issued so far is expired from now on.
     pub fn expire_access_tokens(&self) {

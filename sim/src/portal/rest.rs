@@ -158,6 +158,7 @@ async fn handle(
         match authenticate(&portal, &st, token.as_deref()) {
             Err(e) => Err(e),
             Ok(caller) => {
+                st.requests_by_user.push((method.clone(), caller.user_id));
                 let mut ctx = Ctx {
                     portal: &portal,
                     state: &mut st,

@@ -70,6 +70,15 @@ impl Portal {
         });
     }
 
+    /// Only admins and the item's responsible user (`assignedById`) may read or change this
+    /// item from now on; others get `ACCESS_DENIED` as crm-item-get.md / crm-item-update.md
+    /// document it (HTTP 400).
+    pub fn crm_make_private(&self, entity_type: u64, id: u64) {
+        state::with(self, |c| {
+            c.private.insert((entity_type, id));
+        });
+    }
+
     /// The next call of `method` does its work, then answers 500 (the answer is lost).
     pub fn crm_fail_after(&self, method: &str) {
         state::with(self, |c| {

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::state::{self, Crm, Fm};
 use super::{denied, int_param, legacy_error, lost_answer, not_found, param};
-use crate::methods::{page, start_param, Ctx, Handler, Reply, RestError};
+use crate::methods::{page, start_param, Caller, Ctx, Handler, Reply, RestError};
 use crate::php;
 
 pub(super) fn route(method: &str) -> Option<Handler> {
@@ -41,14 +41,34 @@ pub(super) fn entity_type(params: &Value) -> Result<u64, RestError> {
 fn item_get(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let t = entity_type(&params)?;
     let id = int_param(&params, "id").max(0) as u64;
+    let caller = ctx.caller.clone();
     state::with(ctx.portal, |c| {
         if c.denied.contains(&(t, id)) {
             return Err(denied());
+        }
+        if !may_touch(c, &caller, t, id) {
+            return Err(RestError::bad_request(
+                "ACCESS_DENIED",
+                "You do not have permission to view this item",
+            ));
         }
         c.render(t, id)
             .map(|item| json!({ "item": item }).into())
             .ok_or_else(|| not_found("Item"))
     })
+}
+
+/// The caller's role permission on a private item: admins and the responsible user only
+/// (an unknown item is left to the not-found path).
+pub(super) fn may_touch(c: &Crm, caller: &Caller, t: u64, id: u64) -> bool {
+    if caller.is_admin || !c.private.contains(&(t, id)) {
+        return true;
+    }
+    c.items
+        .get(&(t, id))
+        .and_then(|item| item.fields.get("assignedById"))
+        .map(php::intval)
+        .is_some_and(|responsible| responsible == caller.user_id as i64)
 }
 
 /// `filter` with exact field matches (`=field` or `field`), `order` by id.
@@ -61,11 +81,13 @@ fn item_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         .and_then(|o| o.get("id"))
         .and_then(php::to_string)
         .is_some_and(|d| d.eq_ignore_ascii_case("desc"));
+    let caller = ctx.caller.clone();
     let items = state::with(ctx.portal, |c| {
         let mut out: Vec<Value> = c
             .items
             .keys()
             .filter(|(et, id)| *et == t && !c.denied.contains(&(t, *id)))
+            .filter(|(_, id)| may_touch(c, &caller, t, *id))
             .filter_map(|(_, id)| c.render(t, *id))
             .filter(|item| {
                 filter.iter().all(|(k, v)| {
@@ -171,9 +193,13 @@ fn item_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
             "Could not find value for parameter {fields}",
         ));
     }
+    let caller = ctx.caller.clone();
     state::with(ctx.portal, |c| {
         if c.denied.contains(&(t, id)) {
             return Err(denied());
+        }
+        if !may_touch(c, &caller, t, id) {
+            return Err(RestError::bad_request("ACCESS_DENIED", "Access denied"));
         }
         let Some(current) = c.items.get(&(t, id)).cloned() else {
             return Err(not_found("Item"));
@@ -318,9 +344,10 @@ fn company_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> 
         return Err(legacy_error("ID is not defined or invalid."));
     }
     let fields = param(&params, "fields").cloned().unwrap_or(Value::Null);
+    let caller = ctx.caller.clone();
     state::with(ctx.portal, |c| {
         let key = (4, id as u64);
-        if c.denied.contains(&key) {
+        if c.denied.contains(&key) || !may_touch(c, &caller, 4, id as u64) {
             return Err(legacy_error("Access denied."));
         }
         let Some(item) = c.items.get_mut(&key) else {

@@ -71,6 +71,9 @@ pub(crate) struct Crm {
     next_comment: u64,
     /// Items nobody may read or change (entity type, id).
     pub denied: HashSet<(u64, u64)>,
+    /// Items only admins and the item's responsible user (`assignedById`) may read or change,
+    /// as with the role permission "own items only" (entity type, id).
+    pub private: HashSet<(u64, u64)>,
     /// The next call of this method does its work, then answers 500 (a lost answer).
     pub fail_after: HashSet<String>,
     /// Every write the area accepted, in order: (method, entity type, id).
@@ -100,6 +103,7 @@ impl Crm {
             comments: BTreeMap::new(),
             next_comment: 1,
             denied: HashSet::new(),
+            private: HashSet::new(),
             fail_after: HashSet::new(),
             writes: Vec::new(),
         };
