@@ -463,7 +463,7 @@ fn print_limits(l: &Value) {
         "portal {}: plan {} ({}/s, burst {}); bucket {:.1} of {}",
         l["portal_id"],
         text(&l["plan"]),
-        text(&l["rate_per_sec"]),
+        l["rate_per_sec"].as_f64().unwrap_or(0.0),
         text(&l["burst"]),
         l["level"].as_f64().unwrap_or(0.0),
         text(&l["burst"]),
