@@ -98,6 +98,19 @@ enum JobsCommand {
     Pause { portal: String },
     /// Let a paused portal's jobs run again.
     Resume { portal: String },
+    /// Set a portal's REST limiter plan: standard (2/s, burst 50), enterprise (5/s, burst
+    /// 250) or custom with --rate and --burst. Every worker follows it at its next request.
+    Plan {
+        portal: String,
+        #[arg(value_parser = ["standard", "enterprise", "custom"])]
+        plan: String,
+        /// Requests per second (custom only).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Requests the portal's bucket holds (custom only).
+        #[arg(long)]
+        burst: Option<i64>,
+    },
     /// Counts by state, per portal and per activity, and queue depths.
     Stats,
 }
@@ -217,6 +230,27 @@ pub async fn run(config: Config, args: JobsArgs) -> anyhow::Result<()> {
             )
             .await?
         }
+        JobsCommand::Plan {
+            portal,
+            plan,
+            rate,
+            burst,
+        } => {
+            let mut body = json!({ "plan": plan });
+            if let Some(rate) = rate {
+                body["rate_per_sec"] = json!(rate);
+            }
+            if let Some(burst) = burst {
+                body["burst"] = json!(burst);
+            }
+            api.call(
+                Method::PUT,
+                &format!("/api/portals/{portal}/limits"),
+                &[],
+                Some(body),
+            )
+            .await?
+        }
         JobsCommand::Stats => {
             let counts = api.call(Method::GET, "/api/stats", &[], None).await?;
             let queues = api
@@ -247,6 +281,7 @@ pub async fn run(config: Config, args: JobsArgs) -> anyhow::Result<()> {
             );
         }
         JobsCommand::Pause { .. } | JobsCommand::Resume { .. } => print_portal(&value),
+        JobsCommand::Plan { .. } => print_limits(&value),
         JobsCommand::Stats => print_stats(&value),
     }
     Ok(())
@@ -376,6 +411,63 @@ fn print_job(job: &Value) {
         ]);
     }
     println!("{h}");
+    print_rest_calls(job);
+}
+
+/// Per attempt, the REST commands it made.
+fn print_rest_calls(job: &Value) {
+    for a in job["attempts"].as_array().into_iter().flatten() {
+        let calls = a["rest_calls"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let omitted = a["rest_calls_omitted"].as_u64().unwrap_or(0);
+        if calls.is_empty() && omitted == 0 {
+            continue;
+        }
+        println!("attempt {} REST calls:", a["number"]);
+        let mut t = table(&["at", "method", "outcome", "ms", "request", "sends"]);
+        for c in calls {
+            t.add_row(vec![
+                time(&c["at"]),
+                text(&c["method"]),
+                rest_outcome(c),
+                text(&c["duration_ms"]),
+                match c["request"].as_str() {
+                    Some("shared_batch") => format!("shared batch (+{})", c["others"]),
+                    Some("own_batch") => format!("own batch (+{})", c["others"]),
+                    other => other.unwrap_or_default().replace('_', " "),
+                },
+                text(&c["sends"]),
+            ]);
+        }
+        println!("{t}");
+        if omitted > 0 {
+            println!("… and {omitted} more not kept");
+        }
+    }
+}
+
+/// `ok`, `error ACCESS_DENIED (HTTP 403)`, `bad_response (HTTP 502)`, `transport`.
+fn rest_outcome(call: &Value) -> String {
+    let mut out = text(&call["outcome"]);
+    if let Some(code) = call["code"].as_str() {
+        out.push(' ');
+        out.push_str(code);
+    }
+    if let Some(status) = call["status"].as_u64() {
+        out.push_str(&format!(" (HTTP {status})"));
+    }
+    out
+}
+
+fn print_limits(l: &Value) {
+    println!(
+        "portal {}: plan {} ({}/s, burst {}); bucket {:.1} of {}",
+        l["portal_id"],
+        text(&l["plan"]),
+        l["rate_per_sec"].as_f64().unwrap_or(0.0),
+        text(&l["burst"]),
+        l["level"].as_f64().unwrap_or(0.0),
+        text(&l["burst"]),
+    );
 }
 
 fn print_portal(p: &Value) {

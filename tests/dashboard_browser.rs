@@ -1,5 +1,7 @@
 //! The dashboard in a real browser: headless Chromium driven through chromedriver
-//! (WebDriver). Screenshots land in `target/screenshots/`.
+//! (WebDriver). Screenshots land in `target/screenshots/`: the login, the overview, jobs
+//! found, retried (with their REST calls) and discarded, a paused portal, its plan form, and
+//! a phone-sized screen.
 use fantoccini::Locator;
 use serde_json::json;
 
@@ -157,6 +159,26 @@ async fn an_operator_logs_in_finds_a_failed_job_retries_discards_and_pauses_in_t
         .await
         .contains("dana via dashboard"));
     screenshot_tall(&client, "04-job-retried-and-succeeded").await;
+    // Its REST calls, per attempt: the failed one's error code, then the successful retry
+    // ending with the answer to the workflow (stored as each attempt ends).
+    wait_for_text(&client, &job_url, "#rest-calls", "bizproc.event.send").await;
+    let rest_calls = text_of(&client, "#rest-calls").await;
+    for expected in [
+        "Attempt 1",
+        "INTERNAL_SERVER_ERROR (HTTP 500)",
+        "Attempt 2",
+        "ok",
+    ] {
+        assert!(rest_calls.contains(expected), "{expected}: {rest_calls}");
+    }
+    client
+        .execute(
+            "document.getElementById('rest-calls').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&client, "10-job-rest-calls").await;
 
     // Discard another: its workflow gets the operator's error.
     let (second_token, second_id) = failing_call(&app).await;
@@ -245,6 +267,49 @@ async fn an_operator_logs_in_finds_a_failed_job_retries_discards_and_pauses_in_t
         .wait_event_send(&fired.event_token, WAIT)
         .await
         .expect("answered after resume");
+
+    // Set the portal's limiter plan with the form on its page.
+    client
+        .goto(&app.url(&format!("/dashboard/portals/{portal_id}")))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Id("plan"))
+        .await
+        .unwrap()
+        .select_by_value("custom")
+        .await
+        .unwrap();
+    for (field, value) in [("plan-rate", "4"), ("plan-burst", "10")] {
+        client
+            .find(Locator::Id(field))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Id("plan-save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&client, ".flash", "Plan saved").await;
+    let limiter = text_of(&client, "#portal-limiter").await;
+    assert!(
+        limiter.contains("custom (4") && limiter.contains("/s, burst 10)"),
+        "{limiter}"
+    );
+    assert!(text_of(&client, "#portal-events")
+        .await
+        .contains("custom 4/s burst 10 (was standard 2/s burst 50)"));
+    let limits = app
+        .api_get(&format!("/api/portals/{portal_id}/limits"))
+        .await;
+    assert_eq!(limits["plan"], "custom");
+    screenshot_tall(&client, "11-portal-plan-set").await;
 
     // A phone-sized screen.
     client.set_window_size(390, 844).await.unwrap();

@@ -161,3 +161,152 @@ async fn the_dashboard_needs_a_login_sets_a_strict_cookie_sends_security_headers
         .contains("b24flow_session=;"));
     app.cleanup().await;
 }
+
+/// Logs in as `name`; the session cookie to send.
+async fn login(app: &TestApp, http: &reqwest::Client, name: &str) -> String {
+    let login = http
+        .post(app.url("/dashboard/login"))
+        .form(&[("token", app.operator_token.as_str()), ("name", name)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let set_cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_page_lists_its_rest_calls_and_the_portal_page_sets_the_plan_with_csrf() {
+    let app = spawn_app().await;
+    let http = no_redirects();
+    let cookie = login(&app, &http, "grace").await;
+    let sent = app
+        .run_activity("user_info", serde_json::json!({ "user_id": "user_1" }))
+        .await;
+    let id = app.job_id_of(&sent.event_token).await;
+    let page = || async {
+        http.get(app.url(&format!("/dashboard/jobs/{id}")))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    wait_until(|| async { page().await.contains("bizproc.event.send") }).await;
+    let html = page().await;
+    let rest = &html[html
+        .find("id=\"rest-calls\"")
+        .expect("a REST calls section")..];
+    let rest = &rest[..rest.find("</section>").unwrap()];
+    assert!(rest.contains("Attempt 1"), "{rest}");
+    assert!(rest.contains("user.get") && rest.contains(">ok<"), "{rest}");
+    assert!(
+        !html.contains(&sent.event_token),
+        "no call parameters on the page"
+    );
+
+    let portal_page = http
+        .get(app.url("/dashboard/portals/1"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(portal_page.contains("id=\"plan-form\""), "{portal_page}");
+    let csrf = csrf_of(&portal_page);
+    let set = app.url("/dashboard/portals/1/limits");
+    let custom = [("plan", "custom"), ("rate_per_sec", "4"), ("burst", "10")];
+    let forged = http
+        .post(&set)
+        .header("cookie", &cookie)
+        .form(&[custom.as_slice(), &[("csrf", "forged")]].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.api_get("/api/portals/1/limits").await["plan"],
+        "standard"
+    );
+
+    let not_a_number = http
+        .post(&set)
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("plan", "custom"),
+            ("rate_per_sec", "fast"),
+            ("burst", "10"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_number.status(), StatusCode::BAD_REQUEST);
+    assert!(not_a_number
+        .text()
+        .await
+        .unwrap()
+        .contains("is not a number"));
+
+    let saved = http
+        .post(&set)
+        .header("cookie", &cookie)
+        .form(&[custom.as_slice(), &[("csrf", csrf.as_str())]].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    assert_eq!(saved.headers()["location"], "/dashboard/portals/1?ok=plan");
+    let limits = app.api_get("/api/portals/1/limits").await;
+    assert_eq!(
+        (limits["plan"].as_str(), limits["burst"].as_i64()),
+        (Some("custom"), Some(10))
+    );
+    // The form always sends the custom fields; a fixed plan ignores them.
+    let standard = http
+        .post(&set)
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("plan", "standard"),
+            ("rate_per_sec", "4"),
+            ("burst", "10"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(standard.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.api_get("/api/portals/1/limits").await["burst"], 50);
+
+    let events = app.api_get("/api/portals/1").await["events"].clone();
+    let custom_event = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["message"] == "custom 4/s burst 10 (was standard 2/s burst 50)")
+        .unwrap_or_else(|| panic!("{events}"));
+    assert!(custom_event["actor"]
+        .as_str()
+        .unwrap()
+        .starts_with("grace via dashboard"));
+    let portal_page = http
+        .get(app.url("/dashboard/portals/1?ok=plan"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(portal_page.contains("Plan saved"));
+    // (minijinja escapes the slashes)
+    assert!(
+        portal_page.contains("burst 10 (was standard 2"),
+        "{portal_page}"
+    );
+    app.cleanup().await;
+}

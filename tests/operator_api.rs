@@ -625,3 +625,226 @@ async fn a_portals_shared_limiter_state_is_reported() {
     assert_eq!(limits["throttled"], 0);
     app.cleanup().await;
 }
+
+/// The REST calls of attempt `number` of a job's answer.
+fn rest_calls_of(job: &Value, number: i64) -> Vec<Value> {
+    job["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["number"] == number)
+        .flat_map(|a| a["rest_calls"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The job once attempt `number`'s REST call log is stored (just after the attempt ends).
+async fn job_with_rest_calls(app: &TestApp, id: &str, number: i64) -> Value {
+    wait_until(|| async {
+        let job = app.api_get(&format!("/api/jobs/{id}")).await;
+        let attempt = job["attempts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["number"] == number)
+            .cloned()
+            .unwrap_or(Value::Null);
+        !rest_calls_of(&job, number).is_empty() || attempt["rest_calls_omitted"].as_u64() > Some(0)
+    })
+    .await;
+    app.api_get(&format!("/api/jobs/{id}")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_rest_calls_show_each_attempts_methods_and_outcomes_without_secrets() {
+    let app = spawn_app_with(retrying_app()).await;
+    let (event_token, id) = retrying_job(&app).await;
+    // The first attempt: its batch was refused with 500 INTERNAL_SERVER_ERROR.
+    let job = job_with_rest_calls(&app, &id, 1).await;
+    let first = rest_calls_of(&job, 1);
+    assert!(!first.is_empty(), "{job}");
+    let user_get = first
+        .iter()
+        .find(|c| c["method"] == "user.get")
+        .unwrap_or_else(|| panic!("user.get in {first:?}"));
+    assert_eq!(user_get["outcome"], "error", "{user_get}");
+    assert_eq!(user_get["code"], "INTERNAL_SERVER_ERROR");
+    assert_eq!(user_get["status"], 500);
+    assert!(["own_batch", "shared_batch", "alone"].contains(&user_get["request"].as_str().unwrap()));
+    assert!(user_get["duration_ms"].is_u64());
+    assert!(user_get["at"].is_string());
+    assert!(user_get["sends"].as_u64() >= Some(1));
+
+    app.portal.fail_method("batch", false);
+    let retried = app
+        .api(Method::POST, &format!("/api/jobs/{id}/retry"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200);
+    app.portal
+        .wait_event_send(&event_token, WAIT)
+        .await
+        .expect("answered after the retry");
+    wait_until(|| async { app.api_get(&format!("/api/jobs/{id}")).await["state"] == "succeeded" })
+        .await;
+    let job = job_with_rest_calls(&app, &id, 2).await;
+    let second = rest_calls_of(&job, 2);
+    let outcome_of = |method: &str| {
+        second
+            .iter()
+            .find(|c| c["method"] == method)
+            .map(|c| c["outcome"].clone())
+    };
+    assert_eq!(outcome_of("user.get"), Some(json!("ok")), "{second:?}");
+    // The answer to the workflow is one of the attempt's calls too.
+    assert_eq!(
+        outcome_of("bizproc.event.send"),
+        Some(json!("ok")),
+        "{second:?}"
+    );
+    // The first attempt's log is still there, unchanged.
+    assert_eq!(rest_calls_of(&job, 1), first);
+
+    // Names, codes and numbers only: no token, no parameters, no answers.
+    let client = app.pool.get().await.expect("db");
+    let tokens = b24flow_common::db::portals::load_tokens(&client, &app.config.secrets, 1)
+        .await
+        .expect("tokens")
+        .expect("installed");
+    let text = job.to_string();
+    assert!(!text.contains(&tokens.access_token));
+    assert!(!text.contains(&tokens.refresh_token));
+    let calls_text = Value::Array(second).to_string();
+    assert!(!calls_text.contains(&event_token), "{calls_text}");
+    assert!(!calls_text.contains("user_1"), "{calls_text}");
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempts_rest_call_log_keeps_the_first_calls_and_counts_the_rest() {
+    let mut app = spawn_app().await;
+    app.stop_worker().await;
+    app.worker_config.rest_calls_per_attempt = 2;
+    app.start_worker();
+    let sent = app
+        .run_activity("user_info", json!({ "user_id": "user_1" }))
+        .await;
+    let id = app.job_id_of(&sent.event_token).await.to_string();
+    // user.get and department.get, then bizproc.event.send: one more than the cap.
+    let job = job_with_rest_calls(&app, &id, 1).await;
+    assert_eq!(rest_calls_of(&job, 1).len(), 2, "{job}");
+    assert!(job["attempts"][0]["rest_calls_omitted"].as_u64() >= Some(1));
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_set_a_portals_plan_with_clear_refusals_and_an_audit_record() {
+    let app = spawn_app().await;
+    let put = |body: Value| {
+        app.api(Method::PUT, "/api/portals/1/limits")
+            .header("x-b24flow-operator", "ann")
+            .json(&body)
+    };
+    for (body, code, words) in [
+        (json!({ "plan": "gold" }), "invalid_plan", "unknown plan"),
+        (
+            json!({ "plan": "custom", "burst": 5 }),
+            "invalid_plan",
+            "needs a rate",
+        ),
+        (
+            json!({ "plan": "custom", "rate_per_sec": -1, "burst": 5 }),
+            "invalid_plan",
+            "more than 0",
+        ),
+        (
+            json!({ "plan": "custom", "rate_per_sec": 2, "burst": 0 }),
+            "invalid_plan",
+            "between 1 and",
+        ),
+        (
+            json!({ "plan": "standard", "rate_per_sec": 9 }),
+            "invalid_plan",
+            "only with the custom plan",
+        ),
+        (json!({ "rate_per_sec": 9 }), "invalid_body", "plan"),
+    ] {
+        let response = put(body.clone()).send().await.unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"], code, "{body}: {answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(words),
+            "{body}: {answer}"
+        );
+    }
+    let nowhere = app
+        .api(Method::PUT, "/api/portals/nowhere.bitrix24.com/limits")
+        .json(&json!({ "plan": "enterprise" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status_and_code(nowhere).await,
+        (404, "portal_not_found".into())
+    );
+    let anonymous = app
+        .http
+        .put(app.url("/api/portals/1/limits"))
+        .json(&json!({ "plan": "enterprise" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // Nothing refused changed anything.
+    assert_eq!(
+        app.api_get("/api/portals/1/limits").await["plan"],
+        "standard"
+    );
+
+    let set = put(json!({ "plan": "custom", "rate_per_sec": 4, "burst": 10 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let limits: Value = set.json().await.unwrap();
+    assert_eq!(limits["plan"], "custom", "{limits}");
+    assert_eq!(limits["rate_per_sec"], 4.0);
+    assert_eq!(limits["burst"], 10);
+    assert_eq!(app.api_get("/api/portals/1/limits").await["plan"], "custom");
+
+    let portal = app.api_get("/api/portals/1").await;
+    let event = portal["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "plan")
+        .unwrap_or_else(|| panic!("the plan change is audited: {portal}"))
+        .clone();
+    assert!(
+        event["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("ann via api from 127.0.0.1"),
+        "{event}"
+    );
+    assert_eq!(
+        event["message"],
+        "custom 4/s burst 10 (was standard 2/s burst 50)"
+    );
+    assert!(event["at"].is_string());
+    // POST does the same (forms and clients that cannot PUT).
+    let posted = app
+        .api(Method::POST, "/api/portals/1/limits")
+        .json(&json!({ "plan": "enterprise" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    assert_eq!(app.api_get("/api/portals/1/limits").await["burst"], 250);
+    app.cleanup().await;
+}

@@ -49,6 +49,8 @@ pub struct Config {
     /// Commands of different jobs of one portal may share a `batch` request (benchmarks turn
     /// it off to compare).
     pub cross_job_batching: bool,
+    /// REST commands kept in a job attempt's call log for operators; the rest are counted.
+    pub rest_calls_per_attempt: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -201,6 +203,7 @@ impl Config {
             sweep_interval: std::time::Duration::from_secs(5),
             shutdown_deadline: std::time::Duration::from_secs(25),
             cross_job_batching: true,
+            rest_calls_per_attempt: crate::bitrix::call_log::DEFAULT_CALLS_PER_ATTEMPT,
         }
     }
 

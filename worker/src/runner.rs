@@ -4,10 +4,11 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use b24flow_common::bitrix::call_log::CallLog;
 use b24flow_common::bitrix::{B24Error, Bitrix, ErrorKind, PortalClient};
 use b24flow_common::crypto::SecretBox;
 use b24flow_common::db::jobs::{self, Job, JobKind, JobState, Outcome};
-use b24flow_common::db::{DbError, Pool};
+use b24flow_common::db::{rest_calls, DbError, Pool};
 use b24flow_common::{catalogue, metrics, secrets};
 use chrono::Utc;
 use futures::FutureExt;
@@ -72,7 +73,13 @@ impl Runner {
         metrics::JOBS_IN_FLIGHT.inc();
         // A panic anywhere in the attempt becomes the workflow's error, instead of a job
         // never answered while its heartbeat keeps the lease forever.
-        let attempt = AssertUnwindSafe(self.execute(&job).instrument(span.clone())).catch_unwind();
+        let rest_calls = CallLog::new(self.config.rest_calls_per_attempt);
+        let attempt = AssertUnwindSafe(
+            rest_calls
+                .record(self.execute(&job))
+                .instrument(span.clone()),
+        )
+        .catch_unwind();
         let result = tokio::select! {
             r = attempt => match r {
                 Ok(r) => r,
@@ -97,6 +104,9 @@ impl Runner {
         };
         metrics::JOBS_IN_FLIGHT.dec();
         drop(heartbeat);
+        self.save_rest_calls(&job, &rest_calls)
+            .instrument(span.clone())
+            .await;
         match result {
             Ok(()) => Disposition::Ack,
             Err(e) => {
@@ -104,6 +114,22 @@ impl Runner {
                 tracing::warn!(parent: &span, error = %e, "job state not recorded; the lease will expire and the job will be retried");
                 Disposition::Requeue
             }
+        }
+    }
+
+    /// One statement per attempt, after it: operators read it, nothing depends on it, so a
+    /// failure to store it costs only the log (as does a crash during the attempt).
+    async fn save_rest_calls(&self, job: &Job, log: &CallLog) {
+        let calls = log.snapshot();
+        if calls.is_empty() {
+            return;
+        }
+        let saved = match self.db.get().await {
+            Ok(client) => rest_calls::save(&client, job.id, job.attempt, &calls).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "the attempt's REST call log was not stored");
         }
     }
 

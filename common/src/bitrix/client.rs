@@ -8,6 +8,7 @@ use tokio::sync::{Mutex, RwLock};
 
 use super::batch::{Batch, BatchResult, MAX_COMMANDS};
 use super::body::{read_capped, BodyError, MAX_REST_BODY};
+use super::call_log::{self, Asked, CallLog};
 use super::dispatch::{Answer, Dispatcher, Pending, Work};
 use super::error::{B24Error, ErrorKind};
 use super::identity::{Identity, UserToken};
@@ -162,6 +163,10 @@ impl Bitrix {
         self.inner.sessions.clear();
     }
 
+    pub(crate) fn plans_changed(&self) {
+        self.inner.limiter.plans_changed();
+    }
+
     pub(crate) fn set_watching(&self, watching: bool) {
         self.inner.watching.store(watching, Ordering::Release);
     }
@@ -297,14 +302,25 @@ impl PortalClient {
 
     async fn submit(&self, work: Work) -> Result<Answer, B24Error> {
         let merge = self.inner.cross_job_batching.load(Ordering::Relaxed);
-        let (pending, answer) = Pending::new(work, merge, self.identity.clone());
+        let asked = call_log::current().map(|log| asked(log, &work));
+        let (mut pending, answer) = Pending::new(work, merge, self.identity.clone());
+        if let Some(asked) = &asked {
+            pending.note_sends_in(asked.note.clone());
+        }
         self.session.dispatcher.submit(self, pending);
-        slots::while_waiting(answer).await.unwrap_or_else(|_| {
+        let answer = slots::while_waiting(answer).await.unwrap_or_else(|_| {
             Err(B24Error::Transport {
                 method: "batch".into(),
                 message: "the request was dropped before it was answered".into(),
             })
-        })
+        });
+        match (asked, &answer) {
+            (None, _) => {}
+            (Some(asked), Ok(Answer::Batch(result))) => asked.answered_batch(Ok(&**result)),
+            (Some(asked), Err(e)) if asked.is_batch() => asked.answered_batch(Err(e)),
+            (Some(asked), answer) => asked.answered_call(answer),
+        }
+        answer
     }
 
     /// A value read from this portal within `ttl` under this client's identity, if this
@@ -589,6 +605,21 @@ impl PortalClient {
         };
         *self.session.token.write().await = Some(token.clone());
         Ok(token)
+    }
+}
+
+/// What the attempt's log needs to know of a group before it leaves: its commands' keys and methods.
+fn asked(log: CallLog, work: &Work) -> Asked {
+    match work {
+        Work::Call { method, .. } => Asked::new(log, vec![(String::new(), method.clone())], false),
+        Work::Batch(b) => Asked::new(
+            log,
+            b.commands()
+                .iter()
+                .map(|c| (c.key.clone(), c.method.clone()))
+                .collect(),
+            true,
+        ),
     }
 }
 

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{oneshot, Notify, Semaphore};
 
 use super::batch::{encode_commands, prefix_references, Batch, BatchResult, Command, MAX_COMMANDS};
+use super::call_log::SentNote;
 use super::client::{PortalClient, RestResponse};
 use super::error::B24Error;
 use super::identity::{Identity, IdentityKey};
@@ -55,6 +56,8 @@ pub(crate) struct Pending {
     /// Which other groups may share its request.
     key: IdentityKey,
     reply: oneshot::Sender<Reply>,
+    /// Where the job's REST call log learns how this group left (when it keeps one).
+    sends: Option<Arc<SentNote>>,
 }
 
 impl Pending {
@@ -83,9 +86,20 @@ impl Pending {
                 key: identity.key(),
                 identity,
                 reply: tx,
+                sends: None,
             },
             rx,
         )
+    }
+
+    pub(crate) fn note_sends_in(&mut self, note: Arc<SentNote>) {
+        self.sends = Some(note);
+    }
+
+    fn sent(&self, shared: bool, commands: usize) {
+        if let Some(note) = &self.sends {
+            note.sent(shared, commands);
+        }
     }
 
     fn size(&self) -> usize {
@@ -400,6 +414,7 @@ async fn send_alone(client: &PortalClient, p: Pending) {
         Work::Call { method, params } => (method.clone(), params.clone()),
         Work::Batch(b) => ("batch".to_string(), b.to_params()),
     };
+    p.sent(false, p.size());
     match client.send_authed(&p.identity, &method, params).await {
         Err(e) if rate_refusal(&e) => {
             throttled(client).await;
@@ -486,6 +501,9 @@ async fn send_merged(client: &PortalClient, request: Vec<Pending>) {
     crate::metrics::REST_BATCHED_COMMANDS.observe(wire.len() as f64);
     // Every group here has the same identity (`take_request`); the first one's token it is.
     let identity = plan[0].0.identity.clone();
+    for (p, _, _) in &plan {
+        p.sent(true, wire.len());
+    }
     let answer = client
         .send_authed(&identity, "batch", encode_commands(false, wire.iter()))
         .await;

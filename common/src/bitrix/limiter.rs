@@ -2,9 +2,11 @@
 //! request bucket and the parked methods live in one Postgres row per portal
 //! (`db::portal_limits`), so more processes never mean more requests to a portal, and a
 //! process that dies holds nothing: the row only records when the next request may leave.
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::sync::Notify;
 
 use crate::db::{portal_limits, DbError, Pool};
 use crate::metrics;
@@ -26,17 +28,31 @@ const UNKNOWN_RESET_PARK_SECS: f64 = 60.0;
 #[derive(Clone)]
 pub(crate) struct Limiter {
     db: Pool,
+    /// Woken when an operator changes a portal's plan, so nobody waits out the old rate.
+    plans_changed: Arc<Notify>,
 }
 
 impl Limiter {
     pub(crate) fn new(db: Pool) -> Self {
-        Self { db }
+        Self {
+            db,
+            plans_changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Some portal's plan changed: waiting requests ask the bucket again now.
+    pub(crate) fn plans_changed(&self) {
+        self.plans_changed.notify_waiters();
     }
 
     /// Waits until the portal's bucket grants one request; returns the parked methods.
     pub(crate) async fn acquire(&self, portal_id: i64) -> Result<Value, DbError> {
         let started = Instant::now();
         loop {
+            // Registered before the bucket is read, so a change right after is not missed.
+            let changed = self.plans_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let answer = {
                 let client = self.db.get().await?;
                 portal_limits::acquire(&client, portal_id, HEADROOM).await?
@@ -46,10 +62,12 @@ impl Limiter {
                 return Ok(answer.parked);
             }
             // A hair past the computed time, so the next try is granted.
-            tokio::time::sleep(
-                Duration::from_secs_f64(answer.wait_secs.min(60.0)) + Duration::from_millis(2),
-            )
-            .await;
+            let wait =
+                Duration::from_secs_f64(answer.wait_secs.min(60.0)) + Duration::from_millis(2);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = changed => {}
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 //! batching attach. Protocol facts: `../shared/bitrix/protocol.md`.
 mod batch;
 mod body;
+pub mod call_log;
 pub use batch::MAX_COMMANDS as BATCH_MAX_COMMANDS;
 mod client;
 mod dispatch;

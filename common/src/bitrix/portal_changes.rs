@@ -2,6 +2,8 @@
 //! `portals` (migrations/V2) sends `NOTIFY b24flow_portal_changed, '<id>'`, and this listener
 //! drops that portal's cached session, so its next job reads the new endpoint and tokens.
 //! While the listener is not connected, [`Bitrix`] caches nothing and reads every portal fresh.
+//! It also hears operators' plan changes (`db::portal_limits::set_plan`) and wakes requests
+//! waiting for the old plan's rate.
 use std::future::Future;
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::client::Bitrix;
+use crate::db::portal_limits::LIMITS_CHANGED_CHANNEL;
 
 const CHANNEL: &str = "b24flow_portal_changed";
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -54,7 +57,8 @@ impl Bitrix {
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(n)) => {
-                        if notices.send(n.payload().to_string()).is_err() {
+                        let notice = (n.channel().to_string(), n.payload().to_string());
+                        if notices.send(notice).is_err() {
                             return;
                         }
                     }
@@ -66,7 +70,11 @@ impl Bitrix {
                 }
             }
         });
-        let listening = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
+        let listening = client
+            .batch_execute(&format!(
+                "LISTEN {CHANNEL}; LISTEN {LIMITS_CHANGED_CHANNEL}"
+            ))
+            .await;
         if let Err(error) = listening {
             driver.abort();
             return Err(error);
@@ -75,7 +83,12 @@ impl Bitrix {
         self.forget_all();
         self.set_watching(true);
         tracing::debug!("listening for portal changes");
-        while let Some(payload) = received.recv().await {
+        while let Some((channel, payload)) = received.recv().await {
+            if channel == LIMITS_CHANGED_CHANNEL {
+                tracing::debug!(portal.id = %payload, "portal plan changed; waiting requests ask again");
+                self.plans_changed();
+                continue;
+            }
             match payload.parse::<i64>() {
                 Ok(portal_id) => {
                     tracing::debug!(

@@ -5,6 +5,7 @@ pub mod ops;
 pub mod portal_limits;
 pub mod portals;
 pub mod registrations;
+pub mod rest_calls;
 
 pub use deadpool_postgres::{GenericClient, Pool, PoolError};
 pub use migrate::{ensure_database, migrate};

@@ -6,6 +6,14 @@ use serde_json::Value;
 
 use super::{DbError, GenericClient};
 
+/// Where a plan change is announced to every process.
+pub const LIMITS_CHANGED_CHANNEL: &str = "b24flow_portal_limits_changed";
+
+/// Bounds of an operator's custom plan: far above any Bitrix24 portal, low enough that a
+/// typo cannot turn the limiter off.
+pub const MAX_RATE_PER_SEC: f64 = 1000.0;
+pub const MAX_BURST: i32 = 10_000;
+
 /// Bitrix24's published limits (protocol.md §7.1).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -27,6 +35,52 @@ impl Plan {
                 rate_per_sec,
                 burst,
             } => (rate_per_sec, burst),
+        }
+    }
+
+    /// A plan as an operator names it: `standard`, `enterprise`, or `custom` with a rate
+    /// (requests per second, up to 1000) and a burst (1 to 10000). The error says what is wrong.
+    pub fn parse(
+        name: &str,
+        rate_per_sec: Option<f64>,
+        burst: Option<i64>,
+    ) -> Result<Self, String> {
+        let fixed = |plan: Plan| {
+            if rate_per_sec.is_some() || burst.is_some() {
+                Err(format!(
+                    "the {} plan has its own rate and burst; give them only with the custom plan",
+                    plan.name()
+                ))
+            } else {
+                Ok(plan)
+            }
+        };
+        match name.trim().to_ascii_lowercase().as_str() {
+            "standard" => fixed(Plan::Standard),
+            "enterprise" => fixed(Plan::Enterprise),
+            "custom" => {
+                let rate =
+                    rate_per_sec.ok_or("the custom plan needs a rate (requests per second)")?;
+                let burst = burst.ok_or("the custom plan needs a burst (requests)")?;
+                if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_SEC) {
+                    return Err(format!(
+                        "the rate must be more than 0 and at most {MAX_RATE_PER_SEC} requests per second (got {rate})"
+                    ));
+                }
+                let burst = i32::try_from(burst)
+                    .ok()
+                    .filter(|b| (1..=MAX_BURST).contains(b))
+                    .ok_or(format!(
+                        "the burst must be between 1 and {MAX_BURST} (got {burst})"
+                    ))?;
+                Ok(Plan::Custom {
+                    rate_per_sec: rate,
+                    burst,
+                })
+            }
+            other => Err(format!(
+                "unknown plan {other:?}: standard, enterprise or custom"
+            )),
         }
     }
 
@@ -130,17 +184,23 @@ pub async fn set_plan(
     if !exists {
         return Ok(false);
     }
+    // Every acquire reads the row, so the next request of any process follows the new plan;
+    // the notice wakes requests already waiting for the old one (`bitrix::portal_changes`).
     client
-        .execute(
-            "INSERT INTO portal_limits (portal_id, plan, rate_per_sec, burst) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (portal_id) DO UPDATE
-               SET plan = EXCLUDED.plan, rate_per_sec = EXCLUDED.rate_per_sec,
-                   burst = EXCLUDED.burst, updated_at = now(),
-                   tat = clock_timestamp() + least(
-                       greatest(portal_limits.tat - clock_timestamp(), interval '0')
-                           * (portal_limits.rate_per_sec / EXCLUDED.rate_per_sec),
-                       make_interval(secs => EXCLUDED.burst / EXCLUDED.rate_per_sec))",
-            &[&portal_id, &plan.name(), &rate, &burst],
+        .query(
+            "WITH up AS (
+                 INSERT INTO portal_limits (portal_id, plan, rate_per_sec, burst) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (portal_id) DO UPDATE
+                   SET plan = EXCLUDED.plan, rate_per_sec = EXCLUDED.rate_per_sec,
+                       burst = EXCLUDED.burst, updated_at = now(),
+                       tat = clock_timestamp() + least(
+                           greatest(portal_limits.tat - clock_timestamp(), interval '0')
+                               * (portal_limits.rate_per_sec / EXCLUDED.rate_per_sec),
+                           make_interval(secs => EXCLUDED.burst / EXCLUDED.rate_per_sec))
+                 RETURNING portal_id
+             )
+             SELECT pg_notify($5, portal_id::text) FROM up",
+            &[&portal_id, &plan.name(), &rate, &burst, &LIMITS_CHANGED_CHANNEL],
         )
         .await?;
     Ok(true)
@@ -223,4 +283,37 @@ pub async fn portals_of_jobs(
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_are_parsed_with_clear_refusals() {
+        assert_eq!(Plan::parse("Enterprise", None, None), Ok(Plan::Enterprise));
+        assert_eq!(
+            Plan::parse("custom", Some(4.0), Some(10)),
+            Ok(Plan::Custom {
+                rate_per_sec: 4.0,
+                burst: 10
+            })
+        );
+        assert!(Plan::parse("standard", Some(3.0), None)
+            .unwrap_err()
+            .contains("only with the custom plan"));
+        assert!(Plan::parse("custom", None, Some(5))
+            .unwrap_err()
+            .contains("needs a rate"));
+        assert!(Plan::parse("custom", Some(0.0), Some(5))
+            .unwrap_err()
+            .contains("more than 0"));
+        assert!(Plan::parse("custom", Some(f64::NAN), Some(5)).is_err());
+        assert!(Plan::parse("custom", Some(2.0), Some(0))
+            .unwrap_err()
+            .contains("between 1 and"));
+        assert!(Plan::parse("gold", None, None)
+            .unwrap_err()
+            .contains("unknown plan"));
+    }
 }

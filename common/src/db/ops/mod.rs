@@ -1,8 +1,9 @@
 //! What operators read and do (the `/api`, the dashboard and `b24flow jobs` all come here):
 //! job search with cursor paging, one job in full, counts and time series, and the actions
-//! (retry, discard, pause, resume), each recorded with who did it.
+//! (retry, discard, pause, resume, the portal's limiter plan), each recorded with who did it.
 mod actions;
 mod filter;
+mod plan;
 mod read;
 mod stats;
 
@@ -11,6 +12,7 @@ pub use actions::{
     DISCARDED_BY_OPERATOR,
 };
 pub use filter::{Cursor, ErrorClass, JobFilter, StateFilter};
+pub use plan::set_portal_plan;
 pub use read::{
     job_detail, list_jobs, portal_detail, portals, Attempt, HistoryEntry, JobDetail, JobPage,
     JobSummary, PortalDetail, PortalEvent, PortalSummary,

@@ -7,6 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::filter::{where_sql, Cursor, JobFilter, ACTIONABLE_SQL, ERROR_CLASS_SQL};
+use crate::bitrix::call_log::RestCall;
 use crate::db::DbError;
 
 #[derive(Clone, Debug, Serialize)]
@@ -136,6 +137,10 @@ pub struct Attempt {
     /// The state the attempt left the job in (`running` while it runs).
     pub result: String,
     pub message: Option<String>,
+    /// The REST commands the attempt made (stored when it ended; the first ones up to the
+    /// cap), and how many more there were.
+    pub rest_calls: Vec<RestCall>,
+    pub rest_calls_omitted: u32,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -209,6 +214,13 @@ pub async fn job_detail(
             .as_deref()
             .is_some_and(|e| e.starts_with(super::UNANSWERED_PREFIX))
         && summary.kind == "activity";
+    let mut attempts = attempts(&history);
+    for (number, calls) in crate::db::rest_calls::for_job(client, id).await? {
+        if let Some(a) = attempts.iter_mut().rev().find(|a| a.number == number) {
+            a.rest_calls = calls.calls;
+            a.rest_calls_omitted = calls.omitted;
+        }
+    }
     let result: Option<Value> = row.try_get("result")?;
     let outcome: Option<Value> = row.try_get("outcome")?;
     Ok(Some(JobDetail {
@@ -222,7 +234,7 @@ pub async fn job_detail(
         answer: result.or(outcome).map(|v| mask_secrets(&v)),
         answered,
         portal_paused: row.try_get("portal_paused")?,
-        attempts: attempts(&history),
+        attempts,
         history,
         summary,
     }))
@@ -261,6 +273,8 @@ fn attempts(history: &[HistoryEntry]) -> Vec<Attempt> {
                 ended_at: None,
                 result: "running".into(),
                 message: None,
+                rest_calls: Vec::new(),
+                rest_calls_omitted: 0,
             });
         } else if e.from_state.as_deref() == Some("running") && e.to_state != "running" {
             if let Some(a) = out

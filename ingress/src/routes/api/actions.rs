@@ -2,6 +2,7 @@
 //! publish what went back to the queue (the sweeper publishes anything this misses).
 use axum::http::StatusCode;
 use b24flow_common::db::ops::{self, ActionOutcome, JobFilter, Target};
+use b24flow_common::db::portal_limits::Plan;
 use uuid::Uuid;
 
 use crate::enqueue;
@@ -125,4 +126,24 @@ pub async fn resume(state: &AppState, portal_id: i64, actor: &str) -> Result<boo
         enqueue::publish_attempt(state, id, attempt).await;
     }
     Ok(true)
+}
+
+/// Sets a portal's limiter plan, recorded with who did it.
+pub async fn set_plan(
+    state: &AppState,
+    portal_id: i64,
+    plan: Plan,
+    actor: &str,
+) -> Result<(), ApiError> {
+    let mut client = state.db.get().await?;
+    if !ops::set_portal_plan(&mut client, portal_id, plan, actor).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "portal_not_found",
+            format!("no portal {portal_id}"),
+        ));
+    }
+    let (rate, burst) = plan.rate_and_burst();
+    tracing::info!(%actor, portal.id = portal_id, plan = plan.name(), rate, burst, "operator set a portal's plan");
+    Ok(())
 }

@@ -24,7 +24,12 @@ pub fn router() -> Router<AppState> {
         .route("/queues", get(stats::queues))
         .route("/portals", get(portals::list))
         .route("/portals/{portal}", get(portals::show))
-        .route("/portals/{portal}/limits", get(portals::limits))
+        .route(
+            "/portals/{portal}/limits",
+            get(portals::limits)
+                .put(portals::set_limits)
+                .post(portals::set_limits),
+        )
         .route("/portals/{portal}/pause", post(portals::pause))
         .route("/portals/{portal}/resume", post(portals::resume))
 }

@@ -1,10 +1,12 @@
 //! `/api/portals`: portals with their queues, one portal with its operators' actions, and
-//! pause / resume.
+//! pause / resume, and its limiter plan.
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use b24flow_common::db::ops::{self, PortalDetail, PortalSummary};
-use b24flow_common::db::portal_limits::{self, LimitState};
+use b24flow_common::db::portal_limits::{self, LimitState, Plan};
+use serde::Deserialize;
 
 use super::actions;
 use crate::error::ApiError;
@@ -65,6 +67,47 @@ pub async fn limits(
     Path(portal): Path<String>,
 ) -> Result<Json<LimitState>, ApiError> {
     let id = actions::find_portal(&state, &portal).await?;
+    let client = state.db.get().await?;
+    portal_limits::get_state(&client, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "portal_not_found",
+                format!("no portal {portal:?}"),
+            )
+        })
+}
+
+/// A new plan: `{"plan": "standard" | "enterprise"}` or
+/// `{"plan": "custom", "rate_per_sec": 4, "burst": 10}`.
+#[derive(Debug, Deserialize)]
+pub struct PlanBody {
+    pub plan: String,
+    #[serde(alias = "rate")]
+    pub rate_per_sec: Option<f64>,
+    pub burst: Option<i64>,
+}
+
+impl PlanBody {
+    pub fn to_plan(&self) -> Result<Plan, ApiError> {
+        Plan::parse(&self.plan, self.rate_per_sec, self.burst)
+            .map_err(|why| ApiError::bad_request("invalid_plan", why))
+    }
+}
+
+/// Sets the portal's limiter plan (audited); every worker's next request follows it.
+pub async fn set_limits(
+    op: Operator,
+    State(state): State<AppState>,
+    Path(portal): Path<String>,
+    body: Result<Json<PlanBody>, JsonRejection>,
+) -> Result<Json<LimitState>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let plan = body.to_plan()?;
+    let id = actions::find_portal(&state, &portal).await?;
+    actions::set_plan(&state, id, plan, &op.actor).await?;
     let client = state.db.get().await?;
     portal_limits::get_state(&client, id)
         .await?

@@ -48,6 +48,7 @@ pub fn router() -> Router<AppState> {
         .route("/portals/{portal}", get(pages::portal))
         .route("/portals/{portal}/pause", post(pages::pause))
         .route("/portals/{portal}/resume", post(pages::resume))
+        .route("/portals/{portal}/limits", post(pages::set_plan))
         .route("/assets/{name}", get(assets::serve));
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(

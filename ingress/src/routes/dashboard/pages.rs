@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use b24flow_common::db::ops::{self, ErrorClass, StateFilter};
+use b24flow_common::db::portal_limits::Plan;
 use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -46,6 +47,7 @@ fn flash(code: Option<&str>) -> Option<&'static str> {
         "discarded" => "Discarded: the workflow gets your error text.",
         "paused" => "Portal paused: its queued jobs wait.",
         "resumed" => "Portal resumed: its queued jobs run again.",
+        "plan" => "Plan saved: every worker's next request to this portal follows it.",
         _ => return None,
     })
 }
@@ -463,4 +465,63 @@ pub async fn resume(
     Form(form): Form<ActionForm>,
 ) -> Response {
     on_portal(&state, &user, &portal, &form, false).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PlanForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    plan: String,
+    rate_per_sec: Option<String>,
+    burst: Option<String>,
+}
+
+impl PlanForm {
+    /// The form always sends the custom fields; they count only with the custom plan.
+    fn to_plan(&self) -> Result<Plan, ApiError> {
+        let refused = |why: String| ApiError::bad_request("invalid_plan", why);
+        let custom = self.plan.trim().eq_ignore_ascii_case("custom");
+        fn field(raw: &Option<String>, custom: bool) -> Option<&str> {
+            raw.as_deref()
+                .map(str::trim)
+                .filter(|v| custom && !v.is_empty())
+        }
+        let rate = field(&self.rate_per_sec, custom)
+            .map(|v| {
+                v.parse::<f64>()
+                    .map_err(|_| refused(format!("the rate {v:?} is not a number")))
+            })
+            .transpose()?;
+        let burst = field(&self.burst, custom)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| refused(format!("the burst {v:?} is not a whole number")))
+            })
+            .transpose()?;
+        Plan::parse(&self.plan, rate, burst).map_err(refused)
+    }
+}
+
+/// Sets the portal's limiter plan from its page's form.
+pub async fn set_plan(
+    State(state): State<AppState>,
+    user: DashboardUser,
+    Path(portal): Path<String>,
+    Form(form): Form<PlanForm>,
+) -> Response {
+    if let Some(refused) = user.csrf_refusal(&state, &form.csrf) {
+        return refused;
+    }
+    let result = async {
+        let plan = form.to_plan()?;
+        let id = act::find_portal(&state, &portal).await?;
+        act::set_plan(&state, id, plan, &user.actor).await?;
+        Ok::<_, ApiError>(id)
+    }
+    .await;
+    match result {
+        Ok(id) => Redirect::to(&format!("/dashboard/portals/{id}?ok=plan")).into_response(),
+        Err(e) => failed(&user, e),
+    }
 }
