@@ -28,9 +28,11 @@ pub enum BenchCommand {
     /// with and without cross-job batching, standard and Enterprise plans.
     Portal(crate::bench_portal::PortalArgs),
     /// A quiet portal's latency while another floods jobs.
-    Fairness(crate::bench_portal::FairnessArgs),
+    Fairness(crate::bench_fairness::FairnessArgs),
     /// The shared limiter's cost: one Postgres statement per request, over many portals.
     Limiter(crate::bench_portal::LimiterArgs),
+    /// One worker process's jobs/s, CPU and memory per concurrency (no rate limit).
+    Pipeline(crate::bench_pipeline::PipelineArgs),
 }
 
 #[derive(Args)]
@@ -55,8 +57,9 @@ pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Chaos(args) => chaos(config, args).await,
         BenchCommand::Portal(args) => crate::bench_portal::portal(config, args).await,
-        BenchCommand::Fairness(args) => crate::bench_portal::fairness(config, args).await,
+        BenchCommand::Fairness(args) => crate::bench_fairness::fairness(config, args).await,
         BenchCommand::Limiter(args) => crate::bench_portal::limiter(config, args).await,
+        BenchCommand::Pipeline(args) => crate::bench_pipeline::pipeline(config, args).await,
     }
 }
 
@@ -282,8 +285,18 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn worker_process(config: &Config, secret_key: &str) -> anyhow::Result<Child> {
+    worker_process_with(config, secret_key, &[])
+}
+
+/// A worker process with extra environment (e.g. `B24FLOW_WORKER_CONCURRENCY`).
+pub(crate) fn worker_process_with(
+    config: &Config,
+    secret_key: &str,
+    extra_env: &[(&str, String)],
+) -> anyhow::Result<Child> {
     Command::new(std::env::current_exe()?)
         .arg("worker")
+        .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("RUST_LOG", "error")
         .env(
             "B24FLOW_CROSS_JOB_BATCHING",

@@ -1,4 +1,4 @@
-//! `b24flow bench portal | fairness | limiter`: the product against Bitrix24's real REST
+//! `b24flow bench portal | limiter` (and the rig `bench fairness` shares): the product against Bitrix24's real REST
 //! limit on a simulated portal (loopback), through the whole path (ingress → Postgres →
 //! RabbitMQ → worker processes → portal).
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
-const ANSWER_WAIT: Duration = Duration::from_secs(900);
+pub(crate) const ANSWER_WAIT: Duration = Duration::from_secs(900);
 
 #[derive(Args)]
 pub struct PortalArgs {
@@ -43,22 +43,6 @@ pub struct PortalArgs {
 }
 
 #[derive(Args)]
-pub struct FairnessArgs {
-    /// Jobs portal A fires at once.
-    #[arg(long, default_value_t = 10_000)]
-    flood: usize,
-    /// Calls portal B makes, one a second, while A's flood is queued.
-    #[arg(long, default_value_t = 30)]
-    quiet_calls: usize,
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-    #[arg(long, default_value_t = 400)]
-    parallel: usize,
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
 pub struct LimiterArgs {
     /// Portals whose rows are taken at random.
     #[arg(long, default_value_t = 1000)]
@@ -73,16 +57,17 @@ pub struct LimiterArgs {
 }
 
 /// A scratch installation: database, AMQP names, ingress in-process, worker processes.
-struct Rig {
-    config: Config,
-    cloud: Cloud,
+pub(crate) struct Rig {
+    pub(crate) config: Config,
+    pub(crate) cloud: Cloud,
     shutdown: CancellationToken,
     ingress: tokio::task::JoinHandle<anyhow::Result<()>>,
     workers: Vec<Child>,
+    secret_key: String,
 }
 
 impl Rig {
-    async fn start(
+    pub(crate) async fn start(
         base: &Config,
         name: &str,
         workers: usize,
@@ -121,11 +106,34 @@ impl Rig {
             shutdown,
             ingress,
             workers,
+            secret_key,
         })
     }
 
+    /// Kills every worker process (SIGKILL: what they hold goes back to the queue).
+    pub(crate) async fn kill_workers(&mut self) {
+        for w in self.workers.iter_mut() {
+            let _ = w.start_kill();
+            let _ = w.wait().await;
+        }
+        self.workers.clear();
+    }
+
+    /// Starts one more worker process with extra environment; its process id.
+    pub(crate) fn add_worker(&mut self, extra_env: &[(&str, String)]) -> anyhow::Result<u32> {
+        let worker = crate::bench::worker_process_with(&self.config, &self.secret_key, extra_env)?;
+        let pid = worker.id().context("worker process id")?;
+        self.workers.push(worker);
+        Ok(pid)
+    }
+
+    /// Process ids of the running worker processes.
+    pub(crate) fn worker_pids(&self) -> Vec<u32> {
+        self.workers.iter().filter_map(Child::id).collect()
+    }
+
     /// A portal with the plan's limit enforced, the app installed and the bucket drained.
-    async fn portal(&self, plan: Plan) -> anyhow::Result<Portal> {
+    pub(crate) async fn portal(&self, plan: Plan) -> anyhow::Result<Portal> {
         let (rate, burst) = plan.rate_and_burst();
         let portal = self
             .cloud
@@ -155,11 +163,8 @@ impl Rig {
         Ok(portal)
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
-        for w in self.workers.iter_mut() {
-            let _ = w.start_kill();
-            let _ = w.wait().await;
-        }
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
+        self.kill_workers().await;
         self.shutdown.cancel();
         let _ = self.ingress.await;
         self.cloud.shutdown().await;
@@ -210,7 +215,7 @@ async fn fire_user_info(
         .await
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -391,110 +396,6 @@ async fn portal_run(base: &Config, run: PortalRun) -> anyhow::Result<Value> {
         "p99_secs": percentile(&latencies, 0.99),
         "wall_secs": wall,
     }))
-}
-
-pub async fn fairness(config: Config, args: FairnessArgs) -> anyhow::Result<()> {
-    let rig = Rig::start(&config, "bench_fairness", args.workers, true).await?;
-    let flooding = rig.portal(Plan::Standard).await?;
-    let quiet = rig.portal(Plan::Standard).await?;
-    let users_a = flooding.seed_demo_directory(100);
-    let users_b = quiet.seed_demo_directory(10);
-    let answered_a = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let flood = {
-        let (portal, answered, flood, parallel) = (
-            flooding.clone(),
-            answered_a.clone(),
-            args.flood,
-            args.parallel,
-        );
-        tokio::spawn(async move {
-            // Fired as fast as the ingress takes them; answers are not awaited here.
-            stream::iter(0..flood)
-                .map(|i| {
-                    let portal = portal.clone();
-                    let user = users_a[i % users_a.len()];
-                    let answered = answered.clone();
-                    async move {
-                        let call = ActivityCall::new(
-                            "user_info",
-                            json!({ "user_id": format!("user_{user}") }),
-                        );
-                        let ok = portal.fire(call).await.is_ok_and(|f| f.status.is_success());
-                        answered.fetch_add(usize::from(ok), Ordering::Relaxed);
-                    }
-                })
-                .buffer_unordered(parallel.max(1))
-                .collect::<Vec<()>>()
-                .await;
-            started.elapsed()
-        })
-    };
-    let mut quiet_calls = Vec::new();
-    for i in 0..args.quiet_calls {
-        let portal = quiet.clone();
-        let user = users_b[i % users_b.len()];
-        quiet_calls.push(tokio::spawn(async move {
-            let call = ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }));
-            let fired = portal.fire(call).await.ok()?;
-            let send = portal
-                .wait_event_send(&fired.event_token, ANSWER_WAIT)
-                .await?;
-            Some(send.at.duration_since(send.fired_at))
-        }));
-        eprint!(
-            "\r  quiet portal call {}/{}  flood fired {:>6}/{}",
-            i + 1,
-            args.quiet_calls,
-            answered_a.load(Ordering::Relaxed),
-            args.flood
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    eprintln!();
-    let mut latencies = Vec::new();
-    for c in quiet_calls {
-        if let Some(d) = c.await? {
-            latencies.push(d);
-        }
-    }
-    latencies.sort();
-    let flood_fired_in = flood.await?;
-    let flood_answered = flooding.event_sends().len();
-    let row = json!({
-        "flood_jobs": args.flood,
-        "flood_fired_secs": flood_fired_in.as_secs_f64(),
-        "flood_answered_meanwhile": flood_answered,
-        "workers": args.workers,
-        "quiet_calls": args.quiet_calls,
-        "quiet_answered": latencies.len(),
-        "quiet_p50_secs": percentile(&latencies, 0.50),
-        "quiet_p99_secs": percentile(&latencies, 0.99),
-        "quiet_max_secs": latencies.last().map(Duration::as_secs_f64).unwrap_or_default(),
-        "query_limit_exceeded": flooding.rejected_by_rate_limit() + quiet.rejected_by_rate_limit(),
-    });
-    rig.stop().await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&row)?);
-        return Ok(());
-    }
-    println!();
-    println!("| flood (portal A) | fired in | A answered meanwhile | workers | B calls (1/s) | B answered | B p50 | B p99 | B max | QUERY_LIMIT_EXCEEDED |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| {} | {:.1} s | {} | {} | {} | {} | {:.3} s | {:.3} s | {:.3} s | {} |",
-        row["flood_jobs"],
-        row["flood_fired_secs"].as_f64().unwrap_or_default(),
-        row["flood_answered_meanwhile"],
-        row["workers"],
-        row["quiet_calls"],
-        row["quiet_answered"],
-        row["quiet_p50_secs"].as_f64().unwrap_or_default(),
-        row["quiet_p99_secs"].as_f64().unwrap_or_default(),
-        row["quiet_max_secs"].as_f64().unwrap_or_default(),
-        row["query_limit_exceeded"],
-    );
-    Ok(())
 }
 
 /// The cost of the shared bucket: `portal_limit_acquire` on random portals, many at once.

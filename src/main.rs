@@ -1,9 +1,12 @@
 //! `b24flow`: one binary, one subcommand per role (SPEC.md "Processes and commands").
 mod bench;
+mod bench_fairness;
+mod bench_pipeline;
 mod bench_portal;
 mod demo;
 mod demo_tour;
 mod jobs_cli;
+mod proc_stats;
 
 use anyhow::Context;
 use b24flow_common::amqp::{self, Topology};

@@ -353,3 +353,72 @@ async fn a_flooded_portal_does_not_delay_another() {
     assert_eq!(app.portal.rejected_by_rate_limit(), 0);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_bucket_grants_its_burst_less_headroom_then_names_the_wait() {
+    let app = spawn_app().await;
+    let id = portal_id(&app, &app.portal).await;
+    // One request per 100 s: nothing drains during the test.
+    set_plan(
+        &app,
+        &app.portal,
+        Plan::Custom {
+            rate_per_sec: 0.01,
+            burst: 5,
+        },
+    )
+    .await;
+    let client = app.pool.get().await.expect("db");
+    client
+        .execute(
+            "UPDATE portal_limits SET tat = now(), requests = 0 WHERE portal_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("empty bucket");
+    // Burst 5 less 3 of headroom: two now, then the next in about 100 s.
+    for _ in 0..2 {
+        let granted = db::portal_limits::acquire(&client, id, 3)
+            .await
+            .expect("acquire");
+        assert!(granted.granted);
+    }
+    let refused = db::portal_limits::acquire(&client, id, 3)
+        .await
+        .expect("acquire");
+    assert!(!refused.granted);
+    assert!(
+        refused.wait_secs > 50.0 && refused.wait_secs <= 100.0,
+        "{}",
+        refused.wait_secs
+    );
+    let state = db::portal_limits::get_state(&client, id)
+        .await
+        .expect("state")
+        .expect("portal");
+    assert_eq!(state.requests, 2);
+    // The unflushed commit is the acquire's own: the connection's later statements commit
+    // as usual.
+    let setting: String = client
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(setting, "on");
+    // A portal without a row gets one, on the standard plan, with its first grant.
+    client
+        .execute("DELETE FROM portal_limits WHERE portal_id = $1", &[&id])
+        .await
+        .expect("delete row");
+    let first = db::portal_limits::acquire(&client, id, 3)
+        .await
+        .expect("acquire");
+    assert!(first.granted);
+    let state = db::portal_limits::get_state(&client, id)
+        .await
+        .expect("state")
+        .expect("portal");
+    assert_eq!((state.plan.as_str(), state.requests), ("standard", 1));
+    drop(client);
+    app.cleanup().await;
+}

@@ -6,6 +6,7 @@ mod enqueue;
 mod error;
 pub mod operator;
 mod portal_auth;
+mod portal_gate;
 mod routes;
 mod server;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     pub bitrix: Bitrix,
     pub operator: Arc<operator::OperatorAuth>,
+    /// Activity calls of one portal share the pool only up to a point (`portal_gate`).
+    pub(crate) portal_gate: Arc<portal_gate::PortalGate>,
 }
 
 impl AppState {
@@ -66,7 +69,7 @@ impl AppState {
             &token,
             config.public_url.starts_with("https://"),
         ));
-        let db = db::pool(&config.database_url, 32)?;
+        let db = db::pool(&config.database_url, portal_gate::DB_POOL)?;
         let publisher = Arc::new(Publisher::new(
             &config.amqp_url,
             Topology::new(&config.amqp_prefix),
@@ -86,6 +89,7 @@ impl AppState {
             publisher,
             bitrix,
             operator,
+            portal_gate: Arc::default(),
         })
     }
 }

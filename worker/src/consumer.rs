@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use b24flow_common::amqp::{self, AmqpError, JobMessage, Topology};
 use b24flow_common::bitrix::slots;
-use b24flow_common::db::portal_limits;
+use b24flow_common::db::portal_limits::{self, JobPortal};
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::Admission;
+use crate::admission::{running_cap, Admission};
 use crate::runner::{Disposition, Runner};
 
 pub struct ConsumerSettings {
@@ -27,8 +27,9 @@ pub struct ConsumerSettings {
     pub topology: Topology,
     /// Jobs running at once (waiting for a portal's limiter does not count).
     pub concurrency: usize,
-    /// Jobs of one portal running at once in this process.
-    pub per_portal: usize,
+    /// Jobs of one portal running at once in this process, at most (each portal's own cap
+    /// follows its rate: `admission::running_cap`).
+    pub per_portal_ceiling: usize,
     /// Deliveries held unacked: jobs received but waiting for their portal's turn. Large, so
     /// that one portal's flood is taken off the queue and cannot stand before other portals.
     pub prefetch: u16,
@@ -108,7 +109,7 @@ async fn consume_once(
         )
         .await?;
     tracing::info!(queue = %settings.topology.work_queue(), prefetch, "consuming");
-    let admission = Arc::new(Admission::<Arrival>::new(settings.per_portal));
+    let admission = Arc::new(Admission::<Arrival>::new());
     let stop_admitting = CancellationToken::new();
     let admitter = tokio::spawn(admit(
         runner.clone(),
@@ -148,8 +149,14 @@ async fn consume_once(
         }
         let portals = portals_of(runner, &arrivals).await;
         for arrival in arrivals {
-            let portal = portals.get(&arrival.job_id).copied().unwrap_or(0);
-            admission.push(portal, arrival);
+            let (portal, cap) = match portals.get(&arrival.job_id) {
+                Some(p) => (
+                    p.portal_id,
+                    running_cap(p.rate_per_sec, settings.per_portal_ceiling),
+                ),
+                None => (0, settings.per_portal_ceiling),
+            };
+            admission.push(portal, cap, arrival);
         }
         if let Some(e) = failure {
             break Err(e);
@@ -223,7 +230,7 @@ async fn read(delivery: Delivery) -> Option<Arrival> {
 
 /// The portal of each arrival, in one query; portal 0 for all when Postgres does not answer
 /// (the runner then holds them until it does).
-async fn portals_of(runner: &Runner, arrivals: &[Arrival]) -> HashMap<uuid::Uuid, i64> {
+async fn portals_of(runner: &Runner, arrivals: &[Arrival]) -> HashMap<uuid::Uuid, JobPortal> {
     let ids: Vec<uuid::Uuid> = arrivals.iter().map(|a| a.job_id).collect();
     if ids.is_empty() {
         return HashMap::new();

@@ -32,11 +32,16 @@ pub enum WorkerError {
     Db(#[from] db::DbError),
 }
 
-/// Jobs of one portal running at once per process: enough to fill 50-command batches at the
-/// Enterprise rate (5 requests/s) while each job waits about a second for its turn.
-pub const PER_PORTAL_RUNNING: usize = 256;
+/// Jobs of one portal running at once per process, at most; slower portals get less
+/// (see `admission::running_cap`).
+pub const PER_PORTAL_RUNNING_CEILING: usize = 256;
 /// Jobs received ahead (unacked) per process; see `ConsumerSettings::prefetch`.
 pub const PREFETCH: u16 = 20_000;
+
+/// Postgres connections of a worker process running `concurrency` jobs at once.
+pub fn db_pool_size(concurrency: usize) -> usize {
+    concurrency.min(64) + 4
+}
 
 /// Runs the consumer and the sweeper until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), WorkerError> {
@@ -58,7 +63,10 @@ pub async fn run_with_activities(
     activities: Vec<Arc<dyn activity::Activity>>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let pool = db::pool(&config.database_url, config.worker_concurrency.min(64) + 4)?;
+    let pool = db::pool(
+        &config.database_url,
+        db_pool_size(config.worker_concurrency),
+    )?;
     let topology = Topology::new(&config.amqp_prefix);
     let bitrix = Bitrix::new(
         pool.clone(),
@@ -104,7 +112,7 @@ pub async fn run_with_activities(
             amqp_url: config.amqp_url.clone(),
             topology,
             concurrency: config.worker_concurrency,
-            per_portal: PER_PORTAL_RUNNING,
+            per_portal_ceiling: PER_PORTAL_RUNNING_CEILING,
             prefetch: PREFETCH,
             shutdown_deadline: config.shutdown_deadline,
         },

@@ -271,18 +271,39 @@ async fn states(
         .collect())
 }
 
+/// A received job's portal and that portal's request rate (standard when it has no row
+/// yet).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct JobPortal {
+    pub portal_id: i64,
+    pub rate_per_sec: f64,
+}
+
 /// The portal of each job id (jobs that no longer exist are left out).
 pub async fn portals_of_jobs(
     client: &impl GenericClient,
     job_ids: &[uuid::Uuid],
-) -> Result<Vec<(uuid::Uuid, i64)>, DbError> {
+) -> Result<Vec<(uuid::Uuid, JobPortal)>, DbError> {
     let rows = client
         .query(
-            "SELECT id, portal_id FROM jobs WHERE id = ANY($1)",
+            "SELECT j.id, j.portal_id, coalesce(l.rate_per_sec, 2)
+               FROM jobs j LEFT JOIN portal_limits l ON l.portal_id = j.portal_id
+              WHERE j.id = ANY($1)",
             &[&job_ids],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                JobPortal {
+                    portal_id: r.get(1),
+                    rate_per_sec: r.get(2),
+                },
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -156,6 +156,8 @@ async fn accept_inner(
             })?,
     };
 
+    // Held until the job is stored and published.
+    let _pass = state.portal_gate.enter(&member_id).await;
     let client = state.db.get().await?;
     let portal = portals::find_by_member_id(&client, &member_id)
         .await?
