@@ -1,5 +1,6 @@
 //! `b24flow`: one binary, one subcommand per role (SPEC.md "Processes and commands").
 mod bench;
+mod bench_ingress;
 mod bench_portal;
 mod demo;
 mod demo_tour;

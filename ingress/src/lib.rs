@@ -4,8 +4,10 @@
 //! health checks.
 mod enqueue;
 mod error;
+mod group_commit;
 pub mod operator;
 mod portal_auth;
+mod portal_cache;
 mod routes;
 mod server;
 
@@ -13,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use b24flow_common::amqp::{Publisher, Topology};
-use b24flow_common::bitrix::{Bitrix, OAuthApp};
+use b24flow_common::bitrix::{follow_portal_changes, Bitrix, OAuthApp};
 use b24flow_common::db::{self, Pool};
 use b24flow_common::Config;
 use tokio::net::TcpListener;
@@ -43,6 +45,9 @@ pub struct AppState {
     pub publisher: Arc<Publisher>,
     pub bitrix: Bitrix,
     pub operator: Arc<operator::OperatorAuth>,
+    /// Stores activity calls and registrations durably, many per commit.
+    pub group_commit: group_commit::GroupCommit,
+    pub portals: portal_cache::PortalCache,
 }
 
 impl AppState {
@@ -80,12 +85,15 @@ impl AppState {
                 client_secret: config.client_secret.clone(),
             },
         );
+        let group_commit = group_commit::GroupCommit::start(db.clone(), publisher.clone());
         Ok(Self {
             config: Arc::new(config),
             db,
             publisher,
             bitrix,
             operator,
+            group_commit,
+            portals: portal_cache::PortalCache::default(),
         })
     }
 }
@@ -106,6 +114,13 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), IngressError> {
     let publisher = state.publisher.clone();
+    {
+        let (portals, database_url) = (state.portals.clone(), state.config.database_url.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            follow_portal_changes(&portals, database_url, stop.cancelled_owned()).await
+        });
+    }
     if let Some(addr) = state.config.metrics_listen {
         let metrics_listener = TcpListener::bind(addr)
             .await

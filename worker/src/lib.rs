@@ -5,6 +5,7 @@ pub mod activity;
 mod admission;
 mod consumer;
 mod heartbeat;
+mod intake;
 mod registration;
 mod report;
 mod retry;
@@ -95,6 +96,13 @@ pub async fn run_with_activities(
         config.sweep_interval,
         shutdown.clone(),
     ));
+    let intake = tokio::spawn(intake::run(
+        pool.clone(),
+        publisher.clone(),
+        config.amqp_url.clone(),
+        topology.clone(),
+        shutdown.clone(),
+    ));
     consumer::run(
         runner,
         consumer::ConsumerSettings {
@@ -109,6 +117,7 @@ pub async fn run_with_activities(
     )
     .await;
     let _ = sweeper.await;
+    let _ = intake.await;
     portal_changes.abort();
     publisher.close().await;
     tracing::info!("worker stopped");

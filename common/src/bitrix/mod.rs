@@ -11,6 +11,7 @@ pub mod form;
 mod limiter;
 mod oauth;
 mod portal_changes;
+pub use portal_changes::{follow_portal_changes, PortalChangeSink};
 pub mod slots;
 
 pub use batch::{Batch, BatchResult};
