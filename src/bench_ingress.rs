@@ -53,6 +53,53 @@ struct Row {
     fixed_p50_ms: f64,
     fixed_p99_ms: f64,
     fixed_errors: usize,
+    /// Where a durable call's time went, over both measurements (the ingress's own
+    /// metrics): calls per group commit, and mean time per group storing and confirming.
+    mean_group_size: f64,
+    mean_commit_ms: f64,
+    mean_confirm_ms: f64,
+}
+
+/// Sums and counts of the group-commit metrics, to take differences of.
+#[derive(Clone, Copy, Default)]
+struct GroupStats {
+    groups: f64,
+    calls: f64,
+    commit_s: f64,
+    commits: f64,
+    confirm_s: f64,
+    confirms: f64,
+}
+
+impl GroupStats {
+    fn now() -> Self {
+        use b24flow_common::metrics::{INGRESS_GROUP_SECONDS, INGRESS_GROUP_SIZE};
+        let commit = INGRESS_GROUP_SECONDS.with_label_values(&["commit"]);
+        let confirm = INGRESS_GROUP_SECONDS.with_label_values(&["confirm"]);
+        Self {
+            groups: INGRESS_GROUP_SIZE.get_sample_count() as f64,
+            calls: INGRESS_GROUP_SIZE.get_sample_sum(),
+            commit_s: commit.get_sample_sum(),
+            commits: commit.get_sample_count() as f64,
+            confirm_s: confirm.get_sample_sum(),
+            confirms: confirm.get_sample_count() as f64,
+        }
+    }
+
+    fn since(self, before: Self) -> (f64, f64, f64) {
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        (
+            ratio(self.calls - before.calls, self.groups - before.groups),
+            ratio(
+                self.commit_s - before.commit_s,
+                self.commits - before.commits,
+            ) * 1000.0,
+            ratio(
+                self.confirm_s - before.confirm_s,
+                self.confirms - before.confirms,
+            ) * 1000.0,
+        )
+    }
 }
 
 #[derive(Serialize)]
@@ -119,6 +166,9 @@ fn print_table(report: &Report) {
         "p50 ms @rate",
         "p99 ms @rate",
         "errors @rate",
+        "calls/group",
+        "commit ms",
+        "confirm ms",
     ]);
     for r in &report.rows {
         table.add_row(vec![
@@ -132,6 +182,9 @@ fn print_table(report: &Report) {
             format!("{:.2}", r.fixed_p50_ms),
             format!("{:.2}", r.fixed_p99_ms),
             r.fixed_errors.to_string(),
+            format!("{:.1}", r.mean_group_size),
+            format!("{:.2}", r.mean_commit_ms),
+            format!("{:.2}", r.mean_confirm_ms),
         ]);
     }
     println!(
@@ -162,8 +215,10 @@ async fn measure(
         .pool_max_idle_per_host(args.connections.max(1))
         .build()
         .unwrap_or_default();
+    let before = GroupStats::now();
     let closed = closed_loop(&client, url, target, args.connections, duration, body).await;
     let fixed = fixed_rate(&client, url, target, args.rate, duration, body).await;
+    let (mean_group_size, mean_commit_ms, mean_confirm_ms) = GroupStats::now().since(before);
     Row {
         target,
         calls_per_s: closed.latencies.len() as f64 / closed.elapsed.as_secs_f64(),
@@ -175,6 +230,9 @@ async fn measure(
         fixed_p50_ms: percentile(&fixed.latencies, 0.50),
         fixed_p99_ms: percentile(&fixed.latencies, 0.99),
         fixed_errors: fixed.errors,
+        mean_group_size,
+        mean_commit_ms,
+        mean_confirm_ms,
     }
 }
 
