@@ -29,6 +29,9 @@ pub enum BenchCommand {
     Portal(crate::bench_portal::PortalArgs),
     /// A quiet portal's latency while another floods jobs.
     Fairness(crate::bench_fairness::FairnessArgs),
+    /// `POST /b24/activity` with the durable hand-off beside a bare parse-only endpoint:
+    /// calls/s, p50/p99, and p99 at a fixed rate; the ingress alone and `all`.
+    Ingress(crate::bench_ingress::IngressArgs),
     /// The shared limiter's cost: one Postgres statement per request, over many portals.
     Limiter(crate::bench_portal::LimiterArgs),
     /// One worker process's jobs/s, CPU and memory per concurrency (no rate limit).
@@ -60,6 +63,7 @@ pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Fairness(args) => crate::bench_fairness::fairness(config, args).await,
         BenchCommand::Limiter(args) => crate::bench_portal::limiter(config, args).await,
         BenchCommand::Pipeline(args) => crate::bench_pipeline::pipeline(config, args).await,
+        BenchCommand::Ingress(args) => crate::bench_ingress::ingress(config, args).await,
     }
 }
 

@@ -2,6 +2,7 @@
 mod bench;
 mod bench_fairness;
 mod bench_pipeline;
+mod bench_ingress;
 mod bench_portal;
 mod demo;
 mod demo_tour;

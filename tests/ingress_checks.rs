@@ -136,15 +136,34 @@ async fn an_accepted_call_is_committed_and_published_before_the_answer() {
         .unwrap();
     let id: uuid::Uuid = answer["job_id"].as_str().unwrap().parse().unwrap();
     let client = app.pool.get().await.unwrap();
-    let row = client
-        .query_one(
-            "SELECT state, published_at IS NOT NULL FROM jobs WHERE id = $1",
-            &[&id],
-        )
+    let state: String = client
+        .query_one("SELECT state FROM jobs WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "queued");
+    // The confirm came before the 200, so the work queue already holds the message (the
+    // `published_at` mark is bookkeeping written after the answer).
+    let conn = b24flow_common::amqp::connect(AMQP_URL, "test-peek")
         .await
         .unwrap();
-    assert_eq!(row.get::<_, String>(0), "queued");
-    assert!(row.get::<_, bool>(1), "publish confirmed before the 200");
+    let channel = conn.create_channel().await.unwrap();
+    let queue = b24flow_common::amqp::Topology::new(&app.config.amqp_prefix).work_queue();
+    let mut queued = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            queue.as_str().into(),
+            lapin::options::BasicGetOptions::default(),
+        )
+        .await
+        .unwrap()
+    {
+        let job: b24flow_common::amqp::JobMessage =
+            serde_json::from_slice(&message.delivery.data).unwrap();
+        queued.push(job.job_id);
+    }
+    let _ = conn.close(200, "ok".into()).await;
+    assert!(queued.contains(&id), "publish confirmed before the 200");
     app.cleanup().await;
 }
 

@@ -23,6 +23,7 @@ mod user_info;
 
 mod dashboard_browser;
 mod dashboard_http;
+mod durable_path;
 mod faults;
 mod operator_api;
 mod operator_cli;

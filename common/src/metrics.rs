@@ -161,3 +161,24 @@ pub static REST_LIMITER_WAIT: LazyLock<prometheus::Histogram> = LazyLock::new(||
     )
     .expect("metric registers once")
 });
+
+/// Calls stored together by one group commit of the ingress.
+pub static INGRESS_GROUP_SIZE: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "b24flow_ingress_group_size",
+        "Activity calls stored in one statement and one commit",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Time one group spends in each stage (`commit`, `confirm`): where a call's wait goes.
+pub static INGRESS_GROUP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "b24flow_ingress_group_seconds",
+        "Time one group commit spends storing (commit) and waiting for confirms (confirm)",
+        &["stage"],
+        vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 3.0]
+    )
+    .expect("metric registers once")
+});

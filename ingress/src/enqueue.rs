@@ -1,31 +1,23 @@
 //! Committing a job and handing it to RabbitMQ. The row is committed first: if publishing
 //! fails, the sweeper publishes it later (outbox), so an accepted call is never lost.
-use b24flow_common::db::jobs::{self, Inserted, NewJob};
+//! Calls are gathered into group commits (`group_commit`).
+use b24flow_common::db::jobs::{self, NewJob};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+pub use crate::group_commit::Stored;
 use crate::AppState;
 
 pub async fn store_and_publish(
     state: &AppState,
-    job: &NewJob,
-    secret: Option<&[u8]>,
-) -> Result<Inserted, ApiError> {
-    let client = state.db.get().await?;
-    let inserted = jobs::insert(&client, job, secret).await?;
-    drop(client);
-    if let Inserted::New(id) = inserted {
-        publish(state, id).await;
-    }
-    Ok(inserted)
+    job: NewJob,
+    secret: Option<Vec<u8>>,
+) -> Result<Stored, ApiError> {
+    state.group_commit.store(job, secret).await
 }
 
-/// Publishes and records the confirmation; a failure is logged and left to the sweeper.
-pub async fn publish(state: &AppState, id: Uuid) {
-    publish_attempt(state, id, 0).await
-}
-
-/// [`publish`] for a job whose `attempt` is already past 0 (operators' actions).
+/// Publishes a job whose `attempt` is already past 0 (operators' actions) and records the
+/// confirmation; a failure is logged and left to the sweeper.
 pub async fn publish_attempt(state: &AppState, id: Uuid, attempt: i32) {
     match state.publisher.publish_job(id).await {
         Ok(()) => {
@@ -48,7 +40,7 @@ pub async fn registration(
     state: &AppState,
     portal_id: i64,
     mut properties: serde_json::Value,
-) -> Result<Inserted, ApiError> {
+) -> Result<Stored, ApiError> {
     properties["handler"] = serde_json::json!(state.config.activity_handler_url());
     let job = NewJob {
         portal_id,
@@ -61,5 +53,5 @@ pub async fn registration(
         timeout_duration: 0,
         max_attempts: jobs::DEFAULT_MAX_ATTEMPTS,
     };
-    store_and_publish(state, &job, None).await
+    store_and_publish(state, job, None).await
 }

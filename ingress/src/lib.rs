@@ -4,9 +4,11 @@
 //! health checks.
 mod enqueue;
 mod error;
+mod group_commit;
 pub mod operator;
 mod portal_auth;
 mod portal_gate;
+mod portal_cache;
 mod routes;
 mod server;
 
@@ -14,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use b24flow_common::amqp::{Publisher, Topology};
-use b24flow_common::bitrix::{Bitrix, OAuthApp};
+use b24flow_common::bitrix::{follow_portal_changes, Bitrix, OAuthApp};
 use b24flow_common::db::{self, Pool};
 use b24flow_common::Config;
 use tokio::net::TcpListener;
@@ -46,6 +48,9 @@ pub struct AppState {
     pub operator: Arc<operator::OperatorAuth>,
     /// Activity calls of one portal share the pool only up to a point (`portal_gate`).
     pub(crate) portal_gate: Arc<portal_gate::PortalGate>,
+    /// Stores activity calls and registrations durably, many per commit.
+    pub group_commit: group_commit::GroupCommit,
+    pub portals: portal_cache::PortalCache,
 }
 
 impl AppState {
@@ -83,6 +88,7 @@ impl AppState {
                 client_secret: config.client_secret.clone(),
             },
         );
+        let group_commit = group_commit::GroupCommit::start(db.clone(), publisher.clone());
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -90,6 +96,8 @@ impl AppState {
             bitrix,
             operator,
             portal_gate: Arc::default(),
+            group_commit,
+            portals: portal_cache::PortalCache::default(),
         })
     }
 }
@@ -110,6 +118,13 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), IngressError> {
     let publisher = state.publisher.clone();
+    {
+        let (portals, database_url) = (state.portals.clone(), state.config.database_url.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            follow_portal_changes(&portals, database_url, stop.cancelled_owned()).await
+        });
+    }
     if let Some(addr) = state.config.metrics_listen {
         let metrics_listener = TcpListener::bind(addr)
             .await

@@ -294,6 +294,13 @@ impl Portal {
         })
     }
 
+    /// A workflow reaches the activity as [`Portal::fire`] would, but the handler POST is
+    /// left to the caller: its form body, to send (even more than once) wherever it likes.
+    pub fn prepare_body(&self, call: &ActivityCall) -> anyhow::Result<(String, String)> {
+        let call = self.prepare_call(call)?;
+        Ok((call.event_token, php::build_query(&call.form)))
+    }
+
     fn prepare_call(&self, call: &ActivityCall) -> anyhow::Result<PreparedCall> {
         let ttl = self.inner.cfg.access_token_ttl;
         let registry = self.inner.registry.clone();

@@ -51,6 +51,7 @@ pub struct AppOptions {
     pub ingress_amqp_url: Option<String>,
     pub worker_amqp_url: Option<String>,
     pub worker_postgres_port: Option<u16>,
+    pub ingress_postgres_port: Option<u16>,
     /// Where the app's OAuth server is, instead of the simulator's (tests of a broken one).
     pub oauth_url: Option<String>,
     /// Retries wait an hour, so a failing job stays `retrying` until an operator acts.
@@ -67,6 +68,7 @@ impl Default for AppOptions {
             ingress_amqp_url: None,
             worker_amqp_url: None,
             worker_postgres_port: None,
+            ingress_postgres_port: None,
             oauth_url: None,
             slow_retries: false,
         }
@@ -139,6 +141,11 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let mut ingress_config = config.clone();
     if let Some(url) = &options.ingress_amqp_url {
         ingress_config.amqp_url = url.clone();
+    }
+    if let Some(port) = options.ingress_postgres_port {
+        ingress_config.database_url = config
+            .database_url
+            .replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"));
     }
     let mut worker_config = config.clone();
     if let Some(url) = &options.worker_amqp_url {
@@ -369,6 +376,41 @@ impl TestApp {
             .kill_on_drop(true)
             .spawn()
             .expect("start the b24flow worker process")
+    }
+
+    /// Starts `b24flow ingress` as a separate process with this app's configuration and
+    /// RabbitMQ at `amqp_url`, so a test can SIGKILL it. Returns it with its address.
+    pub async fn spawn_ingress_process(&self, amqp_url: &str) -> (tokio::process::Child, String) {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            probe.local_addr().expect("addr").port()
+        };
+        let c = &self.config;
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_b24flow"))
+            .arg("ingress")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("B24FLOW_LISTEN", format!("127.0.0.1:{port}"))
+            .env("B24FLOW_DATABASE_URL", &c.database_url)
+            .env("B24FLOW_AMQP_URL", amqp_url)
+            .env("B24FLOW_AMQP_PREFIX", &c.amqp_prefix)
+            .env("B24FLOW_PUBLIC_URL", &c.public_url)
+            .env("B24FLOW_OAUTH_URL", &c.oauth_url)
+            .env("B24FLOW_CLIENT_ID", c.client_id.clone().unwrap_or_default())
+            .env(
+                "B24FLOW_CLIENT_SECRET",
+                c.client_secret.clone().unwrap_or_default(),
+            )
+            .env("B24FLOW_SECRET_KEY", &self.secret_key)
+            .env("B24FLOW_OPERATOR_TOKEN", &self.operator_token)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the b24flow ingress process");
+        let address = format!("http://127.0.0.1:{port}");
+        let health = format!("{address}/healthz");
+        wait_until(|| async { self.http.get(&health).send().await.is_ok() }).await;
+        (child, address)
     }
 
     /// Stops the worker as SIGTERM would.

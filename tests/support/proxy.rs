@@ -11,6 +11,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     open: Arc<AtomicBool>,
     generation: Arc<Mutex<CancellationToken>>,
+    /// Cancelled to stop forwarding while keeping connections open (a blackholed peer).
+    stalled: Arc<Mutex<CancellationToken>>,
     stop: CancellationToken,
 }
 
@@ -20,8 +22,14 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy addr");
         let open = Arc::new(AtomicBool::new(true));
         let generation = Arc::new(Mutex::new(CancellationToken::new()));
+        let stalled = Arc::new(Mutex::new(CancellationToken::new()));
         let stop = CancellationToken::new();
-        let (o, g, s) = (open.clone(), generation.clone(), stop.clone());
+        let (o, g, s, st) = (
+            open.clone(),
+            generation.clone(),
+            stop.clone(),
+            stalled.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -36,6 +44,7 @@ impl Proxy {
                     continue;
                 }
                 let cut = g.lock().expect("lock").clone();
+                let stall = st.lock().expect("lock").clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
                         return;
@@ -43,6 +52,10 @@ impl Proxy {
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut.cancelled() => {}
+                        _ = stall.cancelled() => {
+                            // Hold both ends open, forwarding nothing, until cut.
+                            cut.cancelled().await;
+                        }
                     }
                 });
             }
@@ -51,6 +64,7 @@ impl Proxy {
             addr,
             open,
             generation,
+            stalled,
             stop,
         }
     }
@@ -61,6 +75,14 @@ impl Proxy {
         let mut generation = self.generation.lock().expect("lock");
         generation.cancel();
         *generation = CancellationToken::new();
+    }
+
+    /// Stops forwarding on every open connection without closing it: what was sent is
+    /// never answered. New connections are forwarded normally.
+    pub fn stall(&self) {
+        let mut stalled = self.stalled.lock().expect("lock");
+        stalled.cancel();
+        *stalled = CancellationToken::new();
     }
 
     pub fn restore(&self) {

@@ -7,6 +7,7 @@ mod calendar;
 mod consumer;
 mod crm;
 mod heartbeat;
+mod intake;
 mod registration;
 mod report;
 mod retry;
@@ -106,6 +107,13 @@ pub async fn run_with_activities(
         config.sweep_interval,
         shutdown.clone(),
     ));
+    let intake = tokio::spawn(intake::run(
+        pool.clone(),
+        publisher.clone(),
+        config.amqp_url.clone(),
+        topology.clone(),
+        shutdown.clone(),
+    ));
     consumer::run(
         runner,
         consumer::ConsumerSettings {
@@ -120,6 +128,7 @@ pub async fn run_with_activities(
     )
     .await;
     let _ = sweeper.await;
+    let _ = intake.await;
     portal_changes.abort();
     publisher.close().await;
     tracing::info!("worker stopped");

@@ -54,17 +54,20 @@ pub async fn sweep(db: &Pool, publisher: &Publisher) -> Result<usize, DbError> {
             break;
         }
         let count = due.len();
-        for (id, attempt) in due {
-            match publisher.publish_job(id).await {
-                Ok(()) => {
-                    jobs::mark_published(&client, id, attempt).await?;
-                    published += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(job.id = %id, error = %e, "sweeper could not publish; next pass");
-                    return Ok(published);
-                }
-            }
+        // Pipelined confirms and one statement for the marks: after an outage the backlog
+        // goes out at the broker's pace, not one confirm round trip per job.
+        let ids: Vec<_> = due.iter().map(|(id, _)| *id).collect();
+        let results = publisher.publish_many(&ids).await;
+        let confirmed: Vec<_> = due
+            .iter()
+            .zip(&results)
+            .filter_map(|(job, r)| r.is_ok().then_some(*job))
+            .collect();
+        jobs::mark_published_many(&client, &confirmed).await?;
+        published += confirmed.len();
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            tracing::warn!(error = %e, failed = count - confirmed.len(), "sweeper could not publish; next pass");
+            return Ok(published);
         }
         metrics::SWEPT
             .with_label_values(&["published"])

@@ -4,7 +4,7 @@ mod publisher;
 mod topology;
 
 pub use publisher::{Publisher, QueueDepth};
-pub use topology::Topology;
+pub use topology::{Topology, INTAKE_ROUTING_KEY, WORK_ROUTING_KEY};
 
 use lapin::{Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,16 @@ pub enum AmqpError {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JobMessage {
     pub job_id: Uuid,
+}
+
+/// A whole activity call the ingress could not store in Postgres, handed to RabbitMQ
+/// instead; its secrets are already sealed with the secret key. A worker stores it under
+/// `job_id`, so a call handed over twice (or committed late after all) stays one job.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IntakeMessage {
+    pub job_id: Uuid,
+    pub job: crate::db::jobs::NewJob,
+    pub secret_enc: Option<Vec<u8>>,
 }
 
 /// How long connecting to RabbitMQ (TCP, AMQP handshake) may take: a blackholed broker

@@ -6,8 +6,8 @@ use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::topology::WORK_ROUTING_KEY;
-use super::{connect, AmqpError, JobMessage, Topology};
+use super::topology::{INTAKE_ROUTING_KEY, WORK_ROUTING_KEY};
+use super::{connect, AmqpError, IntakeMessage, JobMessage, Topology};
 
 /// One queue's depth as RabbitMQ reports it.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -167,48 +167,103 @@ impl Publisher {
     }
 
     pub async fn publish_job(&self, job_id: Uuid) -> Result<(), AmqpError> {
-        let result = self.try_publish(job_id).await;
-        if result.is_err() {
-            self.drop_link().await;
-        }
-        result
+        self.publish_many(&[job_id])
+            .await
+            .pop()
+            .unwrap_or(Err(AmqpError::Unavailable))
     }
 
-    async fn try_publish(&self, job_id: Uuid) -> Result<(), AmqpError> {
-        let channel = self.channel().await?;
-        let payload = serde_json::to_vec(&JobMessage { job_id }).unwrap_or_default();
-        let confirm = channel
-            .basic_publish(
-                self.topology.jobs_exchange().into(),
-                WORK_ROUTING_KEY.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &payload,
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into())
-                    .with_message_id(job_id.to_string().into()),
-            )
-            .await?;
-        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
-            .await
-            .map_err(|_| AmqpError::ConfirmTimeout)??;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) => Err(AmqpError::Unroutable(format!(
-                "{} {}",
-                returned.reply_code, returned.reply_text
-            ))),
-            Confirmation::Nack(_) => Err(AmqpError::Nacked(format!("job {job_id}"))),
-            Confirmation::NotRequested => Ok(()),
+    /// Publishes many job ids with pipelined confirms: every message is sent before the
+    /// first confirm is awaited. One answer per id, in order.
+    pub async fn publish_many(&self, job_ids: &[Uuid]) -> Vec<Result<(), AmqpError>> {
+        let messages = job_ids.iter().map(|&job_id| {
+            let payload = serde_json::to_vec(&JobMessage { job_id }).unwrap_or_default();
+            (job_id, WORK_ROUTING_KEY, payload)
+        });
+        self.publish_confirmed(messages.collect()).await
+    }
+
+    /// Hands whole calls to the intake queue (Postgres did not take them); a worker
+    /// stores each under its id once Postgres answers. One answer per call, in order.
+    pub async fn hand_off(&self, calls: &[IntakeMessage]) -> Vec<Result<(), AmqpError>> {
+        let messages = calls.iter().map(|call| {
+            let payload = serde_json::to_vec(call).unwrap_or_default();
+            (call.job_id, INTAKE_ROUTING_KEY, payload)
+        });
+        self.publish_confirmed(messages.collect()).await
+    }
+
+    async fn publish_confirmed(
+        &self,
+        messages: Vec<(Uuid, &'static str, Vec<u8>)>,
+    ) -> Vec<Result<(), AmqpError>> {
+        if messages.is_empty() {
+            return Vec::new();
         }
+        let count = messages.len();
+        let results = match self.try_publish_confirmed(messages).await {
+            Ok(results) => results,
+            Err(e) => {
+                let text = e.to_string();
+                let mut all = vec![Err(e)];
+                all.extend((1..count).map(|_| Err(AmqpError::Nacked(text.clone()))));
+                all
+            }
+        };
+        if results.iter().any(Result::is_err) {
+            self.drop_link().await;
+        }
+        results
+    }
+
+    async fn try_publish_confirmed(
+        &self,
+        messages: Vec<(Uuid, &'static str, Vec<u8>)>,
+    ) -> Result<Vec<Result<(), AmqpError>>, AmqpError> {
+        let channel = self.channel().await?;
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (id, routing_key, payload) in messages {
+            let confirm = channel
+                .basic_publish(
+                    self.topology.jobs_exchange().into(),
+                    routing_key.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &payload,
+                    BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into())
+                        .with_message_id(id.to_string().into()),
+                )
+                .await?;
+            confirms.push((id, confirm));
+        }
+        let settled = confirms.into_iter().map(|(id, confirm)| async move {
+            match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+                Err(_) => Err(AmqpError::ConfirmTimeout),
+                Ok(Err(e)) => Err(AmqpError::from(e)),
+                Ok(Ok(confirmation)) => settle(id, confirmation),
+            }
+        });
+        Ok(futures::future::join_all(settled).await)
     }
 
     pub async fn close(&self) {
         if let Some((conn, _)) = self.link.lock().await.take() {
             let _ = conn.close(200, "bye".into()).await;
         }
+    }
+}
+
+fn settle(id: Uuid, confirmation: Confirmation) -> Result<(), AmqpError> {
+    match confirmation {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(returned)) => Err(AmqpError::Unroutable(format!(
+            "{} {}",
+            returned.reply_code, returned.reply_text
+        ))),
+        Confirmation::Nack(_) => Err(AmqpError::Nacked(format!("job {id}"))),
     }
 }

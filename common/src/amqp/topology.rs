@@ -17,6 +17,8 @@ pub struct Topology {
 }
 
 pub const WORK_ROUTING_KEY: &str = "work";
+/// Whole calls the ingress could not store in Postgres (see `IntakeMessage`).
+pub const INTAKE_ROUTING_KEY: &str = "intake";
 
 impl Topology {
     pub fn new(prefix: &str) -> Self {
@@ -30,6 +32,11 @@ impl Topology {
     }
     pub fn work_queue(&self) -> String {
         format!("{}.work", self.prefix)
+    }
+    /// Whole calls waiting for Postgres. No delivery limit: a call must never be
+    /// dead-lettered for a database outage.
+    pub fn intake_queue(&self) -> String {
+        format!("{}.intake", self.prefix)
     }
     pub fn dead_letter_exchange(&self) -> String {
         format!("{}.dlx", self.prefix)
@@ -110,12 +117,34 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
+        let mut intake_args = FieldTable::default();
+        intake_args.insert("x-queue-type".into(), string("quorum"));
+        channel
+            .queue_declare(
+                self.intake_queue().into(),
+                QueueDeclareOptions::durable(),
+                intake_args,
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.intake_queue().into(),
+                self.jobs_exchange().into(),
+                INTAKE_ROUTING_KEY.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         Ok(())
     }
 
     /// Removes everything (tests clean up after themselves).
     pub async fn delete(&self, channel: &Channel) -> Result<(), AmqpError> {
-        for queue in [self.work_queue(), self.dead_letter_queue()] {
+        for queue in [
+            self.work_queue(),
+            self.dead_letter_queue(),
+            self.intake_queue(),
+        ] {
             channel
                 .queue_delete(queue.into(), QueueDeleteOptions::default())
                 .await?;

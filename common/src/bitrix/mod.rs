@@ -13,6 +13,7 @@ mod identity;
 mod limiter;
 mod oauth;
 mod portal_changes;
+pub use portal_changes::{follow_portal_changes, PortalChangeSink};
 pub mod slots;
 
 pub use batch::{Batch, BatchResult};

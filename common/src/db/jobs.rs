@@ -87,6 +87,7 @@ pub struct Outcome {
     pub discarded: bool,
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewJob {
     pub portal_id: i64,
     pub kind: JobKind,
@@ -187,48 +188,121 @@ pub async fn insert(
     job: &NewJob,
     secret_enc: Option<&[u8]>,
 ) -> Result<Inserted, DbError> {
-    let id = Uuid::new_v4();
-    let row = client
-        .query_opt(
-            "WITH ins AS (
+    let rows = [NewRow {
+        id: Uuid::new_v4(),
+        job,
+        secret_enc,
+    }];
+    let mut inserted = insert_many(client, &rows).await?;
+    inserted
+        .pop()
+        .ok_or_else(|| DbError::Config("insert returned no row".into()))
+}
+
+/// One job of [`insert_many`], under an id its caller chose (so a call handed over twice,
+/// or stored while an earlier try was still committing, stays one job).
+pub struct NewRow<'a> {
+    pub id: Uuid,
+    pub job: &'a NewJob,
+    pub secret_enc: Option<&'a [u8]>,
+}
+
+/// Inserts many jobs, their history rows and their sealed secrets in one statement (one
+/// commit). Answers in input order: `New` for a row stored now, `Duplicate` with the
+/// existing job's id for a repeated `(portal, event_token)`, within the group too, or for
+/// an id already stored.
+pub async fn insert_many(
+    client: &impl GenericClient,
+    rows: &[NewRow<'_>],
+) -> Result<Vec<Inserted>, DbError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let portal_ids: Vec<i64> = rows.iter().map(|r| r.job.portal_id).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.job.kind.as_str()).collect();
+    let codes: Vec<&str> = rows.iter().map(|r| r.job.code.as_str()).collect();
+    let tokens: Vec<Option<&str>> = rows.iter().map(|r| r.job.event_token.as_deref()).collect();
+    let workflows: Vec<Option<&str>> = rows.iter().map(|r| r.job.workflow_id.as_deref()).collect();
+    let documents: Vec<&Value> = rows.iter().map(|r| &r.job.document_id).collect();
+    let properties: Vec<&Value> = rows.iter().map(|r| &r.job.properties).collect();
+    let timeouts: Vec<i64> = rows.iter().map(|r| r.job.timeout_duration).collect();
+    let max_attempts: Vec<i32> = rows.iter().map(|r| r.job.max_attempts).collect();
+    let secrets: Vec<Option<&[u8]>> = rows.iter().map(|r| r.secret_enc).collect();
+    // `ON CONFLICT DO NOTHING` without a target covers both the id and the event token.
+    // The final SELECT reads the snapshot from before the statement, so rows stored by
+    // this statement are matched through `ins` (a token repeated within the group).
+    let answered = client
+        .query(
+            "WITH input AS (
+                 SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[],
+                                      $6::text[], $7::jsonb[], $8::jsonb[], $9::int8[], $10::int4[],
+                                      $11::bytea[])
+                     WITH ORDINALITY AS t(id, portal_id, kind, code, event_token, workflow_id,
+                                          document_id, properties, timeout_duration,
+                                          max_attempts, secret_enc, n)
+             ), ins AS (
                  INSERT INTO jobs (id, portal_id, kind, code, event_token, workflow_id, document_id,
                                    properties, timeout_duration, max_attempts)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (portal_id, event_token) DO NOTHING
-                 RETURNING id
+                 SELECT id, portal_id, kind, code, event_token, workflow_id, document_id,
+                        properties, timeout_duration, max_attempts
+                 FROM input ORDER BY n
+                 ON CONFLICT DO NOTHING
+                 RETURNING id, portal_id, event_token
              ), ev AS (
                  INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
                  SELECT id, 0, NULL, 'queued', 'accepted' FROM ins
              ), sec AS (
                  INSERT INTO job_secrets (job_id, secret_enc)
-                 SELECT id, $11 FROM ins WHERE $11::bytea IS NOT NULL
+                 SELECT i.id, i.secret_enc FROM input i JOIN ins USING (id)
+                 WHERE i.secret_enc IS NOT NULL
              )
-             SELECT id FROM ins",
+             SELECT i.n, mine.id IS NOT NULL AS stored,
+                    COALESCE(mine.id, twin.id, before.id, same_id.id) AS job_id
+             FROM input i
+             LEFT JOIN ins mine ON mine.id = i.id
+             LEFT JOIN ins twin ON twin.portal_id = i.portal_id AND twin.event_token = i.event_token
+             LEFT JOIN jobs before ON before.portal_id = i.portal_id AND before.event_token = i.event_token
+             LEFT JOIN jobs same_id ON same_id.id = i.id
+             ORDER BY i.n",
             &[
-                &id,
-                &job.portal_id,
-                &job.kind.as_str(),
-                &job.code,
-                &job.event_token,
-                &job.workflow_id,
-                &job.document_id,
-                &job.properties,
-                &job.timeout_duration,
-                &job.max_attempts,
-                &secret_enc,
+                &ids,
+                &portal_ids,
+                &kinds,
+                &codes,
+                &tokens,
+                &workflows,
+                &documents,
+                &properties,
+                &timeouts,
+                &max_attempts,
+                &secrets,
             ],
         )
         .await?;
-    if row.is_some() {
-        return Ok(Inserted::New(id));
+    let mut out = Vec::with_capacity(rows.len());
+    for (row, input) in answered.iter().zip(rows) {
+        let stored: bool = row.try_get(1)?;
+        let job_id: Option<Uuid> = row.try_get(2)?;
+        out.push(match (stored, job_id) {
+            (true, _) => Inserted::New(input.id),
+            (false, Some(existing)) => Inserted::Duplicate(existing),
+            // Stored by a concurrent statement that committed after this one began: its
+            // row is visible to a new statement.
+            (false, None) => Inserted::Duplicate(existing_id(client, input).await?),
+        });
     }
-    let existing = client
+    Ok(out)
+}
+
+async fn existing_id(client: &impl GenericClient, row: &NewRow<'_>) -> Result<Uuid, DbError> {
+    let found = client
         .query_one(
-            "SELECT id FROM jobs WHERE portal_id = $1 AND event_token = $2",
-            &[&job.portal_id, &job.event_token],
+            "SELECT id FROM jobs WHERE (portal_id = $1 AND event_token = $2) OR id = $3 LIMIT 1",
+            &[&row.job.portal_id, &row.job.event_token, &row.id],
         )
         .await?;
-    Ok(Inserted::Duplicate(existing.try_get(0)?))
+    Ok(found.try_get(0)?)
 }
 
 pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, DbError> {
@@ -293,6 +367,28 @@ pub async fn mark_published(
             "UPDATE jobs SET published_at = now()
              WHERE id = $1 AND state = 'queued' AND attempt = $2 AND published_at IS NULL",
             &[&id, &attempt],
+        )
+        .await?;
+    Ok(())
+}
+
+/// [`mark_published`] for many `(job, attempt)` confirms in one statement.
+pub async fn mark_published_many(
+    client: &impl GenericClient,
+    published: &[(Uuid, i32)],
+) -> Result<(), DbError> {
+    if published.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = published.iter().map(|p| p.0).collect();
+    let attempts: Vec<i32> = published.iter().map(|p| p.1).collect();
+    client
+        .execute(
+            "UPDATE jobs SET published_at = now()
+             FROM unnest($1::uuid[], $2::int4[]) AS p(id, attempt)
+             WHERE jobs.id = p.id AND jobs.state = 'queued' AND jobs.attempt = p.attempt
+               AND jobs.published_at IS NULL",
+            &[&ids, &attempts],
         )
         .await?;
     Ok(())

@@ -22,6 +22,20 @@ pub enum DbError {
     Migrate(String),
     #[error("stored secret cannot be decrypted: {0}")]
     Crypto(#[from] crate::crypto::CryptoError),
+    #[error("database did not answer in time: {0}")]
+    Timeout(&'static str),
+}
+
+impl DbError {
+    /// Postgres did not answer at all (no connection, no reply in time), as opposed to
+    /// answering with an error: the same statement may well succeed once it is back.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            DbError::Pool(_) | DbError::Timeout(_) => true,
+            DbError::Pg(e) => e.code().is_none(),
+            DbError::Config(_) | DbError::Migrate(_) | DbError::Crypto(_) => false,
+        }
+    }
 }
 
 /// How long a connect to Postgres may take unless the URL says otherwise

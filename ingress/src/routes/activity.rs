@@ -7,14 +7,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use b24flow_common::bitrix::form;
 use b24flow_common::db::jobs::{Inserted, JobKind, NewJob, DEFAULT_MAX_ATTEMPTS};
-use b24flow_common::db::portals;
 use b24flow_common::{catalogue, metrics, secrets};
 use serde_json::{json, Value};
 
 use super::body::read_form;
-use crate::enqueue;
+use crate::enqueue::{self, Stored};
 use crate::error::ApiError;
 use crate::portal_auth;
+use crate::portal_cache::Found;
 use crate::AppState;
 
 /// Longest `event_token` we store; real ones are about 100 characters.
@@ -158,17 +158,18 @@ async fn accept_inner(
 
     // Held until the job is stored and published.
     let _pass = state.portal_gate.enter(&member_id).await;
-    let client = state.db.get().await?;
-    let portal = portals::find_by_member_id(&client, &member_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "unknown_portal",
-                "this portal has not installed the app",
-            )
-        })?;
-    drop(client);
+    let portal = match state.portals.find(&state.db, &member_id).await? {
+        Found::Current(portal) => portal,
+        // Postgres does not answer: the call can still be handed to the broker.
+        Found::LastKnown(portal) => Some(portal),
+    };
+    let portal = portal.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "unknown_portal",
+            "this portal has not installed the app",
+        )
+    })?;
     if !portal.is_installed() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -201,12 +202,14 @@ async fn accept_inner(
         timeout_duration,
         max_attempts: DEFAULT_MAX_ATTEMPTS,
     };
-    let inserted = enqueue::store_and_publish(state, &job, sealed.as_deref()).await?;
-    let (status, outcome) = match inserted {
-        Inserted::New(_) => ("accepted", "accepted"),
-        Inserted::Duplicate(_) => ("duplicate", "duplicate"),
+    let code = job.code.clone();
+    let stored = enqueue::store_and_publish(state, job, sealed).await?;
+    let (status, outcome) = match stored {
+        Stored::Committed(Inserted::New(_)) => ("accepted", "accepted"),
+        Stored::Committed(Inserted::Duplicate(_)) => ("duplicate", "duplicate"),
+        Stored::HandedOff(_) => ("accepted", "handed_off"),
     };
     metrics::INGRESS_CALLS.with_label_values(&[outcome]).inc();
-    tracing::info!(job.id = %inserted.id(), portal.member_id = %portal.member_id, activity.code = %job.code, run_as.user = ?run_as.as_ref().and_then(|r| r.user_id), status, "activity call");
-    Ok(Json(json!({ "status": status, "job_id": inserted.id() })))
+    tracing::info!(job.id = %stored.id(), portal.member_id = %portal.member_id, activity.code = %code, run_as.user = ?run_as.as_ref().and_then(|r| r.user_id), status, outcome, "activity call");
+    Ok(Json(json!({ "status": status, "job_id": stored.id() })))
 }

@@ -1,0 +1,293 @@
+//! Group commit: concurrent calls are gathered for at most a millisecond (longer while
+//! every flush slot is busy), stored in one multi-row statement and one commit, and their
+//! ids published with pipelined confirms. A caller is answered only once its row is
+//! committed and its publish confirmed or left to the outbox (the sweeper publishes any
+//! committed job the broker never confirmed), so after a `200` the call is never lost.
+//!
+//! When Postgres does not take a group within [`COMMIT_WAIT`], each call is handed whole
+//! to RabbitMQ's intake queue (confirmed, persistent, secrets already sealed) and a worker
+//! stores it under its pre-chosen id once Postgres is back. Only when the broker refuses
+//! too is the answer `503 store_unavailable`.
+use std::sync::Arc;
+use std::time::Duration;
+
+use b24flow_common::amqp::{IntakeMessage, Publisher};
+use b24flow_common::db::jobs::{self, Inserted, NewJob, NewRow};
+use b24flow_common::db::{DbError, Pool};
+use b24flow_common::metrics;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// How long the first call of a group waits for others to join.
+const GATHER_WINDOW: Duration = Duration::from_millis(1);
+/// Most calls in one statement.
+const MAX_GROUP: usize = 512;
+/// Groups being stored at once. Each holds one Postgres connection; more in flight lets
+/// a group's commit overlap the previous group's confirms.
+const FLUSH_SLOTS: usize = 8;
+/// How long a group may wait for its commit before its calls go to the broker instead.
+const COMMIT_WAIT: Duration = Duration::from_millis(1500);
+/// How long callers wait for confirms; past it their committed jobs are left to the outbox.
+const PUBLISH_WAIT: Duration = Duration::from_secs(3);
+/// Calls waiting to be gathered; beyond it callers wait to hand theirs over.
+const QUEUE: usize = 16_384;
+
+/// How a call was made durable.
+#[derive(Clone, Copy, Debug)]
+pub enum Stored {
+    /// Its row is committed (or it repeats a committed call).
+    Committed(Inserted),
+    /// Postgres did not take it; the broker holds it whole until a worker stores it.
+    HandedOff(Uuid),
+}
+
+impl Stored {
+    pub fn id(self) -> Uuid {
+        match self {
+            Stored::Committed(inserted) => inserted.id(),
+            Stored::HandedOff(id) => id,
+        }
+    }
+}
+
+struct Pending {
+    id: Uuid,
+    job: NewJob,
+    secret_enc: Option<Vec<u8>>,
+    answer: oneshot::Sender<Result<Stored, ApiError>>,
+}
+
+#[derive(Clone)]
+pub struct GroupCommit {
+    calls: mpsc::Sender<Pending>,
+}
+
+impl GroupCommit {
+    /// Starts the gathering task (it ends when the last `GroupCommit` is dropped).
+    pub fn start(db: Pool, publisher: Arc<Publisher>) -> Self {
+        let (calls, received) = mpsc::channel(QUEUE);
+        tokio::spawn(gather(received, db, publisher));
+        Self { calls }
+    }
+
+    /// Makes `job` durable; see the module documentation for what the answer means.
+    pub async fn store(
+        &self,
+        job: NewJob,
+        secret_enc: Option<Vec<u8>>,
+    ) -> Result<Stored, ApiError> {
+        let (answer, answered) = oneshot::channel();
+        let pending = Pending {
+            id: Uuid::new_v4(),
+            job,
+            secret_enc,
+            answer,
+        };
+        if self.calls.send(pending).await.is_err() {
+            return Err(stopping());
+        }
+        answered.await.unwrap_or_else(|_| Err(stopping()))
+    }
+}
+
+fn stopping() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the ingress is stopping; try again",
+    )
+}
+
+fn store_unavailable() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "neither the database nor the message broker took the call; try again",
+    )
+}
+
+async fn gather(mut received: mpsc::Receiver<Pending>, db: Pool, publisher: Arc<Publisher>) {
+    let slots = Arc::new(Semaphore::new(FLUSH_SLOTS));
+    while let Some(first) = received.recv().await {
+        let mut group = vec![first];
+        let window = tokio::time::sleep(GATHER_WINDOW);
+        tokio::pin!(window);
+        // Gather for the window, then for as long as every slot is busy.
+        let (mut window_over, mut closed) = (false, false);
+        let permit = loop {
+            tokio::select! {
+                biased;
+                permit = slots.clone().acquire_owned(), if window_over || group.len() >= MAX_GROUP => {
+                    match permit {
+                        Ok(permit) => break permit,
+                        Err(_) => return,
+                    }
+                }
+                _ = &mut window, if !window_over => window_over = true,
+                call = received.recv(), if !closed && group.len() < MAX_GROUP => match call {
+                    Some(call) => group.push(call),
+                    None => (window_over, closed) = (true, true),
+                },
+            }
+        };
+        metrics::INGRESS_GROUP_SIZE.observe(group.len() as f64);
+        let (db, publisher) = (db.clone(), publisher.clone());
+        tokio::spawn(async move {
+            flush(&db, &publisher, group).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn flush(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
+    let rows: Vec<NewRow> = group
+        .iter()
+        .map(|p| NewRow {
+            id: p.id,
+            job: &p.job,
+            secret_enc: p.secret_enc.as_deref(),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let committed = match tokio::time::timeout(COMMIT_WAIT, insert_group(db, &rows)).await {
+        Ok(result) => result,
+        Err(_) => Err(DbError::Timeout("group commit")),
+    };
+    metrics::INGRESS_GROUP_SECONDS
+        .with_label_values(&["commit"])
+        .observe(started.elapsed().as_secs_f64());
+    drop(rows);
+    match committed {
+        Ok(inserted) => publish_and_answer(db, publisher, group, inserted).await,
+        Err(e) if e.is_unreachable() => {
+            tracing::warn!(error = %e, calls = group.len(), "Postgres did not take the calls; handing them to the broker");
+            hand_off(publisher, group).await
+        }
+        Err(e) => {
+            let error = ApiError::from(e);
+            for pending in group {
+                let _ = pending.answer.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// One statement for the group. When Postgres refuses it (a value it cannot store), the
+/// rows are stored one by one, so one bad call cannot fail the others.
+async fn insert_group(
+    db: &Pool,
+    rows: &[NewRow<'_>],
+) -> Result<Vec<Result<Inserted, DbError>>, DbError> {
+    let client = db.get().await?;
+    match jobs::insert_many(&client, rows).await {
+        Ok(inserted) => Ok(inserted.into_iter().map(Ok).collect()),
+        Err(e) if rows.len() > 1 && !e.is_unreachable() => {
+            let mut one_by_one = Vec::with_capacity(rows.len());
+            for row in rows {
+                let single = std::slice::from_ref(row);
+                match jobs::insert_many(&client, single).await {
+                    Ok(mut inserted) => one_by_one.push(
+                        inserted
+                            .pop()
+                            .ok_or(DbError::Config("insert returned no row".into())),
+                    ),
+                    Err(e) if e.is_unreachable() => return Err(e),
+                    Err(e) => one_by_one.push(Err(e)),
+                }
+            }
+            Ok(one_by_one)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn publish_and_answer(
+    db: &Pool,
+    publisher: &Publisher,
+    group: Vec<Pending>,
+    inserted: Vec<Result<Inserted, DbError>>,
+) {
+    let new_ids: Vec<Uuid> = inserted
+        .iter()
+        .filter_map(|i| match i {
+            Ok(Inserted::New(id)) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let confirmed: Vec<(Uuid, i32)> = match tokio::time::timeout(
+        PUBLISH_WAIT,
+        publisher.publish_many(&new_ids),
+    )
+    .await
+    {
+        Ok(results) => {
+            let failed = results.iter().filter(|r| r.is_err()).count();
+            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                tracing::warn!(error = %e, failed, "publish failed; the sweeper will publish the stored jobs");
+            }
+            new_ids
+                .iter()
+                .zip(results)
+                .filter_map(|(id, r)| r.is_ok().then_some((*id, 0)))
+                .collect()
+        }
+        Err(_) => {
+            tracing::warn!(
+                jobs = new_ids.len(),
+                "no confirms in time; the sweeper will publish the stored jobs"
+            );
+            Vec::new()
+        }
+    };
+    metrics::INGRESS_GROUP_SECONDS
+        .with_label_values(&["confirm"])
+        .observe(started.elapsed().as_secs_f64());
+    for (pending, result) in group.into_iter().zip(inserted) {
+        let answer = result.map(Stored::Committed).map_err(ApiError::from);
+        let _ = pending.answer.send(answer);
+    }
+    // After the answers: the mark only keeps the sweeper from publishing again.
+    if !confirmed.is_empty() {
+        let marked = match db.get().await {
+            Ok(client) => jobs::mark_published_many(&client, &confirmed).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, jobs = confirmed.len(), "published but not marked; the sweeper may publish them again");
+        }
+    }
+}
+
+async fn hand_off(publisher: &Publisher, group: Vec<Pending>) {
+    let messages: Vec<IntakeMessage> = group
+        .iter()
+        .map(|p| IntakeMessage {
+            job_id: p.id,
+            job: p.job.clone(),
+            secret_enc: p.secret_enc.clone(),
+        })
+        .collect();
+    // No answer in time counts as refused: the caller gets 503, never a silent 200.
+    let results = tokio::time::timeout(PUBLISH_WAIT, publisher.hand_off(&messages))
+        .await
+        .unwrap_or_default();
+    let mut results = results.into_iter();
+    for pending in group {
+        match results.next() {
+            Some(Ok(())) => {
+                let _ = pending.answer.send(Ok(Stored::HandedOff(pending.id)));
+            }
+            other => {
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no confirm in time".to_string(),
+                };
+                tracing::error!(job.id = %pending.id, error = %why, "neither Postgres nor the broker took the call");
+                let _ = pending.answer.send(Err(store_unavailable()));
+            }
+        }
+    }
+}

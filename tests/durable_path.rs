@@ -1,0 +1,375 @@
+//! The durable hand-off of activity calls (issue 10, issue 15 item 4): group commit, the
+//! outbox after an ingress dies between commit and confirm, and the broker taking whole
+//! calls while Postgres is down.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use b24flow_sim::{ActivityCall, PortalConfig};
+use serde_json::{json, Value};
+
+use crate::support::proxy::Proxy;
+use crate::support::*;
+
+const LONG_WAIT: Duration = Duration::from_secs(90);
+
+fn unlimited_portal() -> PortalConfig {
+    PortalConfig {
+        rate_limit_enabled: false,
+        ..PortalConfig::default()
+    }
+}
+
+/// `n` calls the portal's workflows make, as (event token, handler form body), not sent.
+fn prepare(app: &TestApp, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|_| {
+            app.portal
+                .prepare_body(&ActivityCall::new(
+                    "user_info",
+                    json!({ "user_id": "user_1" }),
+                ))
+                .expect("prepare a call")
+        })
+        .collect()
+}
+
+fn tokens_of(calls: &[(String, String)]) -> Vec<String> {
+    calls.iter().map(|(token, _)| token.clone()).collect()
+}
+
+/// POSTs a call's form body to the ingress at `address`.
+async fn post_call(app: &TestApp, address: &str, body: &str) -> reqwest::Result<(u16, Value)> {
+    let response = app
+        .http
+        .post(format!("{address}/b24/activity"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+/// Every token was answered exactly once, and each job reached one terminal state.
+async fn assert_each_answered_once(app: &TestApp, tokens: &[String]) {
+    let deadline = tokio::time::Instant::now() + LONG_WAIT;
+    loop {
+        let sends = app.portal.event_sends();
+        let answered = tokens
+            .iter()
+            .filter(|t| sends.iter().any(|s| &s.event_token == *t))
+            .count();
+        if answered == tokens.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {answered} of {} calls answered",
+            tokens.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut per_token: HashMap<String, usize> = HashMap::new();
+    for send in app.portal.event_sends() {
+        *per_token.entry(send.event_token).or_default() += 1;
+    }
+    for token in tokens {
+        assert_eq!(per_token.get(token), Some(&1), "call {token} answered once");
+    }
+    let client = app.pool.get().await.expect("db");
+    // The answer goes out before the terminal state is committed.
+    wait_until(|| async {
+        let open: i64 = client
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE event_token = ANY($1)
+                   AND state NOT IN ('succeeded', 'failed', 'discarded')",
+                &[&tokens],
+            )
+            .await
+            .expect("open jobs")
+            .get(0);
+        open == 0
+    })
+    .await;
+    for token in tokens {
+        let row = client
+            .query_one(
+                "SELECT count(DISTINCT j.id), count(e.id) FROM jobs j
+                 LEFT JOIN job_events e ON e.job_id = j.id
+                      AND e.to_state IN ('succeeded', 'failed', 'discarded')
+                 WHERE j.event_token = $1",
+                &[token],
+            )
+            .await
+            .expect("job of the call");
+        assert_eq!(row.get::<_, i64>(0), 1, "one job for {token}");
+        assert_eq!(row.get::<_, i64>(1), 1, "one terminal state for {token}");
+    }
+}
+
+async fn stored_calls(app: &TestApp, tokens: &[String]) -> i64 {
+    let client = app.pool.get().await.expect("db");
+    client
+        .query_one(
+            "SELECT count(*) FROM jobs WHERE event_token = ANY($1)",
+            &[&tokens],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_arriving_together_are_stored_together_and_a_repeated_call_stays_one_job() {
+    let app = spawn_app_with(AppOptions {
+        portal: unlimited_portal(),
+        ..Default::default()
+    })
+    .await;
+    let prepared = prepare(&app, 60);
+    let tokens = tokens_of(&prepared);
+    // Every call twice, all at once: the copies meet in the same group or in groups
+    // committed at the same moment.
+    let calls = prepared
+        .iter()
+        .chain(prepared.iter())
+        .map(|(_, body)| post_call(&app, &app.address, body));
+    let answers = futures::future::join_all(calls).await;
+    let mut job_of: HashMap<String, Value> = HashMap::new();
+    for (token, answer) in tokens.iter().chain(tokens.iter()).zip(answers) {
+        let (status, body) = answer.expect("answered");
+        assert_eq!(status, 200, "{token}: {body}");
+        let id = body["job_id"].clone();
+        if let Some(first) = job_of.insert(token.clone(), id.clone()) {
+            assert_eq!(first, id, "both copies of {token} name one job");
+        }
+    }
+    assert_eq!(app.job_count().await, tokens.len() as i64);
+    // Rows committed by one statement share their transaction's `now()`.
+    let client = app.pool.get().await.expect("db");
+    let commits: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT created_at) FROM jobs WHERE kind = 'activity'",
+            &[],
+        )
+        .await
+        .expect("commits")
+        .get(0);
+    assert!(
+        commits < tokens.len() as i64,
+        "{} calls took {commits} commits: none were gathered",
+        tokens.len()
+    );
+    assert_each_answered_once(&app, &tokens).await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_killed_between_commit_and_confirm_loses_no_gathered_call() {
+    let proxy = Proxy::start("127.0.0.1:5672".parse().expect("addr")).await;
+    let app = spawn_app_with(AppOptions {
+        portal: unlimited_portal(),
+        ..Default::default()
+    })
+    .await;
+    let (mut ingress, address) = app
+        .spawn_ingress_process(&format!("amqp://guest:guest@{}/%2f", proxy.addr))
+        .await;
+    // The ingress connects to the broker with its first call; then the broker goes silent.
+    let (warm, warm_body) = prepare(&app, 1).remove(0);
+    let (status, body) = post_call(&app, &address, &warm_body)
+        .await
+        .expect("warm-up");
+    assert_eq!(status, 200, "{body}");
+    proxy.stall();
+
+    let prepared = prepare(&app, 30);
+    let tokens = tokens_of(&prepared);
+    let calls: Vec<_> = prepared
+        .into_iter()
+        .map(|(_, body)| {
+            let (http, address) = (app.http.clone(), address.clone());
+            tokio::spawn(async move {
+                http.post(format!("{address}/b24/activity"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    wait_until(|| async { stored_calls(&app, &tokens).await == tokens.len() as i64 }).await;
+    let client = app.pool.get().await.expect("db");
+    let unconfirmed: i64 = client
+        .query_one(
+            "SELECT count(*) FROM jobs WHERE event_token = ANY($1) AND published_at IS NULL",
+            &[&tokens],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    ingress.start_kill().expect("SIGKILL");
+    let _ = ingress.wait().await;
+    assert_eq!(
+        unconfirmed,
+        tokens.len() as i64,
+        "the kill must come after the commit and before any confirm"
+    );
+    for call in calls {
+        // The callers lost their connection; what matters is what happens to the jobs.
+        let _ = call.await;
+    }
+    let mut all = tokens.clone();
+    all.push(warm);
+    assert_each_answered_once(&app, &all).await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_made_while_postgres_is_down_go_through_the_broker_and_run_once_it_returns() {
+    let postgres = Proxy::start("127.0.0.1:5432".parse().expect("addr")).await;
+    let app = spawn_app_with(AppOptions {
+        portal: unlimited_portal(),
+        ingress_postgres_port: Some(postgres.addr.port()),
+        worker_postgres_port: Some(postgres.addr.port()),
+        ..Default::default()
+    })
+    .await;
+    // The ingress has seen the portal once.
+    let warm = app.fire("user_info", json!({ "user_id": "user_1" })).await;
+    app.portal
+        .wait_event_send(&warm.event_token, WAIT)
+        .await
+        .expect("warm-up answered");
+
+    postgres.cut();
+    let prepared = prepare(&app, 5);
+    let tokens = tokens_of(&prepared);
+    for (token, call) in &prepared {
+        let (status, body) = post_call(&app, &app.address, call).await.expect("answered");
+        assert_eq!(status, 200, "{token}: {body}");
+        assert_eq!(body["status"], "accepted", "{body}");
+    }
+    // Nothing could reach Postgres: the calls wait in the broker, whole.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored_calls(&app, &tokens).await, 0);
+
+    postgres.restore();
+    let mut all = tokens.clone();
+    all.push(warm.event_token);
+    assert_each_answered_once(&app, &all).await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_neither_postgres_nor_the_broker_takes_is_refused_quickly() {
+    let postgres = Proxy::start("127.0.0.1:5432".parse().expect("addr")).await;
+    let broker = Proxy::start("127.0.0.1:5672".parse().expect("addr")).await;
+    let app = spawn_app_with(AppOptions {
+        portal: unlimited_portal(),
+        ingress_postgres_port: Some(postgres.addr.port()),
+        ingress_amqp_url: Some(format!("amqp://guest:guest@{}/%2f", broker.addr)),
+        ..Default::default()
+    })
+    .await;
+    let warm = app.fire("user_info", json!({ "user_id": "user_1" })).await;
+    app.portal
+        .wait_event_send(&warm.event_token, WAIT)
+        .await
+        .expect("warm-up answered");
+
+    postgres.cut();
+    broker.cut();
+    let (refused, refused_body) = prepare(&app, 1).remove(0);
+    let answer = tokio::time::timeout(
+        Duration::from_secs(15),
+        post_call(&app, &app.address, &refused_body),
+    )
+    .await
+    .expect("an answer within seconds, not a hang")
+    .expect("answered");
+    assert_eq!(answer.0, 503, "{}", answer.1);
+    assert_eq!(answer.1["error"], "store_unavailable", "{}", answer.1);
+    let metrics = app
+        .api(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("b24flow_ingress_calls_total{outcome=\"store_unavailable\"}"),
+        "refusal counted"
+    );
+
+    postgres.restore();
+    broker.restore();
+    assert_eq!(stored_calls(&app, std::slice::from_ref(&refused)).await, 0);
+    // Once either store is back, calls are taken again.
+    let (back, back_body) = prepare(&app, 1).remove(0);
+    wait_until(|| async {
+        matches!(
+            post_call(&app, &app.address, &back_body).await,
+            Ok((200, _))
+        )
+    })
+    .await;
+    assert_each_answered_once(&app, &[warm.event_token, back]).await;
+    app.cleanup().await;
+}
+
+/// A short run of `b24flow bench ingress`: it measures every target and prints sane JSON.
+/// Only the shape is checked; the numbers are for the bench itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_ingress_runs_and_reports_each_target() {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let database = format!("b24flow_test_bench_{}", &unique[..12]);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_b24flow"))
+        .args([
+            "bench",
+            "ingress",
+            "--duration",
+            "0.5",
+            "--connections",
+            "4",
+            "--rate",
+            "100",
+            "--json",
+        ])
+        // Logs go to stdout too; the report must be all there is.
+        .env("RUST_LOG", "off")
+        .env(
+            "B24FLOW_DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:5432/{database}"),
+        )
+        .env("B24FLOW_AMQP_URL", AMQP_URL)
+        .env("B24FLOW_AMQP_PREFIX", format!("b24flow-test-{unique}"))
+        .env(
+            "B24FLOW_SECRET_KEY",
+            b24flow_common::crypto::SecretBox::generate_key(),
+        )
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run the bench");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    let rows = report["rows"].as_array().expect("rows");
+    let targets: Vec<&str> = rows.iter().filter_map(|r| r["target"].as_str()).collect();
+    assert_eq!(targets, ["bare", "ingress", "all"]);
+    for row in rows {
+        assert!(row["calls_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{row}");
+        assert_eq!(row["errors"], 0, "{row}");
+        assert!(
+            row["p99_ms"].as_f64().unwrap_or(0.0) >= row["p50_ms"].as_f64().unwrap_or(f64::MAX),
+            "{row}"
+        );
+    }
+    assert_eq!(report["share_of_bare"].as_array().map(Vec::len), Some(2));
+}

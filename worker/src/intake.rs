@@ -1,0 +1,142 @@
+//! The intake: whole calls the ingress handed to RabbitMQ because Postgres did not take
+//! them (issue 15). Each is stored under the id the ingress chose, then published like any
+//! new job, and only then acked; while Postgres is still down the delivery is held, never
+//! requeued or dead-lettered. A call stored twice (redelivery, or a commit that landed
+//! late after all) stays one job: the insert skips an existing id or event token.
+use std::sync::Arc;
+use std::time::Duration;
+
+use b24flow_common::amqp::{self, AmqpError, IntakeMessage, Publisher, Topology};
+use b24flow_common::db::jobs::{self, Inserted, NewRow};
+use b24flow_common::db::{DbError, Pool};
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
+
+/// Handed-off calls stored at once per process; the path is for outages, not for speed.
+const PREFETCH: u16 = 64;
+/// Times Postgres may answer a handed-off call with an error (not an outage) before the
+/// call is given up: a value Postgres will never store must not hold the intake forever.
+const REFUSALS_BEFORE_GIVING_UP: usize = 5;
+
+pub async fn run(
+    db: Pool,
+    publisher: Arc<Publisher>,
+    amqp_url: String,
+    topology: Topology,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        match consume_once(&db, &publisher, &amqp_url, &topology, &shutdown).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                let delay = Duration::from_millis(200 * 2u64.pow(failures.min(6)));
+                tracing::warn!(error = %e, retry_in = ?delay, "intake lost the broker; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+async fn consume_once(
+    db: &Pool,
+    publisher: &Publisher,
+    amqp_url: &str,
+    topology: &Topology,
+    shutdown: &CancellationToken,
+) -> Result<(), AmqpError> {
+    let conn = amqp::connect(amqp_url, "b24flow-intake").await?;
+    let channel = conn.create_channel().await?;
+    topology.declare(&channel).await?;
+    channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            topology.intake_queue().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let outcome = loop {
+        let next = tokio::select! {
+            d = consumer.next() => d,
+            _ = shutdown.cancelled() => break Ok(()),
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                // Unacked at shutdown: the broker delivers it again, the id keeps it one job.
+                tokio::select! {
+                    _ = take(db, publisher, delivery) => {}
+                    _ = shutdown.cancelled() => break Ok(()),
+                }
+            }
+            Some(Err(e)) => break Err(AmqpError::from(e)),
+            None => break Err(AmqpError::Nacked("intake consumer cancelled".into())),
+        }
+    };
+    let _ = conn.close(200, "shutdown".into()).await;
+    outcome
+}
+
+async fn take(db: &Pool, publisher: &Publisher, delivery: Delivery) {
+    let call = match serde_json::from_slice::<IntakeMessage>(&delivery.data) {
+        Ok(call) => call,
+        Err(e) => {
+            tracing::error!(error = %e, "unreadable handed-off call dead-lettered");
+            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+            return;
+        }
+    };
+    let mut pause = Duration::from_millis(250);
+    let mut refusals = 0;
+    let inserted = loop {
+        match store(db, &call).await {
+            Ok(inserted) => break inserted,
+            Err(e) if !e.is_unreachable() && refusals >= REFUSALS_BEFORE_GIVING_UP => {
+                tracing::error!(job.id = %call.job_id, error = %e, "Postgres refuses a handed-off call; it is dropped");
+                let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+                return;
+            }
+            Err(e) => {
+                refusals += usize::from(!e.is_unreachable());
+                tracing::warn!(job.id = %call.job_id, error = %e, "cannot store a handed-off call yet; holding it");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    if let Inserted::New(id) = inserted {
+        tracing::info!(job.id = %id, "handed-off call stored");
+        // A failed publish is left to the sweeper, as for any committed job.
+        if publisher.publish_job(id).await.is_ok() {
+            if let Ok(client) = db.get().await {
+                let _ = jobs::mark_published_many(&client, &[(id, 0)]).await;
+            }
+        }
+    }
+    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+        tracing::debug!(job.id = %call.job_id, error = %e, "could not ack a stored call; it will be stored again as the same job");
+    }
+}
+
+async fn store(db: &Pool, call: &IntakeMessage) -> Result<Inserted, DbError> {
+    let client = db.get().await?;
+    let row = NewRow {
+        id: call.job_id,
+        job: &call.job,
+        secret_enc: call.secret_enc.as_deref(),
+    };
+    jobs::insert_many(&client, std::slice::from_ref(&row))
+        .await?
+        .pop()
+        .ok_or(DbError::Config("insert returned no row".into()))
+}
