@@ -169,10 +169,10 @@ async fn login(app: &TestApp, http: &reqwest::Client, name: &str) -> String {
         .form(&[("token", app.operator_token.as_str()), ("name", name)])
         .send()
         .await
-        .unwrap();
+        .expect("log in");
     assert_eq!(login.status(), StatusCode::SEE_OTHER);
-    let set_cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
-    set_cookie.split(';').next().unwrap().to_string()
+    let set_cookie = login.headers()["set-cookie"].to_str().expect("log in").to_string();
+    set_cookie.split(';').next().expect("log in").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
