@@ -235,15 +235,6 @@ impl PortalClient {
         }
     }
 
-    /// The run-as user's ID when this client uses a job's user token (and the call said
-    /// who it was); `None` for the installer.
-    pub fn run_as_user(&self) -> Option<i64> {
-        match &self.identity {
-            Identity::Installer => None,
-            Identity::User(user) => user.user_id(),
-        }
-    }
-
     /// True when requests carry the installer's token.
     pub fn is_installer(&self) -> bool {
         matches!(self.identity, Identity::Installer)
