@@ -310,3 +310,49 @@ async fn a_jobs_page_lists_its_rest_calls_and_the_portal_page_sets_the_plan_with
     );
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_ends_the_session_on_the_server_and_only_that_one() {
+    let app = spawn_app_with(AppOptions {
+        install: false,
+        worker: false,
+        ..AppOptions::default()
+    })
+    .await;
+    let http = no_redirects();
+    let cookie = login(&app, &http, "heidi").await;
+    let other = login(&app, &http, "ivan").await;
+    let get = |path: &'static str, cookie: String| {
+        let http = http.clone();
+        let url = app.url(path);
+        async move { http.get(url).header("cookie", cookie).send().await.unwrap() }
+    };
+    let page = get("/dashboard", cookie.clone()).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let out = http
+        .post(app.url("/dashboard/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+
+    // A copy of the logged-out cookie opens nothing any more.
+    let again = get("/dashboard", cookie.clone()).await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    assert_eq!(again.headers()["location"], "/dashboard/login");
+    assert_eq!(
+        get("/api/stats", cookie.clone()).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The login page offers a new login instead of bouncing back to the dashboard.
+    assert_eq!(
+        get("/dashboard/login", cookie.clone()).await.status(),
+        StatusCode::OK
+    );
+    // Another operator's session lives on.
+    assert_eq!(get("/dashboard", other).await.status(), StatusCode::OK);
+    app.cleanup().await;
+}

@@ -422,3 +422,48 @@ async fn the_shared_bucket_grants_its_burst_less_headroom_then_names_the_wait() 
     drop(client);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_log_says_which_calls_shared_a_batch_and_with_how_many_commands() {
+    use b24flow_common::bitrix::call_log::{CallLog, Outcome, Request};
+    let app = spawn_app().await;
+    set_plan(
+        &app,
+        &app.portal,
+        Plan::Custom {
+            rate_per_sec: 1.0,
+            burst: 1,
+        },
+    )
+    .await;
+    let id = portal_id(&app, &app.portal).await;
+    let b24 = bitrix(&app).portal(id).await.expect("portal client");
+    // Spend the one request the bucket holds, outside any log.
+    b24.call("app.info", json!({})).await.expect("app.info");
+    let log = CallLog::new(10);
+    let (a, b, failing) = log
+        .record(async {
+            tokio::join!(
+                b24.call("user.get", json!({ "filter": { "ID": "1" } })),
+                b24.call("department.get", json!({ "ID": "1" })),
+                b24.call("no.such.method", json!({ "x": "1" })),
+            )
+        })
+        .await;
+    assert!(a.is_ok() && b.is_ok() && failing.is_err());
+    let calls = log.snapshot().calls;
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    for c in &calls {
+        assert_eq!(c.request, Request::SharedBatch, "{c:?}");
+        assert_eq!(c.others, 2, "{c:?}");
+        assert_eq!(c.sends, 1, "{c:?}");
+    }
+    let failed = calls
+        .iter()
+        .find(|c| c.method == "no.such.method")
+        .expect("the failing call");
+    assert_eq!(failed.outcome, Outcome::Error);
+    assert_eq!(failed.code.as_deref(), Some("ERROR_METHOD_NOT_FOUND"));
+    assert_eq!(failed.status, Some(404));
+    app.cleanup().await;
+}

@@ -6,6 +6,7 @@ pub mod portal_limits;
 pub mod portals;
 pub mod registrations;
 pub mod rest_calls;
+pub mod revoked_sessions;
 
 pub use deadpool_postgres::{GenericClient, Pool, PoolError};
 pub use migrate::{ensure_database, migrate};

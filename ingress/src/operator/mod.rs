@@ -124,10 +124,14 @@ impl FromRequestParts<AppState> for Operator {
             return Err(failed(auth, ip));
         }
         let jar = CookieJar::from_headers(&parts.headers);
-        if let Some(session) = jar
+        let session = jar
             .get(SESSION_COOKIE)
-            .and_then(|c| Session::verify(auth.session_key(), c.value()))
-        {
+            .and_then(|c| Session::verify(auth.session_key(), c.value()));
+        let session = match session {
+            Some(s) if !s.is_revoked(&state.db).await => Some(s),
+            _ => None,
+        };
+        if let Some(session) = session {
             let safe = matches!(parts.method, Method::GET | Method::HEAD);
             let csrf_ok = parts
                 .headers

@@ -1,6 +1,8 @@
 //! Dashboard sessions, kept in a signed cookie (no server-side store, so any ingress process
 //! accepts it, and changing the operator token ends every session). The CSRF token is
-//! derived from the session's nonce with the same key.
+//! derived from the session's nonce with the same key. A logout lists the nonce in
+//! `revoked_sessions` until the cookie would expire, so a copy of the cookie dies with it.
+use b24flow_common::db::revoked_sessions;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -69,6 +71,28 @@ impl Session {
             nonce,
             expires,
         })
+    }
+
+    /// Ended by a logout (one indexed lookup). When the list cannot be read the session is
+    /// refused: a logout must not be undone by a database hiccup.
+    pub async fn is_revoked(&self, db: &b24flow_common::db::Pool) -> bool {
+        let Ok(client) = db.get().await else {
+            return true;
+        };
+        revoked_sessions::is_revoked(&client, &self.nonce)
+            .await
+            .unwrap_or(true)
+    }
+
+    /// Ends this session on every ingress process.
+    pub async fn revoke(
+        &self,
+        db: &b24flow_common::db::Pool,
+    ) -> Result<(), b24flow_common::db::DbError> {
+        let client = db.get().await?;
+        let expires = chrono::DateTime::from_timestamp(self.expires, 0)
+            .unwrap_or_else(|| chrono::Utc::now() + chrono::Duration::hours(SESSION_HOURS));
+        revoked_sessions::revoke(&client, &self.nonce, expires).await
     }
 
     pub fn csrf_token(&self, key: &[u8; 32]) -> String {

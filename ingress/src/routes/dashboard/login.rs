@@ -16,7 +16,10 @@ use crate::operator::{clean_name, Session, SESSION_COOKIE};
 use crate::AppState;
 
 pub async fn form(State(state): State<AppState>, jar: CookieJar) -> Response {
-    if DashboardUser::from_jar(&state, &jar, IpAddr::from([0, 0, 0, 0])).is_some() {
+    if DashboardUser::from_jar(&state, &jar, IpAddr::from([0, 0, 0, 0]))
+        .await
+        .is_some()
+    {
         return Redirect::to("/dashboard").into_response();
     }
     render::page(StatusCode::OK, "login.html", context! {})
@@ -93,6 +96,9 @@ pub async fn logout(
 ) -> Response {
     if let Some(refused) = user.csrf_refusal(&state, &form.csrf) {
         return refused;
+    }
+    if let Err(e) = user.end_session(&state).await {
+        tracing::warn!(error = %e, operator = %user.name, "logout could not end the session on the server; only the cookie is cleared");
     }
     let gone = Cookie::build((SESSION_COOKIE, "")).path("/");
     (jar.remove(gone), Redirect::to("/dashboard/login")).into_response()

@@ -27,15 +27,19 @@ impl FromRequestParts<AppState> for DashboardUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let jar = CookieJar::from_headers(&parts.headers);
         Self::from_jar(state, &jar, client_ip(parts))
+            .await
             .ok_or_else(|| Redirect::to("/dashboard/login").into_response())
     }
 }
 
 impl DashboardUser {
-    /// The operator of a valid, unexpired session cookie.
-    pub fn from_jar(state: &AppState, jar: &CookieJar, ip: IpAddr) -> Option<Self> {
+    /// The operator of a valid, unexpired session cookie that was not logged out.
+    pub async fn from_jar(state: &AppState, jar: &CookieJar, ip: IpAddr) -> Option<Self> {
         let key = state.operator.session_key();
         let session = Session::verify(key, jar.get(SESSION_COOKIE)?.value())?;
+        if session.is_revoked(&state.db).await {
+            return None;
+        }
         Some(Self {
             name: session.name.clone(),
             actor: format!("{} via dashboard from {ip}", session.name),
@@ -62,5 +66,12 @@ impl DashboardUser {
                 operator => &self.name,
             },
         ))
+    }
+}
+
+impl DashboardUser {
+    /// Logs this session out on every ingress process.
+    pub async fn end_session(&self, state: &AppState) -> Result<(), b24flow_common::db::DbError> {
+        self.session.revoke(&state.db).await
     }
 }
