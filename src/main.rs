@@ -1,8 +1,8 @@
 //! `b24flow`: one binary, one subcommand per role (SPEC.md "Processes and commands").
 mod bench;
 mod bench_fairness;
-mod bench_pipeline;
 mod bench_ingress;
+mod bench_pipeline;
 mod bench_portal;
 mod demo;
 mod demo_tour;

@@ -15,7 +15,11 @@ fn no_redirects() -> reqwest::Client {
 fn csrf_of(html: &str) -> String {
     let at =
         html.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
-    html[at..].split('"').next().expect("a value in the page").to_string()
+    html[at..]
+        .split('"')
+        .next()
+        .expect("a value in the page")
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +175,10 @@ async fn login(app: &TestApp, http: &reqwest::Client, name: &str) -> String {
         .await
         .expect("log in");
     assert_eq!(login.status(), StatusCode::SEE_OTHER);
-    let set_cookie = login.headers()["set-cookie"].to_str().expect("log in").to_string();
+    let set_cookie = login.headers()["set-cookie"]
+        .to_str()
+        .expect("log in")
+        .to_string();
     set_cookie.split(';').next().expect("log in").to_string()
 }
 

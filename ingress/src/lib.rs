@@ -7,8 +7,8 @@ mod error;
 mod group_commit;
 pub mod operator;
 mod portal_auth;
-mod portal_gate;
 mod portal_cache;
+mod portal_gate;
 mod routes;
 mod server;
 

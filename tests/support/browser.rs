@@ -81,9 +81,15 @@ pub async fn screenshot(client: &Client, name: &str) {
 
 /// A screenshot of a long page: the window grows for it, then returns to a laptop's size.
 pub async fn screenshot_tall(client: &Client, name: &str) {
-    client.set_window_size(1366, 1700).await.expect("resize the browser window");
+    client
+        .set_window_size(1366, 1700)
+        .await
+        .expect("resize the browser window");
     screenshot(client, name).await;
-    client.set_window_size(1366, 900).await.expect("resize the browser window");
+    client
+        .set_window_size(1366, 900)
+        .await
+        .expect("resize the browser window");
 }
 
 pub async fn text_of(client: &Client, css: &str) -> String {

@@ -110,7 +110,9 @@ async fn listen_once(
         }
     });
     let listening = client
-        .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {LIMITS_CHANGED_CHANNEL}"))
+        .batch_execute(&format!(
+            "LISTEN {CHANNEL}; LISTEN {LIMITS_CHANGED_CHANNEL}"
+        ))
         .await;
     if let Err(error) = listening {
         driver.abort();
