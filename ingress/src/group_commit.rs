@@ -23,7 +23,7 @@ use crate::error::ApiError;
 /// How long the first call of a group waits for others to join.
 const GATHER_WINDOW: Duration = Duration::from_millis(1);
 /// Most calls in one statement.
-const MAX_GROUP: usize = 512;
+const MAX_GROUP: usize = 64;
 /// Groups being stored at once. Each holds one Postgres connection; more in flight lets
 /// a group's commit overlap the previous group's confirms.
 const FLUSH_SLOTS: usize = 8;
