@@ -359,5 +359,6 @@ fn fuzz_job(portal_id: i64, code: &str, properties: &Value) -> Job {
         created_at: now,
         updated_at: now,
         finished_at: None,
+        runs_as_user: false,
     }
 }

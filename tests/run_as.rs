@@ -449,3 +449,52 @@ async fn the_installers_expired_token_is_refreshed_once_for_many_app_level_calls
     assert_eq!(app.portal.refresh_count() - before, 1);
     app.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_run_again_after_its_run_as_token_was_erased_never_falls_back_to_the_installer() {
+    let app = spawn_app().await;
+    let sam = seller(&app, "Sam");
+    let deal = app
+        .portal
+        .crm_add_item(2, json!({"title": "Sam's deal", "assignedById": sam}));
+    let fired = fire_as(
+        &app,
+        "deal_update",
+        json!({"deal_id": deal.to_string(), "title": "Renamed by Sam"}),
+        sam,
+    )
+    .await;
+    let sent = app
+        .portal
+        .wait_event_send(&fired.event_token, WAIT)
+        .await
+        .expect("answered");
+    assert_eq!(error_text(&sent), "");
+    let id = app.job_id_of(&fired.event_token).await;
+    let path = format!("/api/jobs/{id}");
+    wait_until(|| async { app.api_get(&path).await["state"] == "succeeded" }).await;
+    // The job ended and its sealed tokens with it; now it runs once more without an
+    // outcome (what an operator's retry of a job that never got one does).
+    let client = app.pool.get().await.expect("db");
+    assert!(db::jobs::secret(&client, id)
+        .await
+        .expect("secret")
+        .is_none());
+    client
+        .execute(
+            "UPDATE jobs SET state = 'queued', outcome = NULL, result = NULL, finished_at = NULL,
+                 run_at = now(), published_at = NULL, max_attempts = attempt + 1
+             WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("queue the job again");
+    let writes_before = app.portal.crm_writes().len();
+    wait_until(|| async { app.api_get(&path).await["state"] == "failed" }).await;
+    let job = app.api_get(&path).await;
+    let error = job["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("не используются"), "{job}");
+    // With the installer's (an admin's) token the update would have gone through again.
+    assert_eq!(app.portal.crm_writes().len(), writes_before);
+    app.cleanup().await;
+}

@@ -52,6 +52,7 @@ pub async fn registration(
         properties,
         timeout_duration: 0,
         max_attempts: jobs::DEFAULT_MAX_ATTEMPTS,
+        runs_as_user: false,
     };
     store_and_publish(state, job, None).await
 }

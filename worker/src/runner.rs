@@ -288,6 +288,15 @@ impl Runner {
                 }
             }
         };
+        if run_as.is_none() && job.runs_as_user {
+            // Erased with the job's end (an operator retried it since): running with the
+            // installer's token would give the workflow the installer's rights.
+            return Ok(RunResult::Done(failure(
+                Some(&activity),
+                texts::run_as_token_gone(),
+                lang,
+            )));
+        }
         let b24 = as_run_as_user(b24, job, run_as);
         let ctx = RunContext {
             b24,

@@ -103,6 +103,14 @@ pub fn secret_unreadable(error: &dyn std::fmt::Display) -> Text {
     )
 }
 
+/// A job that runs as its workflow's user, whose sealed token is no longer there.
+pub fn run_as_token_gone() -> Text {
+    text!(
+        "the token of the user this workflow runs as is no longer stored (it is erased when a job ends), and the installer's rights are not used instead: start the workflow again",
+        "токен пользователя, от имени которого выполняется процесс, больше не хранится (он удаляется по завершении задания), а права установившего приложение вместо него не используются: запустите процесс заново"
+    )
+}
+
 pub fn database(error: &dyn std::fmt::Display) -> Text {
     text!("database: {error}", "ошибка базы данных b24flow: {error}")
 }

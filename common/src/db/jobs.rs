@@ -98,6 +98,9 @@ pub struct NewJob {
     pub properties: Value,
     pub timeout_duration: i64,
     pub max_attempts: i32,
+    /// The call carried its run-as user's token (sealed with the job's secrets).
+    #[serde(default)]
+    pub runs_as_user: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -120,6 +123,8 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// See [`NewJob::runs_as_user`]: such a job never runs with the installer's token.
+    pub runs_as_user: bool,
 }
 
 impl Job {
@@ -137,7 +142,7 @@ impl Job {
 
 const COLUMNS: &str = "id, portal_id, kind, code, event_token, workflow_id, document_id, \
     properties, timeout_duration, state, attempt, max_attempts, outcome, result, last_error, \
-    created_at, updated_at, finished_at";
+    created_at, updated_at, finished_at, runs_as_user";
 
 fn from_row(row: &tokio_postgres::Row) -> Result<Job, DbError> {
     let kind: String = row.try_get("kind")?;
@@ -164,6 +169,7 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Job, DbError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         finished_at: row.try_get("finished_at")?,
+        runs_as_user: row.try_get("runs_as_user")?,
     })
 }
 
@@ -229,6 +235,7 @@ pub async fn insert_many(
     let timeouts: Vec<i64> = rows.iter().map(|r| r.job.timeout_duration).collect();
     let max_attempts: Vec<i32> = rows.iter().map(|r| r.job.max_attempts).collect();
     let secrets: Vec<Option<&[u8]>> = rows.iter().map(|r| r.secret_enc).collect();
+    let runs_as: Vec<bool> = rows.iter().map(|r| r.job.runs_as_user).collect();
     // `ON CONFLICT DO NOTHING` without a target covers both the id and the event token.
     // The final SELECT reads the snapshot from before the statement, so rows stored by
     // this statement are matched through `ins` (a token repeated within the group).
@@ -237,15 +244,15 @@ pub async fn insert_many(
             "WITH input AS (
                  SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[],
                                       $6::text[], $7::jsonb[], $8::jsonb[], $9::int8[], $10::int4[],
-                                      $11::bytea[])
+                                      $11::bytea[], $12::bool[])
                      WITH ORDINALITY AS t(id, portal_id, kind, code, event_token, workflow_id,
                                           document_id, properties, timeout_duration,
-                                          max_attempts, secret_enc, n)
+                                          max_attempts, secret_enc, runs_as_user, n)
              ), ins AS (
                  INSERT INTO jobs (id, portal_id, kind, code, event_token, workflow_id, document_id,
-                                   properties, timeout_duration, max_attempts)
+                                   properties, timeout_duration, max_attempts, runs_as_user)
                  SELECT id, portal_id, kind, code, event_token, workflow_id, document_id,
-                        properties, timeout_duration, max_attempts
+                        properties, timeout_duration, max_attempts, runs_as_user
                  FROM input ORDER BY n
                  ON CONFLICT DO NOTHING
                  RETURNING id, portal_id, event_token
@@ -277,6 +284,7 @@ pub async fn insert_many(
                 &timeouts,
                 &max_attempts,
                 &secrets,
+                &runs_as,
             ],
         )
         .await?;

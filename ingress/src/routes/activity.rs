@@ -201,6 +201,7 @@ async fn accept_inner(
         properties,
         timeout_duration,
         max_attempts: DEFAULT_MAX_ATTEMPTS,
+        runs_as_user: run_as.is_some(),
     };
     let code = job.code.clone();
     let stored = enqueue::store_and_publish(state, job, sealed).await?;
