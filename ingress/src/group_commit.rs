@@ -6,8 +6,10 @@
 //!
 //! When Postgres does not take a group within [`COMMIT_WAIT`], each call is handed whole
 //! to RabbitMQ's intake queue (confirmed, persistent, secrets already sealed) and a worker
-//! stores it under its pre-chosen id once Postgres is back. Only when the broker refuses
-//! too is the answer `503 store_unavailable`.
+//! stores it under its pre-chosen id once Postgres is back. A call the broker does not take
+//! either gets one more, longer chance at Postgres (a stalled disk slows both stores at
+//! once, and a 503 leaves the workflow waiting forever: Bitrix24 never repeats a call).
+//! Only when that fails too is the answer `503 store_unavailable`.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +33,8 @@ const FLUSH_SLOTS: usize = 8;
 const COMMIT_WAIT: Duration = Duration::from_millis(1500);
 /// How long callers wait for confirms; past it their committed jobs are left to the outbox.
 const PUBLISH_WAIT: Duration = Duration::from_secs(3);
+/// The last chance at Postgres for calls the broker did not take either.
+const LAST_CHANCE_WAIT: Duration = Duration::from_secs(5);
 /// Calls waiting to be gathered; beyond it callers wait to hand theirs over.
 const QUEUE: usize = 16_384;
 
@@ -163,7 +167,7 @@ async fn flush(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
         Ok(inserted) => publish_and_answer(db, publisher, group, inserted).await,
         Err(e) if e.is_unreachable() => {
             tracing::warn!(error = %e, calls = group.len(), "Postgres did not take the calls; handing them to the broker");
-            hand_off(publisher, group).await
+            hand_off(db, publisher, group).await
         }
         Err(e) => {
             let error = ApiError::from(e);
@@ -261,7 +265,7 @@ async fn publish_and_answer(
     }
 }
 
-async fn hand_off(publisher: &Publisher, group: Vec<Pending>) {
+async fn hand_off(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
     let messages: Vec<IntakeMessage> = group
         .iter()
         .map(|p| IntakeMessage {
@@ -275,6 +279,7 @@ async fn hand_off(publisher: &Publisher, group: Vec<Pending>) {
         .await
         .unwrap_or_default();
     let mut results = results.into_iter();
+    let mut refused = Vec::new();
     for pending in group {
         match results.next() {
             Some(Ok(())) => {
@@ -285,7 +290,38 @@ async fn hand_off(publisher: &Publisher, group: Vec<Pending>) {
                     Some(Err(e)) => e.to_string(),
                     _ => "no confirm in time".to_string(),
                 };
-                tracing::error!(job.id = %pending.id, error = %why, "neither Postgres nor the broker took the call");
+                tracing::warn!(job.id = %pending.id, error = %why, "the broker did not take the call either; trying Postgres once more");
+                refused.push(pending);
+            }
+        }
+    }
+    if !refused.is_empty() {
+        last_chance(db, publisher, refused).await;
+    }
+}
+
+/// One more insert under the same ids: the first one may have committed after all (its
+/// rows then come back as duplicates of themselves, already durable, published by the
+/// sweeper).
+async fn last_chance(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
+    let rows: Vec<NewRow> = group
+        .iter()
+        .map(|p| NewRow {
+            id: p.id,
+            job: &p.job,
+            secret_enc: p.secret_enc.as_deref(),
+        })
+        .collect();
+    let committed = match tokio::time::timeout(LAST_CHANCE_WAIT, insert_group(db, &rows)).await {
+        Ok(result) => result,
+        Err(_) => Err(DbError::Timeout("group commit")),
+    };
+    drop(rows);
+    match committed {
+        Ok(inserted) => publish_and_answer(db, publisher, group, inserted).await,
+        Err(e) => {
+            for pending in group {
+                tracing::error!(job.id = %pending.id, error = %e, "neither Postgres nor the broker took the call");
                 let _ = pending.answer.send(Err(store_unavailable()));
             }
         }
