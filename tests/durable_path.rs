@@ -262,6 +262,51 @@ async fn calls_made_while_postgres_is_down_go_through_the_broker_and_run_once_it
     app.cleanup().await;
 }
 
+/// A call handed to the broker while Postgres was down, that Postgres then refuses to store
+/// (jsonb cannot hold a NUL character), is answered with an error instead of dropped:
+/// Bitrix24 never repeats a call, so its workflow would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_off_call_postgres_refuses_to_store_is_answered_with_an_error() {
+    let postgres = Proxy::start("127.0.0.1:5432".parse().expect("addr")).await;
+    let app = spawn_app_with(AppOptions {
+        portal: unlimited_portal(),
+        ingress_postgres_port: Some(postgres.addr.port()),
+        ..Default::default()
+    })
+    .await;
+    let warm = app.fire("user_info", json!({ "user_id": "user_1" })).await;
+    app.portal
+        .wait_event_send(&warm.event_token, WAIT)
+        .await
+        .expect("warm-up answered");
+
+    postgres.cut();
+    let (token, body) = app
+        .portal
+        .prepare_body(&ActivityCall::new(
+            "user_info",
+            json!({ "user_id": "user_1\u{0}" }),
+        ))
+        .expect("prepare a call");
+    let (status, answer) = post_call(&app, &app.address, &body)
+        .await
+        .expect("answered");
+    assert_eq!(status, 200, "{answer}");
+    postgres.restore();
+
+    let send = app
+        .portal
+        .wait_event_send(&token, LONG_WAIT)
+        .await
+        .expect("the workflow is answered");
+    let error = send.return_values["error_text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("отказалась его сохранить"), "{error}");
+    assert_eq!(stored_calls(&app, std::slice::from_ref(&token)).await, 0);
+    app.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_neither_postgres_nor_the_broker_takes_is_refused_quickly() {
     let postgres = Proxy::start("127.0.0.1:5432".parse().expect("addr")).await;

@@ -3,11 +3,14 @@
 //! new job, and only then acked; while Postgres is still down the delivery is held, never
 //! requeued or dead-lettered. A call stored twice (redelivery, or a commit that landed
 //! late after all) stays one job: the insert skips an existing id or event token.
+//! A call Postgres keeps refusing (a value it cannot store) is answered with an error,
+//! since Bitrix24 never repeats a call and its workflow would otherwise wait forever.
 use std::sync::Arc;
 use std::time::Duration;
 
 use b24flow_common::amqp::{self, AmqpError, IntakeMessage, Publisher, Topology};
-use b24flow_common::db::jobs::{self, Inserted, NewRow};
+use b24flow_common::bitrix::Bitrix;
+use b24flow_common::db::jobs::{self, Inserted, NewRow, Outcome};
 use b24flow_common::db::{DbError, Pool};
 use futures::StreamExt;
 use lapin::message::Delivery;
@@ -15,22 +18,36 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, Basi
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
+use crate::report::{self, Reported};
+use crate::schema::Lang;
+use crate::{activities, texts};
+
 /// Handed-off calls stored at once per process; the path is for outages, not for speed.
 const PREFETCH: u16 = 64;
 /// Times Postgres may answer a handed-off call with an error (not an outage) before the
 /// call is given up: a value Postgres will never store must not hold the intake forever.
 const REFUSALS_BEFORE_GIVING_UP: usize = 5;
+/// Tries at answering the workflow of a call that could not be stored.
+const ANSWER_TRIES: u32 = 5;
+
+/// What the intake needs besides the broker: where calls are stored, and the portals'
+/// REST clients to answer a call that cannot be.
+#[derive(Clone)]
+pub struct Stores {
+    pub db: Pool,
+    pub bitrix: Bitrix,
+    pub publisher: Arc<Publisher>,
+}
 
 pub async fn run(
-    db: Pool,
-    publisher: Arc<Publisher>,
+    stores: Stores,
     amqp_url: String,
     topology: Topology,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
-        match consume_once(&db, &publisher, &amqp_url, &topology, &shutdown).await {
+        match consume_once(&stores, &amqp_url, &topology, &shutdown).await {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
@@ -46,8 +63,7 @@ pub async fn run(
 }
 
 async fn consume_once(
-    db: &Pool,
-    publisher: &Publisher,
+    stores: &Stores,
     amqp_url: &str,
     topology: &Topology,
     shutdown: &CancellationToken,
@@ -75,7 +91,7 @@ async fn consume_once(
             Some(Ok(delivery)) => {
                 // Unacked at shutdown: the broker delivers it again, the id keeps it one job.
                 tokio::select! {
-                    _ = take(db, publisher, delivery) => {}
+                    _ = take(stores, delivery) => {}
                     _ = shutdown.cancelled() => break Ok(()),
                 }
             }
@@ -87,7 +103,8 @@ async fn consume_once(
     outcome
 }
 
-async fn take(db: &Pool, publisher: &Publisher, delivery: Delivery) {
+async fn take(stores: &Stores, delivery: Delivery) {
+    let Stores { db, publisher, .. } = stores;
     let call = match serde_json::from_slice::<IntakeMessage>(&delivery.data) {
         Ok(call) => call,
         Err(e) => {
@@ -102,7 +119,8 @@ async fn take(db: &Pool, publisher: &Publisher, delivery: Delivery) {
         match store(db, &call).await {
             Ok(inserted) => break inserted,
             Err(e) if !e.is_unreachable() && refusals >= REFUSALS_BEFORE_GIVING_UP => {
-                tracing::error!(job.id = %call.job_id, error = %e, "Postgres refuses a handed-off call; it is dropped");
+                tracing::error!(job.id = %call.job_id, error = %e, "Postgres refuses a handed-off call; answering its workflow with an error");
+                answer_unstorable(&stores.bitrix, &call).await;
                 let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
                 return;
             }
@@ -139,4 +157,46 @@ async fn store(db: &Pool, call: &IntakeMessage) -> Result<Inserted, DbError> {
         .await?
         .pop()
         .ok_or(DbError::Config("insert returned no row".into()))
+}
+
+/// Answers the workflow of a call that was accepted but can never be stored, with the
+/// activity's failure values, as the runner answers a permanent error.
+async fn answer_unstorable(bitrix: &Bitrix, call: &IntakeMessage) {
+    let Some(event_token) = call.job.event_token.as_deref() else {
+        return;
+    };
+    let mut pause = Duration::from_secs(1);
+    for attempt in 1..=ANSWER_TRIES {
+        let sent = match bitrix.portal(call.job.portal_id).await {
+            Ok(b24) => {
+                let outcome = Outcome {
+                    success: false,
+                    return_values: activities::find(&call.job.code)
+                        .map(|a| a.failure_values())
+                        .unwrap_or_default(),
+                    error_text: texts::call_not_stored()
+                        .get(Lang::from_code(b24.language()))
+                        .to_string(),
+                    ..Outcome::default()
+                };
+                report::send(&b24, event_token, &outcome).await
+            }
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(Reported::Delivered) => {
+                tracing::info!(job.id = %call.job_id, "the workflow of an unstorable call was answered with an error");
+                return;
+            }
+            Ok(Reported::WorkflowGone) => return,
+            Err(e) if attempt == ANSWER_TRIES => {
+                tracing::error!(job.id = %call.job_id, error = %e, "the workflow of an unstorable call could not be answered");
+            }
+            Err(e) => {
+                tracing::warn!(job.id = %call.job_id, error = %e, "cannot answer the workflow of an unstorable call yet");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
 }

@@ -108,8 +108,11 @@ pub async fn run_with_activities(
         shutdown.clone(),
     ));
     let intake = tokio::spawn(intake::run(
-        pool.clone(),
-        publisher.clone(),
+        intake::Stores {
+            db: pool.clone(),
+            bitrix: runner.bitrix.clone(),
+            publisher: publisher.clone(),
+        },
         config.amqp_url.clone(),
         topology.clone(),
         shutdown.clone(),

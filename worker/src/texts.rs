@@ -96,6 +96,13 @@ pub fn internal_error() -> Text {
     )
 }
 
+pub fn call_not_stored() -> Text {
+    text!(
+        "b24flow accepted this call while its database was unavailable, but the database refused to store it (a property value it cannot hold, such as a NUL character); the activity did not run",
+        "b24flow принял вызов, когда база данных была недоступна, но база данных отказалась его сохранить (значение свойства, которое она не может хранить, например символ NUL); действие не выполнено"
+    )
+}
+
 pub fn secret_unreadable(error: &dyn std::fmt::Display) -> Text {
     text!(
         "the job's secret properties cannot be read: {error}",
