@@ -23,6 +23,14 @@ impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
+    /// No portal answers to what an operator named (id, domain or member_id).
+    pub fn portal_not_found(portal: impl std::fmt::Debug) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "portal_not_found",
+            format!("no portal {portal:?}"),
+        )
+    }
 }
 
 impl From<DbError> for ApiError {

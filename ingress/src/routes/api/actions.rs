@@ -97,13 +97,7 @@ pub async fn find_portal(state: &AppState, portal: &str) -> Result<i64, ApiError
     ops::portal_detail(&client, portal)
         .await?
         .map(|p| p.summary.id)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "portal_not_found",
-                format!("no portal {portal:?}"),
-            )
-        })
+        .ok_or_else(|| ApiError::portal_not_found(portal))
 }
 
 pub async fn pause(state: &AppState, portal_id: i64, actor: &str) -> Result<bool, ApiError> {
@@ -137,11 +131,7 @@ pub async fn set_plan(
 ) -> Result<(), ApiError> {
     let mut client = state.db.get().await?;
     if !ops::set_portal_plan(&mut client, portal_id, plan, actor).await? {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "portal_not_found",
-            format!("no portal {portal_id}"),
-        ));
+        return Err(ApiError::portal_not_found(portal_id));
     }
     let (rate, burst) = plan.rate_and_burst();
     tracing::info!(%actor, portal.id = portal_id, plan = plan.name(), rate, burst, "operator set a portal's plan");

@@ -2,7 +2,6 @@
 //! pause / resume, and its limiter plan.
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::Json;
 use b24flow_common::db::ops::{self, PortalDetail, PortalSummary};
 use b24flow_common::db::portal_limits::{self, LimitState, Plan};
@@ -23,13 +22,9 @@ pub async fn list(
 
 pub async fn detail(state: &AppState, portal: &str) -> Result<PortalDetail, ApiError> {
     let client = state.db.get().await?;
-    ops::portal_detail(&client, portal).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "portal_not_found",
-            format!("no portal {portal:?}"),
-        )
-    })
+    ops::portal_detail(&client, portal)
+        .await?
+        .ok_or_else(|| ApiError::portal_not_found(portal))
 }
 
 pub async fn show(
@@ -67,17 +62,14 @@ pub async fn limits(
     Path(portal): Path<String>,
 ) -> Result<Json<LimitState>, ApiError> {
     let id = actions::find_portal(&state, &portal).await?;
+    limit_state(&state, id, &portal).await.map(Json)
+}
+
+async fn limit_state(state: &AppState, id: i64, portal: &str) -> Result<LimitState, ApiError> {
     let client = state.db.get().await?;
     portal_limits::get_state(&client, id)
         .await?
-        .map(Json)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "portal_not_found",
-                format!("no portal {portal:?}"),
-            )
-        })
+        .ok_or_else(|| ApiError::portal_not_found(portal))
 }
 
 /// A new plan: `{"plan": "standard" | "enterprise"}` or
@@ -108,15 +100,5 @@ pub async fn set_limits(
     let plan = body.to_plan()?;
     let id = actions::find_portal(&state, &portal).await?;
     actions::set_plan(&state, id, plan, &op.actor).await?;
-    let client = state.db.get().await?;
-    portal_limits::get_state(&client, id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "portal_not_found",
-                format!("no portal {portal:?}"),
-            )
-        })
+    limit_state(&state, id, &portal).await.map(Json)
 }

@@ -292,13 +292,9 @@ pub async fn portal(
 ) -> Response {
     let result = async {
         let client = state.db.get().await?;
-        let detail = ops::portal_detail(&client, &portal).await?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "portal_not_found",
-                format!("no portal {portal:?}"),
-            )
-        })?;
+        let detail = ops::portal_detail(&client, &portal)
+            .await?
+            .ok_or_else(|| ApiError::portal_not_found(portal))?;
         let filter = ops::JobFilter {
             portal: Some(detail.summary.id.to_string()),
             ..ops::JobFilter::default()
