@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
+use super::rest::json_response;
 use crate::methods::RestError;
 use crate::php;
 use crate::portal::Portal;
@@ -55,12 +56,7 @@ pub(super) async fn download(State(portal): State<Portal>, uri: Uri) -> Response
             )
                 .into_response()
         }
-        Err(e) => (
-            e.status,
-            [("content-type", "application/json; charset=utf-8")],
-            e.body().to_string(),
-        )
-            .into_response(),
+        Err(e) => json_response(e.status, &e.body()),
     }
 }
 

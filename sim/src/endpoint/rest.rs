@@ -24,7 +24,7 @@ use crate::state::auth::TokenError;
 use crate::state::faults::Fault;
 use crate::state::State as PortalState;
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [("content-type", "application/json; charset=utf-8")],

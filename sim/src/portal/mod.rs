@@ -23,7 +23,7 @@ use crate::state::auth::{random_hex, IssuedTokens};
 use crate::state::crm::Crm;
 use crate::state::disk::Disk;
 use crate::state::invoicing::Invoicing;
-use crate::state::telephony_calendar::Area as TelephonyCalendar;
+use crate::state::telephony_calendar::TelephonyCalendar;
 use crate::state::{Areas, EventSend, Faults, RegisteredActivity, State, TokenPair};
 
 /// How a portal behaves.
@@ -371,4 +371,32 @@ impl Portal {
 /// An area stays usable after a panicking test hook, as the process-wide areas did.
 fn lock_area<T>(area: &Mutex<T>) -> MutexGuard<'_, T> {
     area.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_portals_areas_go_with_its_last_handle() {
+        let portal = Portal::new(
+            PortalConfig::default(),
+            "127.0.0.1:1".into(),
+            "http://127.0.0.1:2".into(),
+            Arc::default(),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        portal.crm_add_item(2, serde_json::json!({"title": "Deal"}));
+        portal.add_disk_file("a.txt", b"a".to_vec());
+        let held = portal.clone();
+        let inner = Arc::downgrade(&portal.inner);
+        drop(portal);
+        assert!(inner.upgrade().is_some(), "a clone still holds the portal");
+        drop(held);
+        assert!(
+            inner.upgrade().is_none(),
+            "nothing else keeps a portal's state"
+        );
+    }
 }

@@ -130,7 +130,7 @@ pub(crate) struct Areas {
     pub crm: Mutex<crm::Crm>,
     pub invoicing: Mutex<invoicing::Invoicing>,
     pub disk: Mutex<disk::Disk>,
-    pub telephony_calendar: Mutex<telephony_calendar::Area>,
+    pub telephony_calendar: Mutex<telephony_calendar::TelephonyCalendar>,
 }
 
 impl Areas {
@@ -139,7 +139,7 @@ impl Areas {
             crm: Mutex::new(crm::Crm::new()),
             invoicing: Mutex::new(invoicing::Invoicing::new()),
             disk: Mutex::new(disk::Disk::default()),
-            telephony_calendar: Mutex::new(telephony_calendar::Area::new()),
+            telephony_calendar: Mutex::new(telephony_calendar::TelephonyCalendar::new()),
         }
     }
 }

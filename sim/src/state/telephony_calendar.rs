@@ -9,14 +9,14 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::NaiveDateTime;
 use serde_json::{json, Value};
 
-pub(crate) struct Area {
+pub(crate) struct TelephonyCalendar {
     pub telephony: Telephony,
     pub calendar: Calendar,
 }
 
-impl Area {
+impl TelephonyCalendar {
     pub(crate) fn new() -> Self {
-        Area {
+        TelephonyCalendar {
             telephony: Telephony::new(),
             calendar: Calendar::default(),
         }
