@@ -1,7 +1,7 @@
 //! Layer 4 of the simulator: a portal over HTTP on its own loopback listener. `/rest/…`
 //! (`rest`, with `batch`), the Disk download links (`download`) and the page that shows the
-//! app to a user (`app_frame`). It reaches the portal's data only through `crate::methods`
-//! and the `crate::portal` handle; nothing below imports it.
+//! app to a user (`app_frame`). It uses the layers below (`methods`, `portal`, `state`,
+//! `php`); only `cloud`, which starts portals, uses it.
 
 mod app_frame;
 mod batch;

@@ -2,7 +2,7 @@
 //! access away, make a method lose its answer, and read items, activities and comments back.
 use serde_json::{json, Map, Value};
 
-use crate::portal::Portal;
+use super::Portal;
 use crate::state::crm::{Fm, Item};
 
 impl Portal {

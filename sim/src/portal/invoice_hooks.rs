@@ -2,7 +2,7 @@
 //! links, user fields, new and old invoices, rights; and the state read back.
 use serde_json::{json, Map, Value};
 
-use crate::portal::Portal;
+use super::Portal;
 use crate::state::crm::Item;
 use crate::state::invoicing::{
     self, abbr_of, BankDetail, Invoicing, Link, Requisite, UserField, SMART_INVOICE_CATEGORY,

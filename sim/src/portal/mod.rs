@@ -1,8 +1,8 @@
 //! Layer 2 of the simulator: one portal as tests, the driver and the methods hold it. The
 //! [`Portal`] handle owns its identity (domain, `member_id`, event-token key), the core
-//! state and the areas of `crate::state` (freed with the last handle), and offers the test
-//! and demo hooks (`*_hooks.rs`, one file per area). It imports only `state` and `php`;
-//! serving the portal over HTTP is `crate::endpoint`, the driver side `crate::driver`.
+//! state and the areas of `state` (freed with the last handle), and offers the test
+//! and demo hooks (`*_hooks.rs`, one file per area). It imports only `state`;
+//! serving the portal over HTTP is the `endpoint` module, the driver side `driver`.
 
 mod crm_hooks;
 mod disk_hooks;
@@ -89,7 +89,7 @@ pub struct Portal {
 }
 
 impl Portal {
-    /// A portal answering at `domain`; `crate::endpoint` binds the listener and serves it.
+    /// A portal answering at `domain`; the `endpoint` module binds the listener and serves it.
     pub(crate) fn new(
         cfg: PortalConfig,
         domain: String,
