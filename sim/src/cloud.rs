@@ -14,8 +14,8 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::portal::auth::IssuedTokens;
 use crate::portal::{Portal, PortalConfig};
+use crate::state::auth::{IssuedTokens, SCOPE};
 
 /// The app's OAuth credentials as the cloud knows them.
 #[derive(Clone, Debug)]
@@ -47,9 +47,6 @@ struct CloudInner {
     shutdown: CancellationToken,
     server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
-
-/// The scopes every token carries (comma-separated, as in every capture, §8.6).
-pub(crate) const SCOPE: &str = "crm,bizproc,user,department,disk,calendar,telephony,placement";
 
 impl Cloud {
     /// Starts the OAuth server on `127.0.0.1:0`.

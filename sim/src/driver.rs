@@ -11,10 +11,10 @@ use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::cloud::SCOPE;
 use crate::php;
-use crate::portal::auth::{random_hex, unix_now, TokenPair};
-use crate::portal::{EventSend, Portal, RegisteredActivity, State, Workflow};
+use crate::portal::Portal;
+use crate::state::auth::{random_hex, unix_now, TokenPair, SCOPE};
+use crate::state::{EventSend, RegisteredActivity, State, Workflow};
 
 /// One activity (or robot) run to fire at the app.
 #[derive(Clone, Debug)]

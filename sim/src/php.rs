@@ -256,6 +256,18 @@ pub fn like(value: &str, pattern: &str) -> bool {
     true
 }
 
+/// `rawurlencode()`: RFC 3986 percent-encoding of everything but unreserved characters.
+pub fn rawurlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

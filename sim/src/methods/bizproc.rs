@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Ctx, Handler, Reply, RestError};
 use crate::php;
-use crate::portal::{EventSend, RegisteredActivity};
+use crate::state::{EventSend, RegisteredActivity};
 
 const VALIDATION: &str = "ERROR_ACTIVITY_VALIDATION_FAILURE";
 

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{page, start_param, Ctx, Handler, Reply, RestError};
 use crate::php;
-use crate::portal::telephony_calendar::{self, parse_datetime, EventUpdate, DATETIME_FORMAT};
+use crate::state::telephony_calendar::{parse_datetime, EventUpdate, DATETIME_FORMAT};
 
 pub(crate) fn route(method: &str) -> Option<Handler> {
     let handler: Handler = match method {
@@ -44,7 +44,7 @@ fn ids(v: Option<&Value>) -> Vec<u64> {
 }
 
 fn resource_list(ctx: &mut Ctx<'_>, _params: Value) -> Result<Reply, RestError> {
-    let list = telephony_calendar::with(ctx.portal, |a| {
+    let list = ctx.portal.telephony_calendar(|a| {
         a.calendar
             .resources
             .values()
@@ -73,7 +73,7 @@ fn booking_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
             .and_then(php::to_string)
             .and_then(|s| parse_datetime(&s)),
     );
-    let items = telephony_calendar::with(ctx.portal, |a| {
+    let items = ctx.portal.telephony_calendar(|a| {
         let cal = &a.calendar;
         if !by_booking.is_empty() {
             by_booking
@@ -131,7 +131,7 @@ fn event_get(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         bound("from", now - Duration::days(31)),
         bound("to", now + Duration::days(92)),
     );
-    let events = telephony_calendar::with(ctx.portal, |a| {
+    let events = ctx.portal.telephony_calendar(|a| {
         a.calendar
             .events
             .values()
@@ -147,7 +147,7 @@ fn event_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let method = "calendar.event.update";
     let caller = ctx.caller.clone();
     let record = |ctx: &Ctx<'_>, applied: bool| {
-        telephony_calendar::with(ctx.portal, |a| {
+        ctx.portal.telephony_calendar(|a| {
             a.calendar.updates.push(EventUpdate {
                 caller: caller.user_id,
                 params: params.clone(),
@@ -175,7 +175,7 @@ fn event_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     };
     let outcome = (|| {
         let (from, to) = (date("from")?, date("to")?);
-        telephony_calendar::with(ctx.portal, |a| {
+        ctx.portal.telephony_calendar(|a| {
             let may_edit = a.calendar.may_edit(caller.user_id, caller.is_admin, owner);
             let Some(event) = a
                 .calendar

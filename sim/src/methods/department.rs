@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::{start_param, Ctx, Handler, Reply, RestError};
 use crate::php;
-use crate::portal::directory::{Department, Directory};
+use crate::state::directory::{Department, Directory};
 
 const FIELDS: &[&str] = &["ID", "NAME", "SORT", "PARENT", "UF_HEAD"];
 

@@ -1,4 +1,4 @@
-//! The REST method router. Each module owns one scope's methods and exposes
+//! Layer 3 of the simulator: the REST method router. Each module owns one scope's methods and exposes
 //! `route(method) -> Option<Handler>`; adding a scope is one line in [`find`].
 //!
 //! Handlers get parameters as the portal's PHP sees them: a JSON body as decoded, or form /
@@ -16,7 +16,8 @@ pub(crate) mod user;
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use crate::portal::{Portal, State};
+use crate::portal::Portal;
+use crate::state::State;
 
 /// Who calls: the user behind the OAuth token. Every token here is an app token, so the
 /// "application context" the bizproc methods require is always present.
@@ -80,6 +81,14 @@ impl RestError {
         };
         Self::new(StatusCode::FORBIDDEN, "ACCESS_DENIED", description)
     }
+    /// The method's time budget is spent (protocol.md §7.2).
+    pub fn operation_time_limit() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "OPERATION_TIME_LIMIT",
+            "Method is blocked due to operation time limit.",
+        )
+    }
     pub fn method_not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -132,7 +141,9 @@ pub(crate) fn find(method: &str) -> Option<Handler> {
 pub(crate) fn dispatch(ctx: &mut Ctx<'_>, method: &str, params: Value) -> Result<Reply, RestError> {
     let method = method.to_lowercase();
     let handler = find(&method).ok_or_else(RestError::method_not_found)?;
-    ctx.state.operating.check(&method)?;
+    if !ctx.state.operating.admits(&method) {
+        return Err(RestError::operation_time_limit());
+    }
     *ctx.state.method_calls.entry(method).or_insert(0) += 1;
     handler(ctx, params)
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Ctx, Handler, Reply, RestError};
 use crate::php;
-use crate::portal::telephony_calendar::{self, CallbackCall, BASE_NUMBER_LINE};
+use crate::state::telephony_calendar::{CallbackCall, BASE_NUMBER_LINE};
 
 pub(crate) fn route(method: &str) -> Option<Handler> {
     let handler: Handler = match method {
@@ -41,16 +41,25 @@ fn php_map<'a>(pairs: impl Iterator<Item = (&'a String, &'a String)>) -> Value {
 
 fn line_get(ctx: &mut Ctx<'_>, _params: Value) -> Result<Reply, RestError> {
     require_line_management(ctx)?;
-    Ok(telephony_calendar::with(ctx.portal, |a| php_map(a.telephony.lines.iter())).into())
+    Ok(ctx
+        .portal
+        .telephony_calendar(|a| php_map(a.telephony.lines.iter()))
+        .into())
 }
 
 fn outgoing_get(ctx: &mut Ctx<'_>, _params: Value) -> Result<Reply, RestError> {
     require_line_management(ctx)?;
-    Ok(telephony_calendar::with(ctx.portal, |a| json!(a.telephony.default_line)).into())
+    Ok(ctx
+        .portal
+        .telephony_calendar(|a| json!(a.telephony.default_line))
+        .into())
 }
 
 fn voices_get(ctx: &mut Ctx<'_>, _params: Value) -> Result<Reply, RestError> {
-    Ok(telephony_calendar::with(ctx.portal, |a| php_map(a.telephony.voices.iter())).into())
+    Ok(ctx
+        .portal
+        .telephony_calendar(|a| php_map(a.telephony.voices.iter()))
+        .into())
 }
 
 fn core_error(description: String) -> RestError {
@@ -76,7 +85,7 @@ fn callback_start(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> 
     );
     let voice = Some(text_of("VOICE")).filter(|v| !v.is_empty());
     let caller = ctx.caller.user_id;
-    telephony_calendar::with(ctx.portal, |a| {
+    ctx.portal.telephony_calendar(|a| {
         let t = &mut a.telephony;
         if t.cannot_call.contains(&caller) {
             return Err(RestError::new(

@@ -1,23 +1,17 @@
-//! One simulated Bitrix24 portal: its REST endpoint on its own loopback listener, its state
-//! (tokens, registered activities, waiting workflow instances, users and departments) and
-//! what tests observe about it. The driver side (install, firing workflows) is `driver.rs`.
+//! Layer 2 of the simulator: one portal as tests, the driver and the methods hold it. The
+//! [`Portal`] handle owns its identity (domain, `member_id`, event-token key), the core
+//! state and the areas of `state` (freed with the last handle), and offers the test
+//! and demo hooks (`*_hooks.rs`, one file per area). It imports only `state`;
+//! serving the portal over HTTP is the `endpoint` module, the driver side `driver`.
 
-pub(crate) mod app_frame;
-pub(crate) mod auth;
-pub(crate) mod batch;
-pub(crate) mod directory;
-pub(crate) mod disk;
-pub(crate) mod faults;
-pub(crate) mod limits;
-pub(crate) mod operating;
-pub(crate) mod rest;
-pub(crate) mod telephony_calendar;
+mod crm_hooks;
+mod disk_hooks;
+mod invoice_hooks;
 mod telephony_calendar_hooks;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -25,12 +19,12 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::TokenPair;
-pub use faults::Faults;
-
-use auth::{random_hex, IssuedTokens, TokenStore};
-use directory::Directory;
-use limits::LeakyBucket;
+use crate::state::auth::{random_hex, IssuedTokens};
+use crate::state::crm::Crm;
+use crate::state::disk::Disk;
+use crate::state::invoicing::Invoicing;
+use crate::state::telephony_calendar::TelephonyCalendar;
+use crate::state::{Areas, EventSend, Faults, RegisteredActivity, State, TokenPair};
 
 /// How a portal behaves.
 #[derive(Clone, Debug)]
@@ -65,71 +59,6 @@ impl Default for PortalConfig {
     }
 }
 
-/// A `bizproc.activity.add` / `bizproc.robot.add` registration as the portal stored it:
-/// top-level and property-descriptor keys upper-cased, property keys as given.
-#[derive(Clone, Debug)]
-pub struct RegisteredActivity {
-    pub code: String,
-    pub is_robot: bool,
-    pub handler: String,
-    pub auth_user_id: u64,
-    pub use_subscription: String,
-    pub name: Value,
-    pub properties: Value,
-    pub return_properties: Value,
-    pub document_type: Value,
-    pub filter: Value,
-}
-
-/// The first accepted `bizproc.event.send` of one workflow instance.
-#[derive(Clone, Debug)]
-pub struct EventSend {
-    pub event_token: String,
-    /// Values of declared RETURN_PROPERTIES only, keyed as declared, converted by type.
-    pub return_values: Value,
-    /// `RETURN_VALUES` as received.
-    pub raw_return_values: Value,
-    pub log_message: String,
-    pub at: Instant,
-    pub fired_at: Instant,
-}
-
-/// A workflow instance waiting in (or past) one of our activities.
-pub(crate) struct Workflow {
-    pub activity_name: String,
-    pub event_id: String,
-    pub event_token: String,
-    pub return_properties: Value,
-    pub closed: bool,
-    pub fired_at: Instant,
-    pub logs: Vec<String>,
-}
-
-pub(crate) struct State {
-    /// False after ONAPPUNINSTALL until the next install.
-    pub app_installed: bool,
-    /// `app.info` INSTALLED: set once the install finished (`BX24.installFinish()`, §1.1).
-    pub install_finished: bool,
-    pub application_token: String,
-    pub tokens: TokenStore,
-    pub activities: Vec<RegisteredActivity>,
-    pub directory: Directory,
-    /// by workflow id
-    pub workflows: HashMap<String, Workflow>,
-    pub event_sends: Vec<EventSend>,
-    pub event_send_index: HashMap<String, usize>,
-    pub duplicate_event_sends: usize,
-    pub method_calls: HashMap<String, u64>,
-    pub faults: Faults,
-    /// Top-level methods (lower case) that answer 500 every time, for retry-exhaustion tests.
-    pub failing_methods: std::collections::HashSet<String>,
-    pub rate_limit_enabled: bool,
-    pub bucket: LeakyBucket,
-    pub operating: operating::Operating,
-    /// Every authenticated REST request: (method, the user its token belongs to).
-    pub requests_by_user: Vec<(String, u64)>,
-}
-
 pub(crate) struct PortalInner {
     pub cfg: PortalConfig,
     /// `127.0.0.1:PORT`; changes when the portal moves (`move_to_new_address`).
@@ -142,6 +71,7 @@ pub(crate) struct PortalInner {
     signing_key: Vec<u8>,
     pub registry: Arc<IssuedTokens>,
     pub state: Mutex<State>,
+    pub areas: Areas,
     /// Woken on every state change (activities, event sends).
     pub changed: Notify,
     pub request_count: AtomicU64,
@@ -159,44 +89,25 @@ pub struct Portal {
 }
 
 impl Portal {
-    pub(crate) async fn start(
+    /// A portal answering at `domain`; the `endpoint` module binds the listener and serves it.
+    pub(crate) fn new(
         cfg: PortalConfig,
+        domain: String,
         oauth_url: String,
         registry: Arc<IssuedTokens>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Portal> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let domain = listener.local_addr()?.to_string();
-        let mut directory = Directory::new("Company");
-        directory.add_user(&serde_json::json!({
-            "ID": cfg.admin_user_id, "NAME": "Alex", "LAST_NAME": "Admin",
-            "EMAIL": "admin@example.com", "WORK_POSITION": "Administrator", "IS_ONLINE": "Y",
-        }));
-        let state = State {
-            app_installed: true,
-            install_finished: false,
-            application_token: random_hex(32),
-            tokens: TokenStore::default(),
-            activities: Vec::new(),
-            directory,
-            workflows: HashMap::new(),
-            event_sends: Vec::new(),
-            event_send_index: HashMap::new(),
-            duplicate_event_sends: 0,
-            method_calls: HashMap::new(),
-            faults: cfg.faults.clone(),
-            failing_methods: std::collections::HashSet::new(),
-            rate_limit_enabled: cfg.rate_limit_enabled,
-            bucket: LeakyBucket::new(),
-            operating: operating::Operating::default(),
-            requests_by_user: Vec::new(),
-        };
+        let state = State::new(
+            cfg.admin_user_id,
+            cfg.faults.clone(),
+            cfg.rate_limit_enabled,
+        );
         let http = reqwest::Client::builder()
             .no_proxy()
             .user_agent("Bitrix24 Webhook Engine")
             .timeout(Duration::from_secs(60))
             .build()?;
-        let portal = Portal {
+        Ok(Portal {
             inner: Arc::new(PortalInner {
                 cfg,
                 domain: Mutex::new(domain),
@@ -207,6 +118,7 @@ impl Portal {
                 signing_key: random_hex(64).into_bytes(),
                 registry,
                 state: Mutex::new(state),
+                areas: Areas::new(),
                 changed: Notify::new(),
                 request_count: AtomicU64::new(0),
                 rejected_by_rate_limit: AtomicU64::new(0),
@@ -215,31 +127,7 @@ impl Portal {
                 shutdown,
                 server: Mutex::new(None),
             }),
-        };
-        let app = rest::router(portal.clone());
-        let stop = portal.inner.shutdown.clone();
-        let handle = tokio::spawn(async move {
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(error) = serve.await {
-                tracing::warn!(%error, "simulated portal stopped");
-            }
-        });
-        *portal.inner.server.lock().unwrap() = Some(handle);
-        Ok(portal)
-    }
-
-    pub(crate) async fn stop(&self) {
-        self.inner.shutdown.cancel();
-        let handle = self.inner.server.lock().unwrap().take();
-        if let Some(mut handle) = handle {
-            if tokio::time::timeout(Duration::from_secs(5), &mut handle)
-                .await
-                .is_err()
-            {
-                handle.abort();
-            }
-        }
+        })
     }
 
     // ---- identity ----
@@ -255,26 +143,6 @@ impl Portal {
     /// `http://127.0.0.1:PORT/rest/` (the `client_endpoint`).
     pub fn rest_url(&self) -> String {
         format!("http://{}/rest/", self.domain())
-    }
-
-    /// The portal changes its address, as when an admin renames the portal's domain: a new
-    /// listener serves it, the OAuth server and later installs name the new address, and
-    /// requests to the old one are refused (and counted) from now on. Returns the new domain.
-    pub async fn move_to_new_address(&self) -> anyhow::Result<String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let new_domain = listener.local_addr()?.to_string();
-        let app = rest::router(self.clone());
-        let stop = self.inner.shutdown.clone();
-        tokio::spawn(async move {
-            let serve = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(error) = serve.await {
-                tracing::warn!(%error, "simulated portal stopped");
-            }
-        });
-        let old = std::mem::replace(&mut *self.inner.domain.lock().unwrap(), new_domain.clone());
-        self.inner.old_domains.lock().unwrap().push(old);
-        Ok(new_domain)
     }
 
     /// Requests that reached an address the portal moved away from.
@@ -441,6 +309,22 @@ impl Portal {
         self.inner.state.lock().unwrap()
     }
 
+    pub(crate) fn crm<R>(&self, f: impl FnOnce(&mut Crm) -> R) -> R {
+        f(&mut lock_area(&self.inner.areas.crm))
+    }
+
+    pub(crate) fn invoicing<R>(&self, f: impl FnOnce(&mut Invoicing) -> R) -> R {
+        f(&mut lock_area(&self.inner.areas.invoicing))
+    }
+
+    pub(crate) fn disk<R>(&self, f: impl FnOnce(&mut Disk) -> R) -> R {
+        f(&mut lock_area(&self.inner.areas.disk))
+    }
+
+    pub(crate) fn telephony_calendar<R>(&self, f: impl FnOnce(&mut TelephonyCalendar) -> R) -> R {
+        f(&mut lock_area(&self.inner.areas.telephony_calendar))
+    }
+
     pub(crate) fn notify(&self) {
         self.inner.changed.notify_waiters();
     }
@@ -481,5 +365,38 @@ impl Portal {
 
     pub(crate) fn is_admin(&self, user_id: u64) -> bool {
         user_id == self.inner.cfg.admin_user_id
+    }
+}
+
+/// An area stays usable after a panicking test hook, as the process-wide areas did.
+fn lock_area<T>(area: &Mutex<T>) -> MutexGuard<'_, T> {
+    area.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_portals_areas_go_with_its_last_handle() {
+        let portal = Portal::new(
+            PortalConfig::default(),
+            "127.0.0.1:1".into(),
+            "http://127.0.0.1:2".into(),
+            Arc::default(),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        portal.crm_add_item(2, serde_json::json!({"title": "Deal"}));
+        portal.add_disk_file("a.txt", b"a".to_vec());
+        let held = portal.clone();
+        let inner = Arc::downgrade(&portal.inner);
+        drop(portal);
+        assert!(inner.upgrade().is_some(), "a clone still holds the portal");
+        drop(held);
+        assert!(
+            inner.upgrade().is_none(),
+            "nothing else keeps a portal's state"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Test and demo hooks of the telephony and calendar areas: seed lines, voices, resources and
 //! bookings, take rights away, and read back the calls started and the events as stored.
-use super::telephony_calendar::{self, Booking, CalendarEvent, CallbackCall, EventUpdate};
 use super::Portal;
+use crate::state::telephony_calendar::{Booking, CalendarEvent, CallbackCall, EventUpdate};
 
 /// What [`Portal::seed_demo_telephony_and_calendar`] made.
 #[derive(Clone, Debug)]
@@ -17,37 +17,37 @@ pub struct TelephonyCalendarDemo {
 impl Portal {
     /// Adds a telephony line (`voximplant.line.get` lists it).
     pub fn add_phone_line(&self, id: &str, name: &str) {
-        telephony_calendar::with(self, |a| {
+        self.telephony_calendar(|a| {
             a.telephony.lines.insert(id.to_string(), name.to_string());
         });
     }
 
     /// Sets the default outgoing line (`voximplant.line.outgoing.get`).
     pub fn set_default_outgoing_line(&self, id: &str) {
-        telephony_calendar::with(self, |a| a.telephony.default_line = id.to_string());
+        self.telephony_calendar(|a| a.telephony.default_line = id.to_string());
     }
 
     /// Gives the portal a Bitrix24 base number, so `LINK_BASE_NUMBER` can call.
     pub fn set_base_number(&self, number: &str) {
-        telephony_calendar::with(self, |a| a.telephony.base_number = Some(number.to_string()));
+        self.telephony_calendar(|a| a.telephony.base_number = Some(number.to_string()));
     }
 
     /// Takes "Outgoing Call — Execute" away from `user_id`.
     pub fn deny_outgoing_calls(&self, user_id: u64) {
-        telephony_calendar::with(self, |a| {
+        self.telephony_calendar(|a| {
             a.telephony.cannot_call.insert(user_id);
         });
     }
 
     /// Callback calls started, in order.
     pub fn callback_calls(&self) -> Vec<CallbackCall> {
-        telephony_calendar::with(self, |a| a.telephony.calls.clone())
+        self.telephony_calendar(|a| a.telephony.calls.clone())
     }
 
     /// Adds a bookable resource (a calendar section of type `resource`); returns its ID.
     pub fn add_calendar_resource(&self, name: &str) -> u64 {
         let admin = self.inner.cfg.admin_user_id;
-        telephony_calendar::with(self, |a| a.calendar.add_resource(name, admin))
+        self.telephony_calendar(|a| a.calendar.add_resource(name, admin))
     }
 
     /// Books `users` and `resources` from `from` (`DD.MM.YYYY HH:MI:SS`) for `duration_secs`,
@@ -64,7 +64,7 @@ impl Portal {
         deal_title: &str,
     ) -> Vec<u64> {
         let created_by = self.inner.cfg.admin_user_id;
-        telephony_calendar::with(self, |a| {
+        self.telephony_calendar(|a| {
             a.calendar.book(&Booking {
                 users,
                 resources,
@@ -79,14 +79,14 @@ impl Portal {
 
     /// From now on only `user_id` may edit events in `user_id`'s calendar (not even admins).
     pub fn restrict_calendar_to_owner(&self, user_id: u64) {
-        telephony_calendar::with(self, |a| {
+        self.telephony_calendar(|a| {
             a.calendar.owner_only.insert(user_id);
         });
     }
 
     /// The events behind resource-booking IDs, as stored now.
     pub fn booking_events(&self, booking: &[u64]) -> Vec<CalendarEvent> {
-        telephony_calendar::with(self, |a| {
+        self.telephony_calendar(|a| {
             booking
                 .iter()
                 .filter_map(|b| a.calendar.bookings.get(b))
@@ -97,7 +97,7 @@ impl Portal {
 
     /// Every `calendar.event.update` received, applied or refused.
     pub fn calendar_event_updates(&self) -> Vec<EventUpdate> {
-        telephony_calendar::with(self, |a| a.calendar.updates.clone())
+        self.telephony_calendar(|a| a.calendar.updates.clone())
     }
 
     /// For `b24flow demo`: a SIP line (the default outgoing one), a base number, and a

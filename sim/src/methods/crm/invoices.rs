@@ -4,12 +4,12 @@
 //! `crm.item.productrow.list/set` (set replaces all rows, crm-item-productrow-set.md).
 use serde_json::{json, Map, Value};
 
-use super::invoice_state::{self, owner_of_abbr, SMART_INVOICE_CATEGORY};
 use super::items::entity_type;
-use super::state::{self, Crm, Item};
 use super::{denied, lost_answer, param};
 use crate::methods::{Ctx, Handler, Reply, RestError};
 use crate::php;
+use crate::state::crm::{Crm, Item};
+use crate::state::invoicing::{self, owner_of_abbr, SMART_INVOICE_CATEGORY};
 
 pub(super) fn route(method: &str) -> Option<Handler> {
     let handler: Handler = match method {
@@ -106,9 +106,9 @@ fn item_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         return Err(missing("fields"));
     }
     let caller = ctx.caller.user_id;
-    let id = state::with(ctx.portal, |c| {
-        invoice_state::ensure_invoice_dictionaries(c);
-        let (user_fields, create_denied, prefix) = invoice_state::with(ctx.portal, |inv| {
+    let id = ctx.portal.crm(|c| {
+        invoicing::ensure_invoice_dictionaries(c);
+        let (user_fields, create_denied, prefix) = ctx.portal.invoicing(|inv| {
             (
                 inv.user_fields
                     .get(&t)
@@ -161,7 +161,7 @@ fn item_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         Ok(id)
     })?;
     lost_answer(ctx, "crm.item.add")?;
-    let item = state::with(ctx.portal, |c| c.render(t, id));
+    let item = ctx.portal.crm(|c| c.render(t, id));
     Ok(json!({ "item": item }).into())
 }
 
@@ -180,7 +180,7 @@ fn complete_invoice(c: &Crm, f: &mut Map<String, Value>, caller: u64) -> Result<
         Some(_) => return Err(invalid("categoryId")),
     };
     f.insert("categoryId".into(), json!(category));
-    let stages = c.stages_of(&invoice_state::smart_stage_entity(category));
+    let stages = c.stages_of(&invoicing::smart_stage_entity(category));
     match f.get("stageId").and_then(php::to_string) {
         Some(stage) if !stage.is_empty() => {
             if !stages.iter().any(|s| s.status_id == stage) {
@@ -262,9 +262,9 @@ fn item_fields(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         );
         add("parentId2", field("crm_entity", "Deal", false, false));
     }
-    let user_fields = invoice_state::with(ctx.portal, |inv| {
-        inv.user_fields.get(&t).cloned().unwrap_or_default()
-    });
+    let user_fields = ctx
+        .portal
+        .invoicing(|inv| inv.user_fields.get(&t).cloned().unwrap_or_default());
     for u in user_fields {
         fields.insert(
             u.name.clone(),
@@ -320,7 +320,7 @@ fn productrow_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError>
             "The filter must contain =ownerType and =ownerId",
         ));
     };
-    let rows = state::with(ctx.portal, |c| {
+    let rows = ctx.portal.crm(|c| {
         let abbr_text = php::to_string(abbr).unwrap_or_default().to_uppercase();
         let t = owner_of_abbr(&abbr_text).ok_or_else(|| {
             RestError::bad_request("ENTITY_TYPE_NOT_SUPPORTED", "Entity type is not supported")
@@ -330,9 +330,9 @@ fn productrow_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError>
             return Err(denied());
         }
         // A missing owner simply has no rows: this is a filtered list.
-        Ok(invoice_state::with(ctx.portal, |inv| {
-            inv.rows.get(&(t, id)).cloned().unwrap_or_default()
-        }))
+        Ok(ctx
+            .portal
+            .invoicing(|inv| inv.rows.get(&(t, id)).cloned().unwrap_or_default()))
     })?;
     let total = rows.len() as u64;
     let rows: Vec<Value> = rows.into_iter().map(Value::Object).collect();
@@ -350,9 +350,9 @@ fn productrow_set(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> 
         .get("productRows")
         .ok_or_else(|| missing("productRows"))?;
     let given = php::values(given);
-    let rows = state::with(ctx.portal, |c| {
+    let rows = ctx.portal.crm(|c| {
         let (t, abbr, id) = row_owner(c, abbr, owner)?;
-        let rows = invoice_state::with(ctx.portal, |inv| {
+        let rows = ctx.portal.invoicing(|inv| {
             let rows: Vec<Map<String, Value>> =
                 given.iter().map(|r| inv.new_row(&abbr, id, r)).collect();
             inv.rows.insert((t, id), rows.clone());

@@ -3,10 +3,10 @@
 //! `crm.currency.list` (methods.md §7–10, crm-item-update.md).
 use serde_json::{json, Map, Value};
 
-use super::state::{self, Crm, Fm};
 use super::{denied, int_param, legacy_error, lost_answer, not_found, param};
 use crate::methods::{page, start_param, Caller, Ctx, Handler, Reply, RestError};
 use crate::php;
+use crate::state::crm::{Crm, Fm};
 
 pub(super) fn route(method: &str) -> Option<Handler> {
     let handler: Handler = match method {
@@ -42,7 +42,7 @@ fn item_get(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let t = entity_type(&params)?;
     let id = int_param(&params, "id").max(0) as u64;
     let caller = ctx.caller.clone();
-    state::with(ctx.portal, |c| {
+    ctx.portal.crm(|c| {
         if c.denied.contains(&(t, id)) {
             return Err(denied());
         }
@@ -82,7 +82,7 @@ fn item_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         .and_then(php::to_string)
         .is_some_and(|d| d.eq_ignore_ascii_case("desc"));
     let caller = ctx.caller.clone();
-    let items = state::with(ctx.portal, |c| {
+    let items = ctx.portal.crm(|c| {
         let mut out: Vec<Value> = c
             .items
             .keys()
@@ -194,7 +194,7 @@ fn item_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         ));
     }
     let caller = ctx.caller.clone();
-    state::with(ctx.portal, |c| {
+    ctx.portal.crm(|c| {
         if c.denied.contains(&(t, id)) {
             return Err(denied());
         }
@@ -345,7 +345,7 @@ fn company_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> 
     }
     let fields = param(&params, "fields").cloned().unwrap_or(Value::Null);
     let caller = ctx.caller.clone();
-    state::with(ctx.portal, |c| {
+    ctx.portal.crm(|c| {
         let key = (4, id as u64);
         if c.denied.contains(&key) || !may_touch(c, &caller, 4, id as u64) {
             return Err(legacy_error("Access denied."));
@@ -367,7 +367,7 @@ fn company_update(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> 
 fn status_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let filter = php::upper_keys(param(&params, "filter").unwrap_or(&Value::Null));
     let want = |k: &str| filter.get(k).and_then(php::to_string);
-    let list = state::with(ctx.portal, |c| {
+    let list = ctx.portal.crm(|c| {
         let mut all: Vec<_> = c
             .statuses
             .iter()
@@ -398,7 +398,7 @@ fn status_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
 
 fn category_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let t = int_param(&params, "entityTypeId");
-    let list = state::with(ctx.portal, |c| {
+    let list = ctx.portal.crm(|c| {
         c.categories
             .iter()
             .filter(|k| k.entity_type_id as i64 == t)
@@ -420,7 +420,7 @@ fn category_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
 }
 
 fn currency_list(ctx: &mut Ctx<'_>, _params: Value) -> Result<Reply, RestError> {
-    let list = state::with(ctx.portal, |c| {
+    let list = ctx.portal.crm(|c| {
         c.currencies
             .iter()
             .enumerate()

@@ -3,12 +3,11 @@
 //! siblings answer bare messages with an empty code ("Not found", "Access denied.").
 use serde_json::{json, Map, Value};
 
-use super::invoice_state::{self, Invoicing};
-use super::state;
 use super::{int_param, legacy_error, lost_answer, param};
 use crate::methods::{page, start_param, Ctx, Handler, Reply, RestError};
 use crate::php;
-use crate::portal::auth::random_hex;
+use crate::state::auth::random_hex;
+use crate::state::invoicing::{self, Invoicing};
 
 pub(super) fn route(method: &str) -> Option<Handler> {
     let handler: Handler = match method {
@@ -74,8 +73,8 @@ fn invoice_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let text = |k: &str| fields.get(k).and_then(php::to_string).unwrap_or_default();
     let int = |k: &str| fields.get(k).map(php::intval).unwrap_or(0).max(0) as u64;
     let caller = ctx.caller.user_id;
-    let id = state::with(ctx.portal, |c| {
-        invoice_state::ensure_invoice_dictionaries(c);
+    let id = ctx.portal.crm(|c| {
+        invoicing::ensure_invoice_dictionaries(c);
         let base_currency = c.currencies.first().map(|(code, _)| code.clone());
         let status = match text("STATUS_ID") {
             s if s.is_empty() => "N".to_string(),
@@ -90,7 +89,7 @@ fn invoice_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
                 "The field STATUS_ID is not defined or invalid.",
             ));
         }
-        let id = invoice_state::with(ctx.portal, |inv| {
+        let id = ctx.portal.invoicing(|inv| {
             if inv.create_denied.contains(&5) {
                 return Err(legacy_error("Access denied."));
             }
@@ -205,8 +204,10 @@ fn readable(ctx: &Ctx<'_>, params: &Value) -> Result<Map<String, Value>, RestErr
     if id <= 0 {
         return Err(legacy_error("ID is not defined or invalid."));
     }
-    let denied = state::with(ctx.portal, |c| c.denied.contains(&(5, id as u64)));
-    let invoice = invoice_state::with(ctx.portal, |inv| inv.legacy.get(&(id as u64)).cloned())
+    let denied = ctx.portal.crm(|c| c.denied.contains(&(5, id as u64)));
+    let invoice = ctx
+        .portal
+        .invoicing(|inv| inv.legacy.get(&(id as u64)).cloned())
         .ok_or_else(|| legacy_error("Not found"))?;
     if denied {
         return Err(legacy_error("Access denied."));
@@ -240,8 +241,8 @@ fn invoice_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         .map(|s| s.to_uppercase())
         .filter(|s| s != "*")
         .collect();
-    let denied = state::with(ctx.portal, |c| c.denied.clone());
-    let list = invoice_state::with(ctx.portal, |inv| {
+    let denied = ctx.portal.crm(|c| c.denied.clone());
+    let list = ctx.portal.invoicing(|inv| {
         inv.legacy
             .iter()
             .filter(|(id, _)| !denied.contains(&(5, **id)))
@@ -296,9 +297,9 @@ fn invoice_fields(ctx: &mut Ctx<'_>, _params: Value) -> Result<Reply, RestError>
     ] {
         out.insert(name.into(), describe(t, name, required, read_only));
     }
-    let user_fields = invoice_state::with(ctx.portal, |inv| {
-        inv.user_fields.get(&5).cloned().unwrap_or_default()
-    });
+    let user_fields = ctx
+        .portal
+        .invoicing(|inv| inv.user_fields.get(&5).cloned().unwrap_or_default());
     for u in user_fields {
         // The legacy proxies keep the code in `title` and the label in the *Label keys.
         out.insert(
@@ -312,7 +313,7 @@ fn invoice_fields(ctx: &mut Ctx<'_>, _params: Value) -> Result<Reply, RestError>
 }
 
 fn settings_readable(ctx: &Ctx<'_>) -> Result<(), RestError> {
-    if invoice_state::with(ctx.portal, |inv| inv.settings_denied) {
+    if ctx.portal.invoicing(|inv| inv.settings_denied) {
         return Err(legacy_error("Access denied."));
     }
     Ok(())
@@ -320,7 +321,7 @@ fn settings_readable(ctx: &Ctx<'_>) -> Result<(), RestError> {
 
 fn person_type_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     settings_readable(ctx)?;
-    let list = invoice_state::with(ctx.portal, |inv| {
+    let list = ctx.portal.invoicing(|inv| {
         inv.person_types
             .iter()
             .map(|(id, name)| json!({"ID": id.to_string(), "NAME": name}))
@@ -331,7 +332,7 @@ fn person_type_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError
 
 fn pay_system_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     settings_readable(ctx)?;
-    let list = invoice_state::with(ctx.portal, |inv: &mut Invoicing| {
+    let list = ctx.portal.invoicing(|inv: &mut Invoicing| {
         inv.pay_systems
             .iter()
             .enumerate()

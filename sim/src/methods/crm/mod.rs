@@ -3,15 +3,11 @@
 //! `crm.category.list`, `crm.currency.list`), activities and timeline comments. Modern
 //! controllers answer coded errors (`NOT_FOUND`, `ACCESS_DENIED`); the legacy proxies a bare
 //! message with an empty code (`CCrmRestProxyBase`: `RestException($message)`).
-mod hooks;
-mod invoice_hooks;
-pub(crate) mod invoice_state;
 mod invoices;
 mod items;
 mod legacy_invoice;
 mod payments;
 mod requisites;
-pub(crate) mod state;
 mod timeline;
 
 use axum::http::StatusCode;
@@ -56,7 +52,7 @@ pub(crate) fn denied() -> RestError {
 
 /// After a method marked with `Portal::crm_fail_after` did its work: the lost answer.
 pub(crate) fn lost_answer(ctx: &Ctx<'_>, method: &str) -> Result<(), RestError> {
-    let fail = state::with(ctx.portal, |c| c.fail_after.remove(method));
+    let fail = ctx.portal.crm(|c| c.fail_after.remove(method));
     if fail {
         Err(RestError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

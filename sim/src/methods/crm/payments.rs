@@ -3,12 +3,11 @@
 //! carry code `0` and the text (payment/index.md); the URL method's own code is `200640400001`.
 use serde_json::{json, Value};
 
-use super::invoice_state::{self, Payment, PaymentProduct};
-use super::state;
 use super::{int_param, lost_answer, param};
 use crate::methods::{Ctx, Handler, Reply, RestError};
 use crate::php;
-use crate::portal::auth::random_hex;
+use crate::state::auth::random_hex;
+use crate::state::invoicing::{Payment, PaymentProduct};
 
 pub(super) fn route(method: &str) -> Option<Handler> {
     let handler: Handler = match method {
@@ -42,7 +41,7 @@ fn payment_owner(ctx: &Ctx<'_>, t: i64, id: i64) -> Result<(u64, u64), RestError
         return Err(business("Invalid entity type"));
     }
     let key = (t as u64, id.max(0) as u64);
-    state::with(ctx.portal, |c| {
+    ctx.portal.crm(|c| {
         if c.denied.contains(&key) {
             return Err(business("Access denied"));
         }
@@ -63,14 +62,14 @@ fn payment_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         .and_then(|f| f.get("paySystemId"))
         .map(php::intval)
         .unwrap_or(0);
-    let payment_id = state::with(ctx.portal, |c| {
+    let payment_id = ctx.portal.crm(|c| {
         let item = c.render(key.0, key.1).unwrap_or(Value::Null);
         let number = php::to_string(item.get("accountNumber").unwrap_or(&Value::Null))
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| key.1.to_string());
         let currency =
             php::to_string(item.get("currencyId").unwrap_or(&Value::Null)).unwrap_or_default();
-        let payment_id = invoice_state::with(ctx.portal, |inv| {
+        let payment_id = ctx.portal.invoicing(|inv| {
             let pay_system_id = match pay_system {
                 n if n > 0 => n as u64,
                 _ => inv.pay_systems.first().map(|s| s.id).unwrap_or(0),
@@ -110,7 +109,7 @@ fn payment_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let id = required(&params, "entityId")?;
     let t = required(&params, "entityTypeId")?;
     let key = payment_owner(ctx, t, id)?;
-    let list = invoice_state::with(ctx.portal, |inv| {
+    let list = ctx.portal.invoicing(|inv| {
         inv.payments
             .values()
             .filter(|p| (p.entity_type_id, p.entity_id) == key)
@@ -131,15 +130,17 @@ fn product_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         .ok_or_else(|| {
             RestError::bad_request("100", "Could not find value for parameter {quantity}")
         })?;
-    let owner = invoice_state::with(ctx.portal, |inv| {
-        inv.payments
-            .get(&payment_id)
-            .map(|p| (p.entity_type_id, p.entity_id))
-    })
-    .ok_or_else(|| business("Payment has not been found"))?;
+    let owner = ctx
+        .portal
+        .invoicing(|inv| {
+            inv.payments
+                .get(&payment_id)
+                .map(|p| (p.entity_type_id, p.entity_id))
+        })
+        .ok_or_else(|| business("Payment has not been found"))?;
     let key = payment_owner(ctx, owner.0 as i64, owner.1 as i64)?;
-    let id = state::with(ctx.portal, |c| {
-        let id = invoice_state::with(ctx.portal, |inv| {
+    let id = ctx.portal.crm(|c| {
+        let id = ctx.portal.invoicing(|inv| {
             let row = inv
                 .rows
                 .get(&key)
@@ -184,7 +185,9 @@ fn product_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
 
 fn product_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let payment_id = required(&params, "paymentId")?.max(0) as u64;
-    let payment = invoice_state::with(ctx.portal, |inv| inv.payments.get(&payment_id).cloned())
+    let payment = ctx
+        .portal
+        .invoicing(|inv| inv.payments.get(&payment_id).cloned())
         .ok_or_else(|| business("Payment has not been found"))?;
     payment_owner(ctx, payment.entity_type_id as i64, payment.entity_id as i64)?;
     let list: Vec<Value> = payment
@@ -203,7 +206,9 @@ fn public_url(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
             "Could not find value for parameter {id}",
         ));
     }
-    let payment = invoice_state::with(ctx.portal, |inv| inv.payments.get(&(id as u64)).cloned())
+    let payment = ctx
+        .portal
+        .invoicing(|inv| inv.payments.get(&(id as u64)).cloned())
         .ok_or_else(|| RestError::bad_request("200640400001", "payment is not exists"))?;
     let base = ctx.portal.base_url();
     Ok(json!({ "payment": {

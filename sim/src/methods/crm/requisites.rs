@@ -4,11 +4,11 @@
 //! "Not found"}` when an entity has no link; crm-requisite-link-register.md for the checks).
 use serde_json::{json, Value};
 
-use super::invoice_state::{self, Invoicing, Link};
-use super::state::{self, Crm};
 use super::{int_param, legacy_error, lost_answer, param};
 use crate::methods::{page, start_param, Ctx, Handler, Reply, RestError};
 use crate::php;
+use crate::state::crm::Crm;
+use crate::state::invoicing::{Invoicing, Link};
 
 pub(super) fn route(method: &str) -> Option<Handler> {
     let handler: Handler = match method {
@@ -45,8 +45,8 @@ fn descending(params: &Value) -> bool {
 
 fn requisite_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let filter = php::entries(param(&params, "filter").unwrap_or(&Value::Null));
-    let mut list = state::with(ctx.portal, |c| {
-        invoice_state::with(ctx.portal, |inv| {
+    let mut list = ctx.portal.crm(|c| {
+        ctx.portal.invoicing(|inv| {
             inv.requisites
                 .values()
                 .filter(|r| !c.denied.contains(&(r.entity_type_id, r.entity_id)))
@@ -66,8 +66,8 @@ fn requisite_get(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     if id <= 0 {
         return Err(legacy_error("ID is not defined or invalid."));
     }
-    state::with(ctx.portal, |c| {
-        invoice_state::with(ctx.portal, |inv| {
+    ctx.portal.crm(|c| {
+        ctx.portal.invoicing(|inv| {
             let r = inv
                 .requisites
                 .get(&(id as u64))
@@ -82,8 +82,8 @@ fn requisite_get(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
 
 fn bank_detail_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
     let filter = php::entries(param(&params, "filter").unwrap_or(&Value::Null));
-    let mut list = state::with(ctx.portal, |c| {
-        invoice_state::with(ctx.portal, |inv| {
+    let mut list = ctx.portal.crm(|c| {
+        ctx.portal.invoicing(|inv| {
             inv.bank_details
                 .values()
                 .filter(|b| {
@@ -141,11 +141,11 @@ fn link_get(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         return Err(legacy_error("entityId is not defined or invalid."));
     }
     let (t, id) = (t as u64, id as u64);
-    state::with(ctx.portal, |c| {
+    ctx.portal.crm(|c| {
         if c.denied.contains(&(t, id)) {
             return Err(legacy_error("Access denied"));
         }
-        invoice_state::with(ctx.portal, |inv| {
+        ctx.portal.invoicing(|inv| {
             let link = inv
                 .links
                 .get(&(t, id))
@@ -190,8 +190,8 @@ fn link_register(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         ids[i] = v.unwrap_or(0);
     }
     let [t, id, rq, bd, mcrq, mcbd] = ids.map(|v| v as u64);
-    state::with(ctx.portal, |c| {
-        invoice_state::with(ctx.portal, |inv| {
+    ctx.portal.crm(|c| {
+        ctx.portal.invoicing(|inv| {
             let (company, contact, my_company) =
                 parties(c, inv, t, id).ok_or_else(|| legacy_error("Entity is not found"))?;
             if c.denied.contains(&(t, id)) {

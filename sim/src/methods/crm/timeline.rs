@@ -5,10 +5,10 @@
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 
-use super::state::{self, Crm};
 use super::{denied, int_param, legacy_error, lost_answer, owner_type, param};
 use crate::methods::{page, start_param, Ctx, Handler, Reply, RestError};
 use crate::php;
+use crate::state::crm::Crm;
 
 pub(super) fn route(method: &str) -> Option<Handler> {
     let handler: Handler = match method {
@@ -63,7 +63,7 @@ fn todo_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
             .unwrap_or_default()
     };
     let caller = ctx.caller.user_id;
-    let id = state::with(ctx.portal, |c| {
+    let id = ctx.portal.crm(|c| {
         owner_state(c, t, owner)?;
         let responsible = match int_param(&params, "responsibleId") {
             n if n > 0 => n as u64,
@@ -100,7 +100,7 @@ fn activity_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         int("TYPE_ID"),
     );
     let caller = ctx.caller.user_id;
-    let id = state::with(ctx.portal, |c| {
+    let id = ctx.portal.crm(|c| {
         if !(1..=6).contains(&type_id) {
             return Err(legacy_error("The field TYPE_ID is not defined or invalid."));
         }
@@ -196,7 +196,7 @@ fn activity_delete(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError>
     if id <= 0 {
         return Err(legacy_error("ID is not defined or invalid."));
     }
-    state::with(ctx.portal, |c| {
+    ctx.portal.crm(|c| {
         let Some(a) = c.activities.get(&(id as u64)) else {
             return Err(legacy_error("Activity is not found."));
         };
@@ -223,7 +223,7 @@ fn activity_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         .get("ID")
         .and_then(php::to_string)
         .is_some_and(|d| d.eq_ignore_ascii_case("desc"));
-    let mut list = state::with(ctx.portal, |c| {
+    let mut list = ctx.portal.crm(|c| {
         c.activities
             .values()
             .filter(|a| {
@@ -280,7 +280,7 @@ fn comment_add(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         ));
     }
     let author = ctx.caller.user_id;
-    let id = state::with(ctx.portal, |c| {
+    let id = ctx.portal.crm(|c| {
         owner_state(c, t, owner)?;
         let id = c.new_comment_id();
         let mut m = Map::new();
@@ -313,7 +313,7 @@ fn comment_list(ctx: &mut Ctx<'_>, params: Value) -> Result<Reply, RestError> {
         return Err(RestError::bad_request("NOT_FOUND", "Entity type not found"));
     };
     let owner = filter.get("ENTITY_ID").map(php::intval).unwrap_or(0).max(0) as u64;
-    let mut list = state::with(ctx.portal, |c| {
+    let mut list = ctx.portal.crm(|c| {
         owner_state(c, t, owner)?;
         Ok::<Vec<Value>, RestError>(
             c.comments

@@ -1,25 +1,11 @@
 //! The Disk area of a portal (methods.md §2): files with their bytes, which are in the trash
 //! or out of the app user's reach, the download links `disk.file.get` handed out (each with
-//! the auth token it embeds), and how often each file was downloaded. Test hooks at the end.
-//!
-//! Kept beside the core state, keyed by the portal's `member_id`, so the area needs no field
-//! in it. Lock order: a handler holds the core state, then this; hooks take only this.
+//! the auth token it embeds), and how often each file was downloaded. One per portal, in its
+//! `Areas`.
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use super::auth::random_hex;
-use super::Portal;
-
-static AREAS: OnceLock<Mutex<HashMap<String, Disk>>> = OnceLock::new();
-
-/// Runs `f` on `portal`'s Disk.
-pub(crate) fn with<R>(portal: &Portal, f: impl FnOnce(&mut Disk) -> R) -> R {
-    let areas = AREAS.get_or_init(Default::default);
-    let mut areas = areas.lock().unwrap_or_else(PoisonError::into_inner);
-    f(areas.entry(portal.member_id()).or_default())
-}
-
 #[derive(Default)]
 pub(crate) struct Disk {
     pub files: BTreeMap<u64, DiskFile>,
@@ -48,7 +34,7 @@ pub(crate) struct DiskFile {
 const FIRST_ID: u64 = 9043;
 
 impl Disk {
-    fn add(&mut self, name: &str, bytes: Vec<u8>, created_by: u64) -> u64 {
+    pub(crate) fn add(&mut self, name: &str, bytes: Vec<u8>, created_by: u64) -> u64 {
         let id = FIRST_ID + self.next_id;
         self.next_id += 1;
         let created = chrono::Utc::now()
@@ -83,35 +69,5 @@ impl Disk {
         self.links.insert(token.clone(), file);
         self.link_auth.insert(auth.clone(), expires);
         (auth, token)
-    }
-}
-
-impl Portal {
-    /// Puts a file on the portal's Disk (uploaded by the admin); returns its ID.
-    pub fn add_disk_file(&self, name: &str, bytes: Vec<u8>) -> u64 {
-        let admin = self.inner.cfg.admin_user_id;
-        with(self, |d| d.add(name, bytes, admin))
-    }
-
-    /// Moves a file to the trash (`DELETED_TYPE` 3).
-    pub fn trash_disk_file(&self, id: u64) {
-        with(self, |d| {
-            if let Some(f) = d.files.get_mut(&id) {
-                f.deleted_type = 3;
-            }
-        });
-    }
-
-    /// Takes the read right on a file away from the app's user: `disk.file.get` answers
-    /// `ACCESS_DENIED`.
-    pub fn deny_disk_file(&self, id: u64) {
-        with(self, |d| {
-            d.denied.insert(id);
-        });
-    }
-
-    /// How often a file's bytes were served through a download link.
-    pub fn disk_downloads(&self, id: u64) -> usize {
-        with(self, |d| d.downloads.get(&id).copied().unwrap_or(0))
     }
 }

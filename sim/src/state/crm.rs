@@ -1,21 +1,9 @@
 //! The CRM area of a portal: items (leads, deals, contacts, companies) with multi-fields,
 //! dictionaries (statuses, stages), pipelines, currencies, activities and timeline comments,
-//! and who may not touch which item. Kept beside the core state, keyed by `member_id`, like
-//! the telephony area. Lock order: a handler holds the core state, then this.
+//! and who may not touch which item. One per portal, in its `Areas`.
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde_json::{json, Map, Value};
-
-use crate::portal::Portal;
-
-static AREAS: OnceLock<Mutex<HashMap<String, Crm>>> = OnceLock::new();
-
-pub(crate) fn with<R>(portal: &Portal, f: impl FnOnce(&mut Crm) -> R) -> R {
-    let areas = AREAS.get_or_init(Default::default);
-    let mut areas = areas.lock().unwrap_or_else(PoisonError::into_inner);
-    f(areas.entry(portal.member_id()).or_insert_with(Crm::new))
-}
 
 /// A multi-field value (`crm_multifield`).
 #[derive(Clone, Debug)]
@@ -81,7 +69,7 @@ pub(crate) struct Crm {
 }
 
 impl Crm {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut crm = Crm {
             items: BTreeMap::new(),
             next_id: HashMap::new(),

@@ -3,33 +3,20 @@
 //! bookings (resource-table rows) with the calendar events they created, which user
 //! calendars only their owner may edit, and every `calendar.event.update` received.
 //!
-//! Kept beside the core state, keyed by the portal's `member_id`, so the area needs no field
-//! in it. Lock order: a handler holds the core state, then this; hooks take only this.
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, OnceLock, PoisonError};
+//! One per portal, in its `Areas`.
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDateTime;
 use serde_json::{json, Value};
 
-use super::Portal;
-
-static AREAS: OnceLock<Mutex<HashMap<String, Area>>> = OnceLock::new();
-
-/// Runs `f` on `portal`'s telephony and calendar state.
-pub(crate) fn with<R>(portal: &Portal, f: impl FnOnce(&mut Area) -> R) -> R {
-    let areas = AREAS.get_or_init(Default::default);
-    let mut areas = areas.lock().unwrap_or_else(PoisonError::into_inner);
-    f(areas.entry(portal.member_id()).or_insert_with(Area::new))
-}
-
-pub(crate) struct Area {
+pub(crate) struct TelephonyCalendar {
     pub telephony: Telephony,
     pub calendar: Calendar,
 }
 
-impl Area {
-    fn new() -> Self {
-        Area {
+impl TelephonyCalendar {
+    pub(crate) fn new() -> Self {
+        TelephonyCalendar {
             telephony: Telephony::new(),
             calendar: Calendar::default(),
         }

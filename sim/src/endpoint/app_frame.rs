@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::response::Html;
 use serde::Deserialize;
 
-use super::Portal;
+use crate::portal::Portal;
 
 #[derive(Deserialize)]
 pub(crate) struct FrameQuery {

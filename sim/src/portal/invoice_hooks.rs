@@ -2,11 +2,11 @@
 //! links, user fields, new and old invoices, rights; and the state read back.
 use serde_json::{json, Map, Value};
 
-use super::invoice_state::{
+use super::Portal;
+use crate::state::crm::Item;
+use crate::state::invoicing::{
     self, abbr_of, BankDetail, Invoicing, Link, Requisite, UserField, SMART_INVOICE_CATEGORY,
 };
-use super::state::{self, Item};
-use crate::portal::Portal;
 
 fn object(v: Value) -> Map<String, Value> {
     match v {
@@ -19,7 +19,7 @@ impl Portal {
     /// Replaces the product rows of a lead, deal or new invoice (camelCase fields as
     /// `crm.item.productrow.set` takes them); returns the row IDs.
     pub fn crm_set_product_rows(&self, entity_type: u64, owner_id: u64, rows: Value) -> Vec<u64> {
-        let rows: Vec<Map<String, Value>> = invoice_state::with(self, |inv| {
+        let rows: Vec<Map<String, Value>> = self.invoicing(|inv| {
             let rows: Vec<_> = rows
                 .as_array()
                 .cloned()
@@ -37,7 +37,7 @@ impl Portal {
 
     /// The product rows of an owner as `crm.item.productrow.list` shows them.
     pub fn crm_product_rows(&self, entity_type: u64, owner_id: u64) -> Vec<Value> {
-        invoice_state::with(self, |inv| {
+        self.invoicing(|inv| {
             inv.rows
                 .get(&(entity_type, owner_id))
                 .map(|rows| rows.iter().cloned().map(Value::Object).collect())
@@ -47,7 +47,7 @@ impl Portal {
 
     /// A requisite of a company (4) or contact (3): `NAME`, `PRESET_ID`, `RQ_*` fields.
     pub fn crm_add_requisite(&self, entity_type: u64, entity_id: u64, fields: Value) -> u64 {
-        invoice_state::with(self, |inv| {
+        self.invoicing(|inv| {
             let id = inv.new_id("requisite");
             inv.requisites.insert(
                 id,
@@ -64,7 +64,7 @@ impl Portal {
 
     /// A bank detail of a requisite: `NAME`, `RQ_BANK_NAME`, `RQ_IBAN`… fields.
     pub fn crm_add_bank_detail(&self, requisite_id: u64, fields: Value) -> u64 {
-        invoice_state::with(self, |inv| {
+        self.invoicing(|inv| {
             let id = inv.new_id("bank_detail");
             inv.bank_details.insert(
                 id,
@@ -85,7 +85,7 @@ impl Portal {
         entity_id: u64,
         [requisite_id, bank_detail_id, mc_requisite_id, mc_bank_detail_id]: [u64; 4],
     ) {
-        invoice_state::with(self, |inv| {
+        self.invoicing(|inv| {
             inv.links.insert(
                 (entity_type, entity_id),
                 Link {
@@ -101,7 +101,7 @@ impl Portal {
     /// The requisites chosen for an entity: `[client requisite, bank detail, my company's
     /// requisite, bank detail]`, or `None` without a link.
     pub fn crm_requisite_link(&self, entity_type: u64, entity_id: u64) -> Option<[u64; 4]> {
-        invoice_state::with(self, |inv| {
+        self.invoicing(|inv| {
             inv.links.get(&(entity_type, entity_id)).map(|l| {
                 [
                     l.requisite_id,
@@ -116,7 +116,7 @@ impl Portal {
     /// A user field of deals (2, `ufCrm_…`), new invoices (31, `ufCrm_SMART_INVOICE_…`) or
     /// old invoices (5, `UF_CRM_…`), with its type (`string`, `double`…) and label.
     pub fn crm_add_user_field(&self, entity_type: u64, name: &str, type_id: &str, label: &str) {
-        invoice_state::with(self, |inv| {
+        self.invoicing(|inv| {
             inv.user_fields
                 .entry(entity_type)
                 .or_default()
@@ -130,7 +130,7 @@ impl Portal {
 
     /// All new invoices (type 31) as `crm.item.get` shows them.
     pub fn crm_smart_invoices(&self) -> Vec<Value> {
-        state::with(self, |c| {
+        self.crm(|c| {
             let ids: Vec<u64> = c
                 .items
                 .keys()
@@ -144,9 +144,9 @@ impl Portal {
     /// A new invoice in the default pipeline (stage `DT31_2:N` unless `stageId` is given);
     /// its ID. Use it to watch statuses without creating one through REST.
     pub fn crm_add_smart_invoice(&self, fields: Value) -> u64 {
-        let prefix = invoice_state::with(self, |inv| inv.number_prefix.clone());
-        state::with(self, |c| {
-            invoice_state::ensure_invoice_dictionaries(c);
+        let prefix = self.invoicing(|inv| inv.number_prefix.clone());
+        self.crm(|c| {
+            invoicing::ensure_invoice_dictionaries(c);
             let id = c.new_id(31);
             let mut item = Item {
                 fields: object(fields),
@@ -168,8 +168,8 @@ impl Portal {
 
     /// An old invoice with UPPER_CASE fields (`STATUS_ID` defaults to `N`); its ID.
     pub fn crm_add_legacy_invoice(&self, fields: Value) -> u64 {
-        state::with(self, invoice_state::ensure_invoice_dictionaries);
-        invoice_state::with(self, |inv| {
+        self.crm(invoicing::ensure_invoice_dictionaries);
+        self.invoicing(|inv| {
             let id = inv.new_id("legacy_invoice");
             let mut f = object(fields);
             f.insert("ID".into(), json!(id.to_string()));
@@ -184,7 +184,7 @@ impl Portal {
 
     /// All old invoices as `crm.invoice.get` shows them.
     pub fn crm_legacy_invoices(&self) -> Vec<Value> {
-        invoice_state::with(self, |inv| {
+        self.invoicing(|inv| {
             inv.legacy
                 .values()
                 .map(|i| {
@@ -202,7 +202,7 @@ impl Portal {
     /// The payments of a deal or new invoice as `crm.item.payment.list` shows them, each
     /// with `products`: `[{id, rowId, quantity}]`.
     pub fn crm_payments(&self, entity_type: u64, entity_id: u64) -> Vec<Value> {
-        invoice_state::with(self, |inv: &mut Invoicing| {
+        self.invoicing(|inv: &mut Invoicing| {
             inv.payments
                 .values()
                 .filter(|p| (p.entity_type_id, p.entity_id) == (entity_type, entity_id))
@@ -221,14 +221,14 @@ impl Portal {
 
     /// The caller may no longer create items of this type (31 new, 5 old invoices).
     pub fn crm_deny_create(&self, entity_type: u64) {
-        invoice_state::with(self, |inv| {
+        self.invoicing(|inv| {
             inv.create_denied.insert(entity_type);
         });
     }
 
     /// The caller loses "read CRM settings" (payer types and pay systems answer "Access denied.").
     pub fn crm_deny_settings(&self) {
-        invoice_state::with(self, |inv| inv.settings_denied = true);
+        self.invoicing(|inv| inv.settings_denied = true);
     }
 
     /// What `b24flow demo` needs for `invoice_from_deal` on top of [`Portal::seed_demo_crm`]

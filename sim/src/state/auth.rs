@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 
-/// Every token any portal of one [`crate::Cloud`] issued.
+/// The scopes every token carries (comma-separated, as in every capture, §8.6).
+pub(crate) const SCOPE: &str = "crm,bizproc,user,department,disk,calendar,telephony,placement";
+
+/// Every token any portal of one cloud issued.
 #[derive(Default)]
 pub(crate) struct IssuedTokens(Mutex<HashSet<String>>);
 

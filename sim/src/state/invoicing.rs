@@ -1,25 +1,13 @@
 //! The invoicing side of a portal's CRM (methods.md §1, §11): product rows, requisites with
 //! bank details and their links to deals and invoices, payments of new invoices, old invoices
 //! with payer types and pay systems, and user fields. New invoices themselves are CRM items of
-//! type 31 in the CRM area. Lock order: the CRM area (`state::with`) may be held when this
-//! is taken, never the other way round.
+//! type 31 in the CRM area. One per portal, in its `Areas`. Lock order: the CRM area may be
+//! held when this is taken, never the other way round.
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde_json::{json, Map, Value};
 
-use super::state::{Category, Crm};
-use crate::portal::Portal;
-
-static AREAS: OnceLock<Mutex<HashMap<String, Invoicing>>> = OnceLock::new();
-
-pub(crate) fn with<R>(portal: &Portal, f: impl FnOnce(&mut Invoicing) -> R) -> R {
-    let areas = AREAS.get_or_init(Default::default);
-    let mut areas = areas.lock().unwrap_or_else(PoisonError::into_inner);
-    f(areas
-        .entry(portal.member_id())
-        .or_insert_with(Invoicing::new))
-}
+use super::crm::{Category, Crm};
 
 /// The default pipeline of new invoices; live portals number it like any category.
 pub(crate) const SMART_INVOICE_CATEGORY: u64 = 2;
@@ -146,7 +134,7 @@ pub(crate) struct Invoicing {
 }
 
 impl Invoicing {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Invoicing {
             counters: HashMap::new(),
             requisites: BTreeMap::new(),

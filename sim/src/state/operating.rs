@@ -4,10 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::StatusCode;
 use serde_json::Value;
-
-use crate::methods::RestError;
 
 #[derive(Default)]
 pub(crate) struct Operating {
@@ -63,8 +60,8 @@ impl Operating {
         }
     }
 
-    /// Refuses a call of a blocked method.
-    pub(crate) fn check(&mut self, method: &str) -> Result<(), RestError> {
+    /// Whether a call of `method` may run now; a refused call of a blocked method is counted.
+    pub(crate) fn admits(&mut self, method: &str) -> bool {
         let now = unix_now();
         let blocked = self
             .methods
@@ -72,13 +69,8 @@ impl Operating {
             .is_some_and(|b| b.blocked_until > now);
         if blocked {
             *self.refusals.entry(method.to_string()).or_default() += 1;
-            return Err(RestError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "OPERATION_TIME_LIMIT",
-                "Method is blocked due to operation time limit.",
-            ));
         }
-        Ok(())
+        !blocked
     }
 
     /// Puts the method's budget into an answer's `time`.

@@ -1,10 +1,9 @@
 //! Injected failures of the portal's REST endpoint: a share of requests answers 500 or 503
 //! (as an nginx page or a JSON error) or answers late. A failed request changes nothing.
+//! What a fault looks like on the wire is `endpoint::fault_response`.
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use rand::Rng;
 
 /// Shares (0.0..=1.0) of REST requests (not OAuth, not the driver) that fail or are slow.
@@ -44,35 +43,5 @@ impl Faults {
         } else {
             Fault::None
         }
-    }
-}
-
-pub(crate) fn error_response(fault: &Fault) -> Option<Response> {
-    let json = |status: StatusCode, body: &'static str| {
-        (
-            status,
-            [("content-type", "application/json; charset=utf-8")],
-            body,
-        )
-            .into_response()
-    };
-    match fault {
-        Fault::Error500 => Some(json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            r#"{"error":"INTERNAL_SERVER_ERROR","error_description":"Internal server error"}"#,
-        )),
-        Fault::Error503Json => Some(json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"error":"SERVICE_UNAVAILABLE","error_description":"Service temporarily unavailable"}"#,
-        )),
-        Fault::Error503Html => Some(
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("content-type", "text/html")],
-                "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",
-            )
-                .into_response(),
-        ),
-        Fault::None | Fault::Slow(_) => None,
     }
 }

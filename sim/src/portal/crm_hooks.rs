@@ -2,14 +2,14 @@
 //! access away, make a method lose its answer, and read items, activities and comments back.
 use serde_json::{json, Map, Value};
 
-use super::state::{self, Fm, Item};
-use crate::portal::Portal;
+use super::Portal;
+use crate::state::crm::{Fm, Item};
 
 impl Portal {
     /// Adds a CRM item of `entity_type` (1 lead, 2 deal, 3 contact, 4 company) from
     /// camelCase fields; `fm` may be `[{"typeId","valueType","value"}]`. Returns its ID.
     pub fn crm_add_item(&self, entity_type: u64, fields: Value) -> u64 {
-        state::with(self, |c| {
+        self.crm(|c| {
             let id = c.new_id(entity_type);
             let mut item = Item::default();
             for (k, v) in fields.as_object().cloned().unwrap_or_default() {
@@ -48,24 +48,22 @@ impl Portal {
     /// The item as `crm.item.get` shows it (with `fm`), plus legacy-only fields
     /// (`ADDRESS`…) as stored.
     pub fn crm_item(&self, entity_type: u64, id: u64) -> Option<Value> {
-        state::with(self, |c| c.render(entity_type, id))
+        self.crm(|c| c.render(entity_type, id))
     }
 
     /// A new deal pipeline with stages `C<id>:NEW`, `C<id>:WON`, `C<id>:LOSE`; its ID.
     pub fn crm_add_deal_category(&self, name: &str) -> u64 {
-        state::with(self, |c| c.add_deal_category(name))
+        self.crm(|c| c.add_deal_category(name))
     }
 
     /// Adds a dictionary entry (`crm.status.list`), e.g. `("INDUSTRY", "AGRO", "Agriculture")`.
     pub fn crm_add_status(&self, entity_id: &str, status_id: &str, name: &str) {
-        state::with(self, |c| {
-            c.add_status(entity_id, status_id, name, 1000, None, None)
-        });
+        self.crm(|c| c.add_status(entity_id, status_id, name, 1000, None, None));
     }
 
     /// Nobody may read or change this item any more (`ACCESS_DENIED`).
     pub fn crm_deny_item(&self, entity_type: u64, id: u64) {
-        state::with(self, |c| {
+        self.crm(|c| {
             c.denied.insert((entity_type, id));
         });
     }
@@ -74,26 +72,26 @@ impl Portal {
     /// item from now on; others get `ACCESS_DENIED` as crm-item-get.md / crm-item-update.md
     /// document it (HTTP 400).
     pub fn crm_make_private(&self, entity_type: u64, id: u64) {
-        state::with(self, |c| {
+        self.crm(|c| {
             c.private.insert((entity_type, id));
         });
     }
 
     /// The next call of `method` does its work, then answers 500 (the answer is lost).
     pub fn crm_fail_after(&self, method: &str) {
-        state::with(self, |c| {
+        self.crm(|c| {
             c.fail_after.insert(method.to_lowercase());
         });
     }
 
     /// Writes the CRM area accepted: `(method, entity type, id)` in order.
     pub fn crm_writes(&self) -> Vec<(String, u64, u64)> {
-        state::with(self, |c| c.writes.clone())
+        self.crm(|c| c.writes.clone())
     }
 
     /// All CRM activities as `crm.activity.list` would show them (UPPER_CASE fields).
     pub fn crm_activities(&self) -> Vec<Value> {
-        state::with(self, |c| {
+        self.crm(|c| {
             c.activities
                 .values()
                 .map(|a| Value::Object(a.clone()))
@@ -103,7 +101,7 @@ impl Portal {
 
     /// Adds a call activity on an owner; its ID.
     pub fn crm_add_activity(&self, owner_type: u64, owner_id: u64, subject: &str) -> u64 {
-        state::with(self, |c| {
+        self.crm(|c| {
             let id = c.new_activity_id();
             let mut a = Map::new();
             a.insert("ID".into(), json!(id.to_string()));
@@ -118,7 +116,7 @@ impl Portal {
 
     /// All timeline comments (`ID`, `ENTITY_TYPE`, `ENTITY_ID`, `COMMENT`…).
     pub fn crm_comments(&self) -> Vec<Value> {
-        state::with(self, |c| {
+        self.crm(|c| {
             c.comments
                 .values()
                 .map(|m| Value::Object(m.clone()))

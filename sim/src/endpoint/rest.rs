@@ -11,34 +11,20 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
-use axum::Router;
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::auth::TokenError;
-use super::faults::{self, Fault};
-use super::{batch, Portal, State as PortalState};
+use super::{batch, fault_response};
 use crate::methods::{self, Caller, Ctx, Reply, RestError};
 use crate::php;
+use crate::portal::Portal;
+use crate::state::auth::TokenError;
+use crate::state::faults::Fault;
+use crate::state::State as PortalState;
 
-pub(crate) fn router(portal: Portal) -> Router {
-    Router::new()
-        .route("/rest/{*method}", any(handle))
-        .route(
-            "/rest/download.json",
-            axum::routing::get(crate::methods::disk::download),
-        )
-        .route(
-            "/app-frame",
-            axum::routing::get(super::app_frame::app_frame),
-        )
-        .with_state(portal)
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [("content-type", "application/json; charset=utf-8")],
@@ -48,7 +34,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 /// The `time` member of every answer (protocol.md §6.2); dates in the portal's zone (MSK).
-pub(crate) fn time_json(start: SystemTime) -> Value {
+fn time_json(start: SystemTime) -> Value {
     let finish = SystemTime::now();
     let secs = |t: SystemTime| {
         t.duration_since(UNIX_EPOCH)
@@ -96,7 +82,7 @@ fn refuse_old_address(portal: &Portal, headers: &HeaderMap) -> Option<Response> 
     )
 }
 
-async fn handle(
+pub(super) async fn handle(
     State(portal): State<Portal>,
     Path(path): Path<String>,
     uri: Uri,
@@ -129,7 +115,7 @@ async fn handle(
         );
         return json_response(e.status, &e.body());
     }
-    if let Some(response) = faults::error_response(&fault) {
+    if let Some(response) = fault_response::error_response(&fault) {
         return response;
     }
     if let Fault::Slow(delay) = fault {
