@@ -84,7 +84,7 @@ impl GroupCommit {
     ) -> Result<Stored, ApiError> {
         let (answer, answered) = oneshot::channel();
         let pending = Pending {
-            id: Uuid::new_v4(),
+            id: job_id(&job),
             job,
             secret_enc,
             answer,
@@ -94,6 +94,24 @@ impl GroupCommit {
         }
         answered.await.unwrap_or_else(|_| Err(stopping()))
     }
+}
+
+/// The id a call's job will have. A workflow's call is named by its portal and event
+/// token, so every copy of it gets the same id whichever store takes it first: a copy
+/// handed to the broker and one committed later answer with the one job that exists.
+fn job_id(job: &NewJob) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let Some(event_token) = job.event_token.as_deref() else {
+        return Uuid::new_v4();
+    };
+    let digest = Sha256::new()
+        .chain_update(b"b24flow job\0")
+        .chain_update(job.portal_id.to_be_bytes())
+        .chain_update(event_token.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 fn stopping() -> ApiError {
@@ -325,5 +343,39 @@ async fn last_chance(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
                 let _ = pending.answer.send(Err(store_unavailable()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use b24flow_common::db::jobs::JobKind;
+    use serde_json::json;
+
+    fn call(portal_id: i64, event_token: Option<&str>) -> NewJob {
+        NewJob {
+            portal_id,
+            kind: JobKind::Activity,
+            code: "user_info".into(),
+            event_token: event_token.map(str::to_string),
+            workflow_id: None,
+            document_id: json!(null),
+            properties: json!({}),
+            timeout_duration: 0,
+            max_attempts: 1,
+            runs_as_user: false,
+        }
+    }
+
+    #[test]
+    fn copies_of_one_call_get_one_id_and_other_calls_other_ids() {
+        assert_eq!(job_id(&call(1, Some("t1"))), job_id(&call(1, Some("t1"))));
+        assert_ne!(job_id(&call(1, Some("t1"))), job_id(&call(1, Some("t2"))));
+        assert_ne!(job_id(&call(1, Some("t1"))), job_id(&call(2, Some("t1"))));
+        assert_ne!(job_id(&call(1, None)), job_id(&call(1, None)));
+        assert_eq!(
+            job_id(&call(1, Some("t1"))).get_version(),
+            Some(uuid::Version::Custom)
+        );
     }
 }
