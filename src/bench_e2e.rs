@@ -136,6 +136,10 @@ impl Installation {
         config.oauth_url = cloud.oauth_url();
         config.client_id = Some(cloud.client_id().to_string());
         config.client_secret = Some(cloud.client_secret().to_string());
+        if config.operator_token.is_none() {
+            // Else the ingress makes one up and prints it.
+            config.operator_token = Some(format!("bench-{}", uuid::Uuid::new_v4()));
+        }
         let secret_key = b24flow_common::crypto::SecretBox::generate_key();
         config.secrets = b24flow_common::crypto::SecretBox::from_base64(&secret_key, None)?;
         crate::prepare_database(&config).await?;
