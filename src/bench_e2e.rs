@@ -101,7 +101,10 @@ pub async fn e2e(base: Config, args: E2eArgs) -> anyhow::Result<()> {
     installation.cloud.shutdown().await;
     let _ = crate::delete_topology(&installation.config).await;
     let mut report = result?;
-    report.load_average = format!("{load_before} (before) / {} (after)", crate::bench_ingress::load_average());
+    report.load_average = format!(
+        "{load_before} (before) / {} (after)",
+        crate::bench_ingress::load_average()
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -126,8 +129,7 @@ pub async fn e2e(base: Config, args: E2eArgs) -> anyhow::Result<()> {
 impl Installation {
     async fn start(base: &Config, args: &E2eArgs) -> anyhow::Result<Self> {
         let mut config = base.clone();
-        config.database_url =
-            crate::demo::scratch_database_url(&config.database_url, "bench_e2e")?;
+        config.database_url = crate::demo::scratch_database_url(&config.database_url, "bench_e2e")?;
         config.amqp_prefix = format!("{}-bench_e2e-{}", config.amqp_prefix, std::process::id());
         crate::demo::reset_database(&config.database_url).await?;
         let cloud = Cloud::start(CloudConfig::default()).await?;
@@ -260,7 +262,10 @@ async fn measure(installation: &Installation, args: &E2eArgs) -> anyhow::Result<
     let installing = Instant::now();
     let portals = installation.portals(args.portals.max(1)).await?;
     let install_secs = installing.elapsed().as_secs_f64();
-    eprintln!("  installed in {install_secs:.1} s; firing {} calls", args.calls);
+    eprintln!(
+        "  installed in {install_secs:.1} s; firing {} calls",
+        args.calls
+    );
     watched.mark();
 
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -276,7 +281,8 @@ async fn measure(installation: &Installation, args: &E2eArgs) -> anyhow::Result<
     while !firing.is_finished() {
         watched.sample();
         let answered = answered_count(&just_portals);
-        peak_in_flight = peak_in_flight.max(accepted.load(Ordering::Relaxed).saturating_sub(answered));
+        peak_in_flight =
+            peak_in_flight.max(accepted.load(Ordering::Relaxed).saturating_sub(answered));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     firing.await.context("firing calls")?;
@@ -388,7 +394,10 @@ fn print_table(report: &Report) {
             p.process.clone(),
             format!("{:.0}", p.peak_rss_mib),
             format!("{:.1}", p.cpu_secs),
-            format!("{:.2}", p.cpu_secs / report.span_secs.max(f64::MIN_POSITIVE)),
+            format!(
+                "{:.2}",
+                p.cpu_secs / report.span_secs.max(f64::MIN_POSITIVE)
+            ),
         ]);
     }
     println!(

@@ -121,7 +121,8 @@ impl Rig {
 
     /// Starts one more worker process with extra environment; its process id.
     pub(crate) fn add_worker(&mut self, extra_env: &[(&str, String)]) -> anyhow::Result<u32> {
-        let worker = crate::bench_procs::worker_process_with(&self.config, &self.secret_key, extra_env)?;
+        let worker =
+            crate::bench_procs::worker_process_with(&self.config, &self.secret_key, extra_env)?;
         let pid = worker.id().context("worker process id")?;
         self.workers.push(worker);
         Ok(pid)

@@ -383,7 +383,10 @@ async fn bench_ingress_runs_and_reports_each_target() {
     assert_eq!(all["jobs_succeeded"], all["accepted"], "{all}");
     assert_eq!(all["jobs_failed"], 0, "{all}");
     assert_eq!(all["jobs_unanswered"], 0, "{all}");
-    assert!(rows[1]["jobs_succeeded"].is_null(), "no worker, no jobs run");
+    assert!(
+        rows[1]["jobs_succeeded"].is_null(),
+        "no worker, no jobs run"
+    );
     assert_eq!(report["share_of_bare"].as_array().map(Vec::len), Some(2));
 }
 
@@ -397,7 +400,10 @@ async fn bench_e2e_answers_every_job_with_success() {
     assert_eq!(report["succeeded"], 50, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
     assert_eq!(report["unanswered"], 0, "{report}");
-    assert!(report["jobs_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{report}");
+    assert!(
+        report["jobs_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
     assert!(
         report["p99_ms"].as_f64().unwrap_or(0.0) >= report["p50_ms"].as_f64().unwrap_or(f64::MAX),
         "{report}"
