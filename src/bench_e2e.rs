@@ -4,8 +4,9 @@
 //! once, each running as one of its portal's users, and every answer waited for: jobs/s and
 //! p50/p99 from the call to its `bizproc.event.send`, how many succeeded, and the peak memory
 //! and CPU of each process (`b24flow ingress` and `worker`s, or one `b24flow all`).
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -63,6 +64,8 @@ struct Report {
     /// Calls answered 200, and how long until the last one was.
     accepted: usize,
     fire_secs: f64,
+    /// Calls not accepted, by the ingress's status and error code (or the sender's error).
+    refused: BTreeMap<String, usize>,
     /// Most jobs accepted and not yet answered at one look.
     peak_in_flight: usize,
     answered: usize,
@@ -270,11 +273,13 @@ async fn measure(installation: &Installation, args: &E2eArgs) -> anyhow::Result<
 
     let accepted = Arc::new(AtomicUsize::new(0));
     let firing_started = Instant::now();
+    let refused = Arc::new(Mutex::new(BTreeMap::new()));
     let firing = tokio::spawn(fire_all(
         portals.clone(),
         args.calls,
         args.parallel,
         accepted.clone(),
+        refused.clone(),
     ));
     let just_portals: Vec<Portal> = portals.into_iter().map(|(portal, _)| portal).collect();
     let mut peak_in_flight = 0usize;
@@ -297,6 +302,7 @@ async fn measure(installation: &Installation, args: &E2eArgs) -> anyhow::Result<
     eprintln!();
     watched.sample();
 
+    let refused = std::mem::take(&mut *refused.lock().unwrap_or_else(|e| e.into_inner()));
     let latencies = answers.latencies();
     let span = answers.span().as_secs_f64();
     Ok(Report {
@@ -306,6 +312,7 @@ async fn measure(installation: &Installation, args: &E2eArgs) -> anyhow::Result<
         install_secs,
         accepted,
         fire_secs,
+        refused,
         peak_in_flight,
         answered: answers.sends.len(),
         succeeded: answers.succeeded(),
@@ -332,25 +339,39 @@ async fn measure(installation: &Installation, args: &E2eArgs) -> anyhow::Result<
 }
 
 /// Fires the calls round robin over the portals, each as the next of its portal's users;
-/// counts the ones the ingress accepted.
+/// counts the ones the ingress accepted, and why the others were not.
 async fn fire_all(
     portals: Vec<(Portal, Vec<u64>)>,
     calls: usize,
     parallel: usize,
     accepted: Arc<AtomicUsize>,
+    refused: Arc<Mutex<BTreeMap<String, usize>>>,
 ) {
     stream::iter(0..calls)
         .for_each_concurrent(parallel.max(1), |i| {
             let (portal, users) = &portals[i % portals.len()];
             let user = users[(i / portals.len()) % users.len()];
-            let accepted = accepted.clone();
+            let (accepted, refused) = (accepted.clone(), refused.clone());
             async move {
                 let call =
                     ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }))
                         .run_as(user);
-                if portal.fire(call).await.is_ok_and(|f| f.status.is_success()) {
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                }
+                let reason = match portal.fire(call).await {
+                    Ok(fired) if fired.status.is_success() => {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    Ok(fired) => {
+                        let code = serde_json::from_str::<serde_json::Value>(&fired.body)
+                            .ok()
+                            .and_then(|b| b["error"].as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        format!("{} {code}", fired.status.as_u16())
+                    }
+                    Err(error) => format!("not sent: {}", error.root_cause()),
+                };
+                let mut refused = refused.lock().unwrap_or_else(|e| e.into_inner());
+                *refused.entry(reason).or_default() += 1;
             }
         })
         .await;
@@ -405,5 +426,8 @@ fn print_table(report: &Report) {
         report.load_average
     );
     println!("{table}");
+    for (reason, count) in &report.refused {
+        println!("not accepted: {count} × {reason}");
+    }
     println!("{processes}");
 }
