@@ -2,7 +2,6 @@
 //! of requests, tokens expire, and worker processes are SIGKILLed and restarted. Prints what
 //! was accepted, answered, lost, duplicated and how long answers took.
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use b24flow_sim::{ActivityCall, Cloud, CloudConfig, Faults, PortalConfig};
 use clap::{Args, Subcommand};
 use futures::stream::{self, StreamExt};
 use serde_json::json;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
 /// How long one call may wait for its answer. Under 20 % faults an answer can need many
@@ -32,6 +31,9 @@ pub enum BenchCommand {
     /// `POST /b24/activity` with the durable hand-off beside a bare parse-only endpoint:
     /// calls/s, p50/p99, and p99 at a fixed rate; the ingress alone and `all`.
     Ingress(crate::bench_ingress::IngressArgs),
+    /// The whole path over many portals without limits: jobs/s and p50/p99 from call to
+    /// `event.send` with every job in flight at once, and each process's peak memory.
+    E2e(crate::bench_e2e::E2eArgs),
     /// The shared limiter's cost: one Postgres statement per request, over many portals.
     Limiter(crate::bench_portal::LimiterArgs),
     /// One worker process's jobs/s, CPU and memory per concurrency (no rate limit).
@@ -64,6 +66,7 @@ pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Limiter(args) => crate::bench_portal::limiter(config, args).await,
         BenchCommand::Pipeline(args) => crate::bench_pipeline::pipeline(config, args).await,
         BenchCommand::Ingress(args) => crate::bench_ingress::ingress(config, args).await,
+        BenchCommand::E2e(args) => crate::bench_e2e::e2e(config, args).await,
     }
 }
 
@@ -97,7 +100,7 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     let spawn_worker = {
         let config = config.clone();
         let secret_key = secret_key.clone();
-        move || worker_process(&config, &secret_key)
+        move || crate::bench_procs::worker_process(&config, &secret_key)
     };
     let mut workers: Vec<Child> = (0..args.workers.max(1))
         .map(|_| spawn_worker())
@@ -286,56 +289,6 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     }
     crate::demo::reset_database(&config.database_url).await?;
     Ok(())
-}
-
-pub(crate) fn worker_process(config: &Config, secret_key: &str) -> anyhow::Result<Child> {
-    worker_process_with(config, secret_key, &[])
-}
-
-/// A worker process with extra environment (e.g. `B24FLOW_WORKER_CONCURRENCY`).
-pub(crate) fn worker_process_with(
-    config: &Config,
-    secret_key: &str,
-    extra_env: &[(&str, String)],
-) -> anyhow::Result<Child> {
-    Command::new(std::env::current_exe()?)
-        .arg("worker")
-        .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("RUST_LOG", "error")
-        .env(
-            "B24FLOW_CROSS_JOB_BATCHING",
-            if config.cross_job_batching {
-                "on"
-            } else {
-                "off"
-            },
-        )
-        .env("B24FLOW_DATABASE_URL", &config.database_url)
-        .env("B24FLOW_AMQP_URL", &config.amqp_url)
-        .env("B24FLOW_AMQP_PREFIX", &config.amqp_prefix)
-        .env("B24FLOW_PUBLIC_URL", &config.public_url)
-        .env("B24FLOW_OAUTH_URL", &config.oauth_url)
-        .env(
-            "B24FLOW_CLIENT_ID",
-            config.client_id.clone().unwrap_or_default(),
-        )
-        .env(
-            "B24FLOW_CLIENT_SECRET",
-            config.client_secret.clone().unwrap_or_default(),
-        )
-        .env("B24FLOW_SECRET_KEY", secret_key)
-        .env(
-            "B24FLOW_JOB_LEASE_SECS",
-            config.job_lease.as_secs_f64().to_string(),
-        )
-        .env(
-            "B24FLOW_SWEEP_INTERVAL_SECS",
-            config.sweep_interval.as_secs_f64().to_string(),
-        )
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting a worker process")
 }
 
 /// Terminal transitions per job: exactly one each, or something ran twice.

@@ -4,16 +4,25 @@
 //! `--rate` (an open loop: latency counts from when the call was due). Targets: `bare`,
 //! `ingress` (the ingress alone, as `b24flow ingress`) and `all` (ingress and worker in one
 //! process, as `b24flow all`, the worker answering every job on a simulated portal).
+//! Every durable call carries a live "run as" token of the portal's users, as Bitrix24's
+//! calls do; for `all` the calls are the simulator's own, so their jobs can succeed, and the
+//! report says how many did.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use b24flow_common::bitrix::form;
 use b24flow_common::Config;
-use b24flow_sim::{Cloud, CloudConfig, Portal, PortalConfig};
+use b24flow_sim::{ActivityCall, Cloud, CloudConfig, Portal, PortalConfig, TokenPair};
 use clap::Args;
 use serde::Serialize;
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
+
+use crate::bench_answers::wait_for_answers;
+
+/// A run's jobs are taken as lost when no answer came for this long.
+const ANSWER_STALL: Duration = Duration::from_secs(30);
 
 #[derive(Args)]
 pub struct IngressArgs {
@@ -53,6 +62,13 @@ struct Row {
     fixed_p50_ms: f64,
     fixed_p99_ms: f64,
     fixed_errors: usize,
+    /// Calls answered 200, both measurements together.
+    accepted: usize,
+    /// Of those calls' jobs (`all` only, `null` where no worker runs): answered with
+    /// success, answered with an error, never answered.
+    jobs_succeeded: Option<usize>,
+    jobs_failed: Option<usize>,
+    jobs_unanswered: Option<usize>,
     /// Where a durable call's time went, over both measurements (the ingress's own
     /// metrics): calls per group commit, and mean time per group storing and confirming.
     mean_group_size: f64,
@@ -116,7 +132,7 @@ pub async fn ingress(config: Config, args: IngressArgs) -> anyhow::Result<()> {
     let load_before = load_average();
     let mut rows = Vec::new();
     let (bare_url, bare_stop) = start_bare().await?;
-    let body = |token: &str| bare_body(token);
+    let body = || bare_body(&next_token("bare"));
     rows.push(measure("bare", &bare_url, &args, &body).await);
     bare_stop.cancel();
 
@@ -129,9 +145,27 @@ pub async fn ingress(config: Config, args: IngressArgs) -> anyhow::Result<()> {
     }
     for (name, with_worker) in targets {
         let stack = Stack::start(&config, name, with_worker).await?;
-        let (member_id, app_token) = (stack.portal.member_id(), stack.portal.application_token());
-        let body = move |token: &str| activity_body(token, &member_id, &app_token);
-        rows.push(measure(name, &format!("{}/b24/activity", stack.url), &args, &body).await);
+        let url = format!("{}/b24/activity", stack.url);
+        let mut row = if with_worker {
+            let body = simulated_call(&stack.portal, &stack.users);
+            measure(name, &url, &args, &body).await
+        } else {
+            // Nothing is registered without a worker, so the simulator cannot make the
+            // call; the same form with a live user token seals as much as a real one.
+            let (member_id, app_token) =
+                (stack.portal.member_id(), stack.portal.application_token());
+            let auth = run_as_fields(&stack.portal.issue_token(stack.users[0]));
+            let body = move || activity_body(&next_token(name), &member_id, &app_token, &auth);
+            measure(name, &url, &args, &body).await
+        };
+        if with_worker {
+            let portals = std::slice::from_ref(&stack.portal);
+            let answers = wait_for_answers(portals, row.accepted, ANSWER_STALL, |_| {}).await;
+            row.jobs_succeeded = Some(answers.succeeded());
+            row.jobs_failed = Some(answers.failed());
+            row.jobs_unanswered = Some(row.accepted.saturating_sub(answers.sends.len()));
+        }
+        rows.push(row);
         stack.stop().await?;
     }
     let bare = rows[0].calls_per_s.max(f64::MIN_POSITIVE);
@@ -169,6 +203,7 @@ fn print_table(report: &Report) {
         "calls/group",
         "commit ms",
         "confirm ms",
+        "jobs ok / failed / unanswered",
     ]);
     for r in &report.rows {
         table.add_row(vec![
@@ -185,6 +220,12 @@ fn print_table(report: &Report) {
             format!("{:.1}", r.mean_group_size),
             format!("{:.2}", r.mean_commit_ms),
             format!("{:.2}", r.mean_confirm_ms),
+            match (r.jobs_succeeded, r.jobs_failed, r.jobs_unanswered) {
+                (Some(ok), Some(failed), Some(unanswered)) => {
+                    format!("{ok} / {failed} / {unanswered}")
+                }
+                _ => "-".to_string(),
+            },
         ]);
     }
     println!(
@@ -197,7 +238,7 @@ fn print_table(report: &Report) {
     }
 }
 
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
@@ -208,7 +249,7 @@ async fn measure(
     target: &'static str,
     url: &str,
     args: &IngressArgs,
-    body: &(dyn Fn(&str) -> String + Sync),
+    body: &(dyn Fn() -> String + Sync),
 ) -> Row {
     let duration = Duration::from_secs_f64(args.duration.max(0.1));
     let client = reqwest::Client::builder()
@@ -216,8 +257,8 @@ async fn measure(
         .build()
         .unwrap_or_default();
     let before = GroupStats::now();
-    let closed = closed_loop(&client, url, target, args.connections, duration, body).await;
-    let fixed = fixed_rate(&client, url, target, args.rate, duration, body).await;
+    let closed = closed_loop(&client, url, args.connections, duration, body).await;
+    let fixed = fixed_rate(&client, url, args.rate, duration, body).await;
     let (mean_group_size, mean_commit_ms, mean_confirm_ms) = GroupStats::now().since(before);
     Row {
         target,
@@ -230,6 +271,10 @@ async fn measure(
         fixed_p50_ms: percentile(&fixed.latencies, 0.50),
         fixed_p99_ms: percentile(&fixed.latencies, 0.99),
         fixed_errors: fixed.errors,
+        accepted: closed.latencies.len() + fixed.latencies.len(),
+        jobs_succeeded: None,
+        jobs_failed: None,
+        jobs_unanswered: None,
         mean_group_size,
         mean_commit_ms,
         mean_confirm_ms,
@@ -272,17 +317,16 @@ async fn call(client: &reqwest::Client, url: &str, body: String) -> bool {
 async fn closed_loop(
     client: &reqwest::Client,
     url: &str,
-    target: &str,
     connections: usize,
     duration: Duration,
-    body: &(dyn Fn(&str) -> String + Sync),
+    body: &(dyn Fn() -> String + Sync),
 ) -> Sample {
     let started = Instant::now();
     let until = started + duration;
     let loops = (0..connections.max(1)).map(|_| async move {
         let (mut latencies, mut errors) = (Vec::new(), 0usize);
         while Instant::now() < until {
-            let payload = body(&next_token(target));
+            let payload = body();
             let sent = Instant::now();
             if call(client, url, payload).await {
                 latencies.push(sent.elapsed());
@@ -309,17 +353,16 @@ async fn closed_loop(
 async fn fixed_rate(
     client: &reqwest::Client,
     url: &str,
-    target: &str,
     rate: u32,
     duration: Duration,
-    body: &(dyn Fn(&str) -> String + Sync),
+    body: &(dyn Fn() -> String + Sync),
 ) -> Sample {
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let count = (duration.as_secs_f64() * f64::from(rate.max(1))) as usize;
     let started = Instant::now();
     let calls = (0..count).map(|i| {
         let due = started + interval * i as u32;
-        let payload = body(&next_token(target));
+        let payload = body();
         async move {
             tokio::time::sleep_until(due.into()).await;
             // From when it was due: a sender that falls behind counts against the target.
@@ -346,8 +389,35 @@ fn percentile(latencies: &[Duration], q: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-/// The same form an activity call carries (protocol.md §4), about 600 bytes.
-fn activity_body(event_token: &str, member_id: &str, app_token: &str) -> String {
+/// Calls the simulated portal makes itself (a new workflow instance each, signed event
+/// token), running as its users in turn, so the worker can answer them.
+fn simulated_call(portal: &Portal, users: &[u64]) -> impl Fn() -> String + Sync {
+    let (portal, users) = (portal.clone(), users.to_vec());
+    let turn = AtomicUsize::new(0);
+    move || {
+        let user = users[turn.fetch_add(1, Ordering::Relaxed) % users.len()];
+        let call = ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }))
+            .run_as(user);
+        // A call it cannot make goes out empty and counts as an error.
+        portal
+            .prepare_body(&call)
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+}
+
+/// `auth[…]` of a call running as the token's user (§4). Simulator tokens are hex, so
+/// nothing needs escaping.
+fn run_as_fields(token: &TokenPair) -> String {
+    format!(
+        "&auth%5Baccess_token%5D={}&auth%5Brefresh_token%5D={}&auth%5Bexpires%5D={}\
+         &auth%5Bexpires_in%5D={}&auth%5Buser_id%5D={}",
+        token.access_token, token.refresh_token, token.expires, token.expires_in, token.user_id
+    )
+}
+
+/// The same form an activity call carries (protocol.md §4), about 800 bytes with `auth`.
+fn activity_body(event_token: &str, member_id: &str, app_token: &str, auth: &str) -> String {
     format!(
         "workflow_id=wf-bench&code=user_info&event_token={event_token}\
          &document_id%5B0%5D=crm&document_id%5B1%5D=CCrmDocumentDeal&document_id%5B2%5D=DEAL_1\
@@ -355,15 +425,23 @@ fn activity_body(event_token: &str, member_id: &str, app_token: &str) -> String 
          &properties%5Buser_id%5D=user_1&use_subscription=Y&timeout_duration=0&ts=1733000000\
          &auth%5Bdomain%5D=bench.bitrix24.ru&auth%5Bclient_endpoint%5D=https%3A%2F%2Fbench.bitrix24.ru%2Frest%2F\
          &auth%5Bserver_endpoint%5D=https%3A%2F%2Foauth.bitrix.info%2Frest%2F\
-         &auth%5Bmember_id%5D={member_id}&auth%5Bapplication_token%5D={app_token}"
+         &auth%5Bmember_id%5D={member_id}&auth%5Bapplication_token%5D={app_token}{auth}"
     )
 }
 
 fn bare_body(event_token: &str) -> String {
+    let token = TokenPair {
+        access_token: "0123456789abcdef".repeat(4),
+        refresh_token: "fedcba9876543210".repeat(4),
+        expires: 1_733_003_600,
+        expires_in: 3600,
+        user_id: 1,
+    };
     activity_body(
         event_token,
         "0123456789abcdef0123456789abcdef",
         "fedcba9876543210fedcba9876543210",
+        &run_as_fields(&token),
     )
 }
 
@@ -398,6 +476,8 @@ async fn start_bare() -> anyhow::Result<(String, CancellationToken)> {
 struct Stack {
     url: String,
     portal: Portal,
+    /// Users of the portal the calls run as.
+    users: Vec<u64>,
     cloud: Cloud,
     config: Config,
     shutdown: CancellationToken,
@@ -418,6 +498,7 @@ impl Stack {
                 ..PortalConfig::default()
             })
             .await?;
+        let users = portal.seed_demo_directory(20);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         config.listen = listener.local_addr()?;
         config.public_url = format!("http://{}", listener.local_addr()?);
@@ -457,6 +538,7 @@ impl Stack {
         Ok(Stack {
             url: config.public_url.clone(),
             portal,
+            users,
             cloud,
             config,
             shutdown,

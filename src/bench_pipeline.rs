@@ -33,7 +33,7 @@ pub struct PipelineArgs {
 }
 
 /// No limit worth the name: the worker, not the bucket, is measured.
-const UNLIMITED: Plan = Plan::Custom {
+pub(crate) const UNLIMITED: Plan = Plan::Custom {
     rate_per_sec: 100_000.0,
     burst: 1_000_000,
 };

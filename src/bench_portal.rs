@@ -98,7 +98,7 @@ impl Rig {
             }
         });
         let workers = (0..workers.max(1))
-            .map(|_| crate::bench::worker_process(&config, &secret_key))
+            .map(|_| crate::bench_procs::worker_process(&config, &secret_key))
             .collect::<anyhow::Result<_>>()?;
         Ok(Rig {
             config,
@@ -121,7 +121,8 @@ impl Rig {
 
     /// Starts one more worker process with extra environment; its process id.
     pub(crate) fn add_worker(&mut self, extra_env: &[(&str, String)]) -> anyhow::Result<u32> {
-        let worker = crate::bench::worker_process_with(&self.config, &self.secret_key, extra_env)?;
+        let worker =
+            crate::bench_procs::worker_process_with(&self.config, &self.secret_key, extra_env)?;
         let pid = worker.id().context("worker process id")?;
         self.workers.push(worker);
         Ok(pid)

@@ -1,9 +1,12 @@
 //! `b24flow`: one binary, one subcommand per role (SPEC.md "Processes and commands").
 mod bench;
+mod bench_answers;
+mod bench_e2e;
 mod bench_fairness;
 mod bench_ingress;
 mod bench_pipeline;
 mod bench_portal;
+mod bench_procs;
 mod demo;
 mod demo_tour;
 mod jobs_cli;

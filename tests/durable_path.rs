@@ -365,24 +365,14 @@ async fn a_call_neither_postgres_nor_the_broker_takes_is_refused_quickly() {
     app.cleanup().await;
 }
 
-/// A short run of `b24flow bench ingress`: it measures every target and prints sane JSON.
-/// Only the shape is checked; the numbers are for the bench itself.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_ingress_runs_and_reports_each_target() {
+/// Runs `b24flow bench <args> --json` on its own database and AMQP prefix; its report.
+async fn run_bench(args: &[&str]) -> Value {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let database = format!("b24flow_test_bench_{}", &unique[..12]);
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_b24flow"))
-        .args([
-            "bench",
-            "ingress",
-            "--duration",
-            "0.5",
-            "--connections",
-            "4",
-            "--rate",
-            "100",
-            "--json",
-        ])
+        .arg("bench")
+        .args(args)
+        .arg("--json")
         // Logs go to stdout too; the report must be all there is.
         .env("RUST_LOG", "off")
         .env(
@@ -404,7 +394,24 @@ async fn bench_ingress_runs_and_reports_each_target() {
         "bench failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    serde_json::from_slice(&output.stdout).expect("JSON report")
+}
+
+/// A short run of `b24flow bench ingress`: it measures every target and prints sane JSON,
+/// and every job of the `all` target (its calls run as the portal's users) succeeded.
+/// Otherwise only the shape is checked; the numbers are for the bench itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_ingress_runs_and_reports_each_target() {
+    let report = run_bench(&[
+        "ingress",
+        "--duration",
+        "0.5",
+        "--connections",
+        "4",
+        "--rate",
+        "100",
+    ])
+    .await;
     let rows = report["rows"].as_array().expect("rows");
     let targets: Vec<&str> = rows.iter().filter_map(|r| r["target"].as_str()).collect();
     assert_eq!(targets, ["bare", "ingress", "all"]);
@@ -416,5 +423,47 @@ async fn bench_ingress_runs_and_reports_each_target() {
             "{row}"
         );
     }
+    let all = &rows[2];
+    assert!(all["accepted"].as_u64().unwrap_or(0) > 0, "{all}");
+    assert_eq!(all["jobs_succeeded"], all["accepted"], "{all}");
+    assert_eq!(all["jobs_failed"], 0, "{all}");
+    assert_eq!(all["jobs_unanswered"], 0, "{all}");
+    assert!(
+        rows[1]["jobs_succeeded"].is_null(),
+        "no worker, no jobs run"
+    );
     assert_eq!(report["share_of_bare"].as_array().map(Vec::len), Some(2));
+}
+
+/// A short run of `b24flow bench e2e` with separate ingress and worker processes: every
+/// call was accepted and its job answered with success, and each process was measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_e2e_answers_every_job_with_success() {
+    let report = run_bench(&["e2e", "--portals", "5", "--calls", "50", "--workers", "1"]).await;
+    assert_eq!(report["portals"], 5, "{report}");
+    assert_eq!(report["accepted"], 50, "{report}");
+    assert_eq!(report["succeeded"], 50, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["unanswered"], 0, "{report}");
+    assert!(
+        report["jobs_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["p99_ms"].as_f64().unwrap_or(0.0) >= report["p50_ms"].as_f64().unwrap_or(f64::MAX),
+        "{report}"
+    );
+    let processes: Vec<&str> = report["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .filter_map(|p| p["process"].as_str())
+        .collect();
+    assert_eq!(processes, ["ingress", "worker 1", "bench (simulator)"]);
+    for process in report["processes"].as_array().into_iter().flatten() {
+        assert!(
+            process["peak_rss_mib"].as_f64().unwrap_or(0.0) > 0.0,
+            "{process}"
+        );
+    }
 }
