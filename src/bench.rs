@@ -15,9 +15,9 @@ use serde_json::json;
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
-/// How long one call may wait for its answer. Under 20 % faults an answer can need many
-/// tries, and backoff grows to 5 minutes between them.
-const ANSWER_WAIT: Duration = Duration::from_secs(20 * 60);
+/// How long a call may still wait for its answer once the storm is over: under 20 %
+/// faults an answer can need many tries, and backoff grows to 5 minutes between them.
+const ANSWER_WAIT: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -56,6 +56,11 @@ pub struct ChaosArgs {
     /// Calls in flight from the portal at once.
     #[arg(long, default_value_t = 64)]
     parallel: usize,
+    /// Seconds the storm (faults, kills, token expiry) goes on after the last call was
+    /// fired; then it ends, and every accepted call must still be answered: a job still
+    /// in its backoff when the storm ends is late, not lost.
+    #[arg(long, default_value_t = 60.0)]
+    storm_tail: f64,
 }
 
 pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
@@ -156,6 +161,30 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
 
     let accepted = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicUsize::new(0));
+    let fired = Arc::new(AtomicUsize::new(0));
+    let answered_in_storm = Arc::new(AtomicUsize::new(usize::MAX));
+    let storm_over_at = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let storm_end = {
+        let (fired, answered, answered_in_storm) =
+            (fired.clone(), answered.clone(), answered_in_storm.clone());
+        let storm_over_at = storm_over_at.clone();
+        let (stop, portal, total) = (chaos_stop.clone(), portal.clone(), args.calls);
+        let tail = Duration::from_secs_f64(args.storm_tail.max(0.0));
+        tokio::spawn(async move {
+            while fired.load(Ordering::Relaxed) < total && !stop.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(tail) => {}
+                _ = stop.cancelled() => {}
+            }
+            answered_in_storm.store(answered.load(Ordering::Relaxed), Ordering::Relaxed);
+            portal.set_faults(Faults::default());
+            let _ = storm_over_at.set(Instant::now());
+            stop.cancel();
+            eprintln!("\n  the storm is over: no more faults or kills; waiting for the rest");
+        })
+    };
     let progress_stop = CancellationToken::new();
     let progress = {
         let (accepted, answered, stop) =
@@ -182,6 +211,8 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
         .map(|i| {
             let portal = portal.clone();
             let (accepted, answered) = (accepted.clone(), answered.clone());
+            let fired_count = fired.clone();
+            let storm_over_at = storm_over_at.clone();
             let user = users[i % users.len()];
             let deal = deal.clone();
             async move {
@@ -195,15 +226,21 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
                 } else {
                     ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }))
                 };
-                let fired = portal
-                    .fire(call)
-                    .await
-                    .ok()
-                    .filter(|f| f.status.is_success())?;
+                let fired = portal.fire(call).await;
+                fired_count.fetch_add(1, Ordering::Relaxed);
+                let fired = fired.ok().filter(|f| f.status.is_success())?;
                 accepted.fetch_add(1, Ordering::Relaxed);
-                let send = portal
-                    .wait_event_send(&fired.event_token, ANSWER_WAIT)
-                    .await?;
+                // However long the storm lasts, each call has ANSWER_WAIT after it ends.
+                let send = loop {
+                    let waited = portal
+                        .wait_event_send(&fired.event_token, Duration::from_secs(30))
+                        .await;
+                    match (waited, storm_over_at.get()) {
+                        (Some(send), _) => break send,
+                        (None, Some(over)) if over.elapsed() > ANSWER_WAIT => return None,
+                        (None, _) => continue,
+                    }
+                };
                 answered.fetch_add(1, Ordering::Relaxed);
                 Some((fired.event_token, send.at.duration_since(send.fired_at)))
             }
@@ -214,7 +251,9 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     progress_stop.cancel();
     let _ = progress.await;
     chaos_stop.cancel();
+    let _ = storm_end.await;
     let mut workers = chaos_task.await?;
+    let answered_in_storm = answered_in_storm.load(Ordering::Relaxed);
 
     let accepted = accepted.load(Ordering::Relaxed);
     let mut latencies: Vec<Duration> = results.iter().flatten().map(|(_, d)| *d).collect();
@@ -254,6 +293,7 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     println!("calls                 {}", args.calls);
     println!("accepted (200)        {accepted}");
     println!("answered              {}", latencies.len());
+    println!("  during the storm    {answered_in_storm}");
     println!("  of them successful  {answered_ok}");
     println!("lost (never answered) {}", accepted - latencies.len());
     println!("jobs with >1 terminal {duplicated}");
