@@ -15,6 +15,10 @@ use b24flow_common::db::{DbError, Pool};
 
 /// How long a lookup may wait for Postgres before the last known row is used instead.
 const LOOKUP_WAIT: Duration = Duration::from_secs(1);
+/// How long a lookup may wait when there is no last known row to fall back on: the only
+/// other answer is a 503, and Bitrix24 never repeats a call (a busy Postgres at a cold
+/// start, with many portals' first calls at once, is slow, not down).
+const FIRST_LOOKUP_WAIT: Duration = Duration::from_secs(5);
 
 struct Entry {
     portal: Portal,
@@ -52,7 +56,12 @@ impl PortalCache {
             let client = db.get().await?;
             portals::find_by_member_id(&client, member_id).await
         };
-        let read = match tokio::time::timeout(LOOKUP_WAIT, read).await {
+        let wait = if self.last_known(member_id).is_some() {
+            LOOKUP_WAIT
+        } else {
+            FIRST_LOOKUP_WAIT
+        };
+        let read = match tokio::time::timeout(wait, read).await {
             Ok(read) => read,
             Err(_) => Err(DbError::Timeout("portal lookup")),
         };
