@@ -29,15 +29,13 @@ pub struct ActivityError {
 }
 
 impl ActivityError {
-    /// Bad or missing input: fail at once, no retries.
+    /// What trying again cannot fix (bad or missing input, an answer that makes no sense):
+    /// fail at once, no retries.
     pub fn invalid(message: impl Into<Text>) -> Self {
         Self {
             kind: ErrorKind::Permanent,
             message: message.into(),
         }
-    }
-    pub fn permanent(message: impl Into<Text>) -> Self {
-        Self::invalid(message)
     }
     pub fn transient(message: impl Into<Text>) -> Self {
         Self {
@@ -85,7 +83,7 @@ impl From<DbError> for ActivityError {
     fn from(e: DbError) -> Self {
         match e {
             // Retrying cannot make a secret sealed with another key readable.
-            DbError::Crypto(_) => Self::permanent(e.to_string()),
+            DbError::Crypto(_) => Self::invalid(e.to_string()),
             e => Self::transient(texts::database(&e)),
         }
     }

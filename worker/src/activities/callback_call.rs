@@ -227,7 +227,7 @@ impl Activity for CallbackCall {
         if call.get("RESULT") != Some(&Value::Bool(true)) || call_id.is_empty() {
             ctx.side_effect_done(&marker, &json!({ "error": "no call" }))
                 .await?;
-            return Err(ActivityError::permanent(text!(
+            return Err(ActivityError::invalid(text!(
                 "the portal did not start the call: {call}",
                 "портал не начал звонок: {call}"
             )));
@@ -268,7 +268,7 @@ fn started(call_id: &str, detail: Text) -> Output {
 }
 
 fn uncertain() -> ActivityError {
-    ActivityError::permanent(text!(
+    ActivityError::invalid(text!(
         "an earlier attempt sent the callback request but got no answer; the call may have \
          started, so it is not started again",
         "предыдущая попытка отправила запрос на звонок, но не получила ответа; звонок мог \

@@ -116,7 +116,7 @@ async fn default_deadline(
         .as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .ok_or_else(|| {
-            ActivityError::permanent(text!(
+            ActivityError::invalid(text!(
                 "server.time answered no time",
                 "server.time не вернул время портала"
             ))
@@ -317,7 +317,7 @@ impl Activity for CrmActivityAdd {
         let id = id_of(answer.result.get("id"))
             .or_else(|| id_of(Some(&answer.result)))
             .ok_or_else(|| {
-                ActivityError::permanent(text!(
+                ActivityError::invalid(text!(
                     "{} answered no activity ID",
                     "{} не вернул ID дела",
                     plan.method

@@ -105,7 +105,7 @@ impl Activity for CrmFeedPost {
                 portal_error(context, e)
             })?;
         let id = id_of(Some(&answer.result)).ok_or_else(|| {
-            ActivityError::permanent(text!(
+            ActivityError::invalid(text!(
                 "crm.timeline.comment.add answered no comment ID",
                 "crm.timeline.comment.add не вернул ID комментария"
             ))

@@ -22,7 +22,7 @@ fn person_type(src: &Source) -> Result<u64, ActivityError> {
         .iter()
         .find(|t| text_of(t.get("NAME")) == wanted)
         .and_then(|t| id_of(t.get("ID")))
-        .ok_or_else(|| ActivityError::permanent(format!("the portal has no payer type {wanted}")))
+        .ok_or_else(|| ActivityError::invalid(format!("the portal has no payer type {wanted}")))
 }
 
 /// The first multi-field value of a type (`fm` of `crm.item.get`), else the flat field.
@@ -201,7 +201,7 @@ pub async fn create(
     let invoice_id = match (existing, answer.get("inv")) {
         (Some(id), _) => id,
         (None, Ok(id)) => id_of(Some(id)).ok_or_else(|| {
-            ActivityError::permanent(crate::text!(
+            ActivityError::invalid(crate::text!(
                 "crm.invoice.add answered no invoice ID",
                 "crm.invoice.add не вернул ID счёта"
             ))

@@ -134,7 +134,7 @@ pub async fn create(
     let invoice_id = match (existing, answer.get("inv")) {
         (Some(id), _) => id,
         (None, Ok(inv)) => id_of(inv.get("item").and_then(|i| i.get("id"))).ok_or_else(|| {
-            ActivityError::permanent(text!(
+            ActivityError::invalid(text!(
                 "crm.item.add answered no invoice ID",
                 "crm.item.add не вернул ID счёта"
             ))
@@ -155,7 +155,7 @@ pub async fn create(
         .ok()
         .and_then(|p| id_of(Some(p)))
         .ok_or_else(|| {
-            incomplete(ActivityError::permanent(
+            incomplete(ActivityError::invalid(
                 "crm.item.payment.add answered no payment ID",
             ))
         })?;

@@ -166,7 +166,9 @@ impl Activity for SmtpSend {
                     "The mailbox's login, usually the full address.",
                     "Логин почтового ящика, обычно полный адрес.",
                 ),
-                text("smtp_password", PropType::String, "Password", "Пароль").help(
+                text("smtp_password", PropType::String, "Password", "Пароль")
+                    .secret()
+                    .help(
                     "The mailbox's password or app password. Stored encrypted and erased \
                      when the job is done.",
                     "Пароль почтового ящика или пароль приложения. Хранится в зашифрованном \
@@ -201,7 +203,7 @@ impl Activity for SmtpSend {
         }
         for earlier in 1..ctx.job.attempt {
             if let Some(SideEffect::Started) = ctx.side_effect(&attempt_marker(earlier)).await? {
-                return Err(ActivityError::permanent(text!(
+                return Err(ActivityError::invalid(text!(
                     "an earlier attempt stopped while handing the message to the SMTP server; \
                      it may have been delivered, so it is not sent again",
                     "предыдущая попытка прервалась во время передачи письма SMTP-серверу; \
