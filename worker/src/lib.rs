@@ -8,6 +8,7 @@ mod consumer;
 mod crm;
 mod heartbeat;
 mod intake;
+mod once;
 mod registration;
 mod report;
 mod retry;

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::activity::{ActivityError, RunContext};
 use crate::crm::{id_of, portal_error, text_of};
+use crate::once::Found;
 
 use super::read::Source;
 use super::smart::Incomplete;
@@ -250,7 +251,7 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, Act
         .as_array()
         .and_then(|l| l.first())
         .and_then(|i| id_of(i.get("ID")))
-        .map_or(Earlier::None, Earlier::Incomplete))
+        .map_or(Found::Nothing, Found::Partly))
 }
 
 #[cfg(test)]
