@@ -4,7 +4,8 @@
 //! The markers live in `job_side_effects` (`common::db::jobs`).
 use std::future::Future;
 
-use b24flow_common::db::jobs::SideEffect;
+use b24flow_common::db::jobs::{self, SideEffect};
+use b24flow_common::db::DbError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -193,6 +194,43 @@ impl SideEffectMarker<'_> {
             Err(NotDone::Unsure(error)) => Err(error),
         }
     }
+}
+
+/// The markers themselves: only the helpers above touch them.
+impl RunContext {
+    /// The idempotency marker of side effect `key` of this job: `None` if it never started,
+    /// `Started` if an earlier attempt began it but did not record the result (it may or may
+    /// not have happened: look it up before acting again), `Done(value)` if it happened.
+    async fn side_effect(&self, key: &str) -> Result<Option<SideEffect>, ActivityError> {
+        let client = self.db.get().await.map_err(DbError::from)?;
+        Ok(jobs::side_effect(&client, self.job.id, key).await?)
+    }
+
+    /// Call right before the request that creates something. Fails when this attempt no
+    /// longer owns the job (its lease ran out): then it must not act.
+    async fn side_effect_started(&self, key: &str) -> Result<(), ActivityError> {
+        let client = self.db.get().await.map_err(DbError::from)?;
+        if jobs::side_effect_started(&client, self.job.id, self.job.attempt, key).await? {
+            Ok(())
+        } else {
+            Err(lease_lost())
+        }
+    }
+
+    /// Call right after it was created, with what identifies it.
+    async fn side_effect_done(&self, key: &str, value: &Value) -> Result<(), ActivityError> {
+        let client = self.db.get().await.map_err(DbError::from)?;
+        if jobs::side_effect_done(&client, self.job.id, self.job.attempt, key, value).await? {
+            Ok(())
+        } else {
+            Err(lease_lost())
+        }
+    }
+}
+
+/// This attempt lost its job to a newer one; whatever it returns is refused by the row.
+fn lease_lost() -> ActivityError {
+    ActivityError::transient("this attempt lost the job's lease; a newer attempt owns it")
 }
 
 fn to_json(value: &impl Serialize) -> Value {
