@@ -7,8 +7,8 @@ use crate::support::*;
 
 /// A deal with two products, a company and a contact with requisites and bank details, and
 /// "my company" with its own.
-struct Seeded {
-    deal: u64,
+pub(crate) struct Seeded {
+    pub(crate) deal: u64,
     company: u64,
     contact: u64,
     mine: u64,
@@ -19,7 +19,7 @@ struct Seeded {
     my_bd: u64,
 }
 
-fn seed(app: &TestApp, company: bool, contact: bool) -> Seeded {
+pub(crate) fn seed(app: &TestApp, company: bool, contact: bool) -> Seeded {
     let p = &app.portal;
     let mine = p.crm_add_item(4, json!({"title": "Seller Ltd", "isMyCompany": "Y"}));
     let my_rq = p.crm_add_requisite(4, mine, json!({"RQ_COMPANY_NAME": "Seller Ltd"}));
@@ -75,7 +75,7 @@ fn seed(app: &TestApp, company: bool, contact: bool) -> Seeded {
     }
 }
 
-fn props(deal: u64, kind: &str) -> Value {
+pub(crate) fn props(deal: u64, kind: &str) -> Value {
     json!({"deal_id": deal.to_string(), "paysystem_company": "1", "paysystem_contact": "2", "invoice_kind": kind})
 }
 

@@ -16,6 +16,7 @@ mod install_security;
 mod limits;
 mod portal_limits;
 mod run_as;
+mod side_effects;
 mod smtp;
 mod telephony_calendar;
 mod texts;

@@ -174,64 +174,6 @@ async fn a_missing_phone_or_text_fails_at_once_without_calling() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_callback_job_never_starts_a_second_call() {
-    let mut app = spawn_english_app().await;
-    app.portal.add_phone_line("sip7", "Office PBX");
-
-    // An earlier attempt started the call and recorded it, then died before reporting.
-    app.stop_worker().await;
-    let fired = app
-        .fire("callback_call", call("+79123456789", "sip7"))
-        .await;
-    app.mark_side_effect_done(
-        &fired.event_token,
-        "callback.done",
-        json!({"call_id": "callback.earlier.1"}),
-    )
-    .await;
-    app.start_worker();
-    let again = app
-        .portal
-        .wait_event_send(&fired.event_token, WAIT)
-        .await
-        .expect("answered");
-    assert_eq!(error_text(&again), "");
-    assert_eq!(again.return_values["call_id"], "callback.earlier.1");
-    assert!(
-        again.log_message.contains("already started"),
-        "{}",
-        again.log_message
-    );
-
-    // An earlier attempt sent the request and died before the answer: maybe ringing.
-    app.stop_worker().await;
-    let fired = app
-        .fire("callback_call", call("+79123456789", "sip7"))
-        .await;
-    app.mark_side_effect_started(&fired.event_token, 1, "callback.attempt.1")
-        .await;
-    app.start_worker();
-    let unsure = app
-        .portal
-        .wait_event_send(&fired.event_token, WAIT)
-        .await
-        .expect("answered");
-    assert_eq!(unsure.return_values["result"], "ERROR");
-    assert!(
-        error_text(&unsure).contains("may have started"),
-        "{}",
-        error_text(&unsure)
-    );
-
-    assert!(
-        app.portal.callback_calls().is_empty(),
-        "neither retry called"
-    );
-    assert_eq!(app.portal.method_calls("voximplant.callback.start"), 0);
-    app.cleanup().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn line_options_come_from_the_portal_and_a_new_registration_refreshes_them() {
     let app = spawn_app().await;
     let line_options = |app: &TestApp| -> Value {

@@ -1,6 +1,7 @@
 //! The activity codes b24flow implements (ACTIVITIES.md). The ingress refuses calls for
 //! any other code, and only these (and `register`) become metric labels, so a caller that
-//! invents codes cannot grow the number of series.
+//! invents codes cannot grow the number of series. The worker's catalogue
+//! (`worker/src/activities/mod.rs`) is the source: its unit test keeps this list equal.
 pub const ACTIVITY_CODES: &[&str] = &[
     "user_info",
     "smtp_send",

@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::crypto::{CryptoError, SecretBox};
 
-/// Property keys whose values never reach the job row, logs or operators.
+/// Property keys whose values never reach the job row, logs or operators. The worker's
+/// schema flags them (`Property::secret`); its unit test keeps this list equal to the flags.
 pub const SECRET_PROPERTIES: &[&str] = &["smtp_password"];
 
 /// Where the run-as token sits in the sealed object.

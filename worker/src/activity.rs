@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use b24flow_common::bitrix::{B24Error, ErrorKind, PortalClient};
-use b24flow_common::db::jobs::{self, Job, SideEffect};
+use b24flow_common::db::jobs::Job;
 use b24flow_common::db::{DbError, Pool};
 use serde_json::{Map, Value};
 
@@ -29,15 +29,13 @@ pub struct ActivityError {
 }
 
 impl ActivityError {
-    /// Bad or missing input: fail at once, no retries.
+    /// What trying again cannot fix (bad or missing input, an answer that makes no sense):
+    /// fail at once, no retries.
     pub fn invalid(message: impl Into<Text>) -> Self {
         Self {
             kind: ErrorKind::Permanent,
             message: message.into(),
         }
-    }
-    pub fn permanent(message: impl Into<Text>) -> Self {
-        Self::invalid(message)
     }
     pub fn transient(message: impl Into<Text>) -> Self {
         Self {
@@ -85,7 +83,7 @@ impl From<DbError> for ActivityError {
     fn from(e: DbError) -> Self {
         match e {
             // Retrying cannot make a secret sealed with another key readable.
-            DbError::Crypto(_) => Self::permanent(e.to_string()),
+            DbError::Crypto(_) => Self::invalid(e.to_string()),
             e => Self::transient(texts::database(&e)),
         }
     }
@@ -100,42 +98,6 @@ pub struct RunContext {
     pub config: std::sync::Arc<b24flow_common::Config>,
     /// The portal's language: what the workflow's texts are written in.
     pub lang: Lang,
-}
-
-impl RunContext {
-    /// The idempotency marker of side effect `key` of this job: `None` if it never started,
-    /// `Started` if an earlier attempt began it but did not record the result (it may or may
-    /// not have happened: look it up before acting again), `Done(value)` if it happened.
-    pub async fn side_effect(&self, key: &str) -> Result<Option<SideEffect>, ActivityError> {
-        let client = self.db.get().await.map_err(DbError::from)?;
-        Ok(jobs::side_effect(&client, self.job.id, key).await?)
-    }
-
-    /// Call right before the request that creates something. Fails when this attempt no
-    /// longer owns the job (its lease ran out): then it must not act.
-    pub async fn side_effect_started(&self, key: &str) -> Result<(), ActivityError> {
-        let client = self.db.get().await.map_err(DbError::from)?;
-        if jobs::side_effect_started(&client, self.job.id, self.job.attempt, key).await? {
-            Ok(())
-        } else {
-            Err(lease_lost())
-        }
-    }
-
-    /// Call right after it was created, with what identifies it.
-    pub async fn side_effect_done(&self, key: &str, value: &Value) -> Result<(), ActivityError> {
-        let client = self.db.get().await.map_err(DbError::from)?;
-        if jobs::side_effect_done(&client, self.job.id, self.job.attempt, key, value).await? {
-            Ok(())
-        } else {
-            Err(lease_lost())
-        }
-    }
-}
-
-/// This attempt lost its job to a newer one; whatever it returns is refused by the row.
-fn lease_lost() -> ActivityError {
-    ActivityError::transient("this attempt lost the job's lease; a newer attempt owns it")
 }
 
 /// A REST read whose answer fills select options at registration. The registration job

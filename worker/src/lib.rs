@@ -8,6 +8,7 @@ mod consumer;
 mod crm;
 mod heartbeat;
 mod intake;
+mod once;
 mod registration;
 mod report;
 mod retry;
@@ -88,7 +89,8 @@ pub async fn run_with_activities(
                 .await
         })
     };
-    publish_catalogue(&pool).await?;
+    let catalogue = Arc::new(activities::Catalogue::new(activities));
+    publish_catalogue(&pool, &catalogue).await?;
     bitrix.set_cross_job_batching(config.cross_job_batching);
     let runner = Arc::new(runner::Runner {
         db: pool.clone(),
@@ -96,7 +98,7 @@ pub async fn run_with_activities(
         secrets: config.secrets.clone(),
         policy,
         lease: config.job_lease,
-        activities,
+        catalogue,
         handler_url: config.activity_handler_url(),
         config: Arc::new(config.clone()),
     });
@@ -139,16 +141,17 @@ pub async fn run_with_activities(
 }
 
 /// Tells the ingress (the app page) which activities this worker runs.
-async fn publish_catalogue(pool: &db::Pool) -> Result<(), WorkerError> {
-    let entries: Vec<db::registrations::CatalogueEntry> = activities::all()
+async fn publish_catalogue(
+    pool: &db::Pool,
+    catalogue: &activities::Catalogue,
+) -> Result<(), WorkerError> {
+    let entries: Vec<db::registrations::CatalogueEntry> = catalogue
+        .definitions()
         .iter()
-        .map(|a| {
-            let def = a.definition();
-            db::registrations::CatalogueEntry {
-                code: def.code.to_string(),
-                name: def.name.to_json(),
-                description: def.description.to_json(),
-            }
+        .map(|def| db::registrations::CatalogueEntry {
+            code: def.code.to_string(),
+            name: def.name.to_json(),
+            description: def.description.to_json(),
         })
         .collect();
     let mut client = pool.get().await.map_err(db::DbError::from)?;

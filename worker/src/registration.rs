@@ -6,10 +6,12 @@
 use std::sync::Arc;
 
 use b24flow_common::bitrix::{Batch, ErrorKind, PortalClient};
+use b24flow_common::db::jobs::Job;
 use b24flow_common::db::{self, registrations, Pool};
 use serde_json::{json, Map, Value};
 
-use crate::activity::{Activity, ActivityError, OptionAnswers};
+use crate::activities::Catalogue;
+use crate::activity::{Activity, ActivityError, OptionAnswers, Output};
 use crate::schema::{ActivityDef, Lang, ROBOT_PREFIX};
 
 const ALREADY_INSTALLED: &str = "ERROR_ACTIVITY_ALREADY_INSTALLED";
@@ -48,17 +50,40 @@ impl Action {
     }
 }
 
-/// Runs one registration action on the portal.
-pub async fn run(
+/// Runs a registration job: its action, with the handler URL and language it names (the
+/// process's handler URL when it names none). Its summary is the output's return values.
+pub async fn run_job(
     b24: &PortalClient,
     db: &Pool,
-    catalogue: &[Arc<dyn Activity>],
+    catalogue: &Catalogue,
+    job: &Job,
+    default_handler: &str,
+) -> Result<Output, ActivityError> {
+    let handler = job
+        .properties
+        .get("handler")
+        .and_then(Value::as_str)
+        .unwrap_or(default_handler);
+    let lang = Lang::from_code(job.properties.get("lang").and_then(Value::as_str));
+    let action = Action::from_properties(&job.properties)?;
+    let summary = run(b24, db, catalogue, &action, handler, lang).await?;
+    Ok(Output {
+        return_values: summary,
+        log_message: "registered".into(),
+    })
+}
+
+/// Runs one registration action on the portal.
+async fn run(
+    b24: &PortalClient,
+    db: &Pool,
+    catalogue: &Catalogue,
     action: &Action,
     handler: &str,
     lang: Lang,
-) -> Result<Value, ActivityError> {
-    match action {
-        Action::InstallAll => register(b24, db, catalogue, handler, lang).await,
+) -> Result<Map<String, Value>, ActivityError> {
+    let summary = match action {
+        Action::InstallAll => register(b24, db, catalogue.activities(), handler, lang).await,
         Action::Install(codes) => {
             let chosen = pick(catalogue, codes)?;
             register(b24, db, &chosen, handler, lang).await
@@ -67,20 +92,20 @@ pub async fn run(
             let chosen = pick(catalogue, codes)?;
             unregister(b24, db, &chosen).await
         }
-        Action::Refresh => refresh(b24, db, catalogue, handler, lang).await,
-    }
+        Action::Refresh => refresh(b24, db, catalogue.activities(), handler, lang).await,
+    }?;
+    Ok(match summary {
+        Value::Object(summary) => summary,
+        other => Map::from_iter([("summary".to_string(), other)]),
+    })
 }
 
-fn pick(
-    catalogue: &[Arc<dyn Activity>],
-    codes: &[String],
-) -> Result<Vec<Arc<dyn Activity>>, ActivityError> {
+fn pick(catalogue: &Catalogue, codes: &[String]) -> Result<Vec<Arc<dyn Activity>>, ActivityError> {
     codes
         .iter()
         .map(|code| {
             catalogue
-                .iter()
-                .find(|a| a.definition().code == code)
+                .get(code)
                 .cloned()
                 .ok_or_else(|| ActivityError::invalid(format!("b24flow has no activity {code:?}")))
         })
@@ -362,7 +387,7 @@ fn incomplete(
     if transient {
         ActivityError::transient(format!("{what} incomplete: {text}"))
     } else {
-        ActivityError::permanent(format!("{what} refused: {text}"))
+        ActivityError::invalid(format!("{what} refused: {text}"))
     }
 }
 

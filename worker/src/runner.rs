@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::activities;
-use crate::activity::{Activity, ActivityError, Input, RunContext};
+use crate::activities::Catalogue;
+use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
 use crate::heartbeat::Heartbeat;
 use crate::registration;
 use crate::report::{self, Reported};
@@ -41,9 +41,20 @@ pub struct Runner {
     pub secrets: SecretBox,
     pub policy: RetryPolicy,
     pub lease: Duration,
-    pub activities: Vec<Arc<dyn Activity>>,
+    /// Built once per process; every job's activity, and registration, read it.
+    pub catalogue: Arc<Catalogue>,
     pub handler_url: String,
     pub config: Arc<b24flow_common::Config>,
+}
+
+/// One attempt's run of a job of any kind, before the retry decision.
+struct Ran {
+    result: Result<Output, ActivityError>,
+    /// Whose failure values and attempt limit apply: none for an unknown code or a
+    /// registration.
+    activity: Option<Arc<dyn Activity>>,
+    /// What the outcome's texts are written in.
+    lang: Lang,
 }
 
 enum RunResult {
@@ -140,7 +151,7 @@ impl Runner {
 
     /// The activity this runner runs for `code` (a robot's `robot_<code>` included).
     fn activity(&self, code: &str) -> Option<Arc<dyn Activity>> {
-        activities::find_in(&self.activities, code)
+        self.catalogue.find(code).cloned()
     }
 
     /// Records a permanent error for an attempt that panicked and answers the workflow
@@ -150,10 +161,8 @@ impl Runner {
         tracing::error!(panic = %what, "the attempt panicked; answering the workflow with an error");
         let message = texts::internal_error();
         if job.kind == JobKind::Register {
-            let message = &message.en;
-            return self
-                .finish(job, JobState::Failed, None, Some(message), message)
-                .await;
+            let outcome = failure(None, message, REGISTRATION_LANG);
+            return self.finish_registration(job, &outcome).await;
         }
         let lang = match self.bitrix.portal(job.portal_id).await {
             Ok(b24) => Lang::from_code(b24.language()),
@@ -180,97 +189,85 @@ impl Runner {
         }
     }
 
+    /// Every kind of job takes the same path: run, the same retry decision, the outcome.
+    /// Only the end differs: an activity's outcome is recorded and sent to its workflow; a
+    /// registration has nobody waiting, so its outcome is the job's result.
     async fn execute(&self, job: &Job) -> Result<(), DbError> {
-        match job.kind {
-            JobKind::Register => self.execute_registration(job).await,
-            JobKind::Activity => self.execute_activity(job).await,
-        }
-    }
-
-    async fn execute_registration(&self, job: &Job) -> Result<(), DbError> {
-        let handler = job
-            .properties
-            .get("handler")
-            .and_then(Value::as_str)
-            .unwrap_or(&self.handler_url)
-            .to_string();
-        let lang = Lang::from_code(job.properties.get("lang").and_then(Value::as_str));
-        let result = match (
-            registration::Action::from_properties(&job.properties),
-            self.bitrix.portal(job.portal_id).await,
-        ) {
-            (Ok(action), Ok(b24)) => {
-                registration::run(&b24, &self.db, &self.activities, &action, &handler, lang).await
-            }
-            (Err(e), _) => Err(e),
-            (_, Err(e)) => Err(ActivityError::from(e)),
-        };
-        match result {
-            Ok(summary) => {
-                self.finish(job, JobState::Succeeded, Some(&summary), None, "registered")
-                    .await
-            }
-            Err(e) if e.kind == ErrorKind::Transient => {
-                match decide(
-                    &self.policy,
-                    job.attempt,
-                    job.max_attempts,
-                    None,
-                    Utc::now(),
-                ) {
-                    Decision::RetryAt(at) => self.retry(job, at, &e.message.en).await,
-                    Decision::GiveUp(why) => {
-                        let msg = format!("{}; {why}", e.message);
-                        self.finish(job, JobState::Failed, None, Some(&msg), &msg)
-                            .await
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e.message, "registration refused by the portal");
-                let msg = &e.message.en;
-                self.finish(job, JobState::Failed, None, Some(msg), msg)
-                    .await
-            }
-        }
-    }
-
-    async fn execute_activity(&self, job: &Job) -> Result<(), DbError> {
         let outcome = match &job.outcome {
             // Ran in an earlier attempt (or an operator discarded it); only the report is missing.
-            Some(outcome) => with_failure_values(job, outcome.clone()),
-            None => match self.run_activity(job).await? {
-                RunResult::Done(outcome) => {
-                    let client = self.db.get().await?;
-                    if !jobs::record_outcome(&client, job.id, job.attempt, &outcome).await? {
-                        tracing::warn!("lost the job before recording its outcome");
-                        return Ok(());
+            Some(outcome) => with_failure_values(self.activity(&job.code), outcome.clone()),
+            None => {
+                let ran = match job.kind {
+                    JobKind::Activity => self.run_activity(job).await?,
+                    JobKind::Register => self.run_registration(job).await,
+                };
+                match self.settle(job, ran) {
+                    RunResult::Done(outcome) if job.kind == JobKind::Register => {
+                        return self.finish_registration(job, &outcome).await
                     }
-                    outcome
+                    RunResult::Done(outcome) => {
+                        let client = self.db.get().await?;
+                        if !jobs::record_outcome(&client, job.id, job.attempt, &outcome).await? {
+                            tracing::warn!("lost the job before recording its outcome");
+                            return Ok(());
+                        }
+                        outcome
+                    }
+                    RunResult::Retry { at, error } => return self.retry(job, at, &error).await,
                 }
-                RunResult::Retry { at, error } => return self.retry(job, at, &error).await,
-            },
+            }
         };
         self.report(job, &outcome).await
     }
 
-    async fn run_activity(&self, job: &Job) -> Result<RunResult, DbError> {
+    async fn run_registration(&self, job: &Job) -> Ran {
+        let result = match self.bitrix.portal(job.portal_id).await {
+            Ok(b24) => {
+                registration::run_job(&b24, &self.db, &self.catalogue, job, &self.handler_url).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        Ran {
+            result,
+            activity: None,
+            lang: REGISTRATION_LANG,
+        }
+    }
+
+    async fn finish_registration(&self, job: &Job, outcome: &Outcome) -> Result<(), DbError> {
+        if outcome.success {
+            let summary = Value::Object(outcome.return_values.clone());
+            return self
+                .finish(job, JobState::Succeeded, Some(&summary), None, "registered")
+                .await;
+        }
+        tracing::error!(error = %outcome.error_text, "registration failed");
+        let message = &outcome.error_text;
+        self.finish(job, JobState::Failed, None, Some(message), message)
+            .await
+    }
+
+    async fn run_activity(&self, job: &Job) -> Result<Ran, DbError> {
         let b24 = self.bitrix.portal(job.portal_id).await;
         // Whatever reaches the workflow is written in the portal's language.
         let lang = b24
             .as_ref()
             .map(|b24| Lang::from_code(b24.language()))
             .unwrap_or_default();
-        let Some(activity) = self.activity(&job.code) else {
-            return Ok(RunResult::Done(failure(
-                None,
-                texts::unknown_activity(&job.code),
-                lang,
-            )));
+        let activity = self.activity(&job.code);
+        let ran = |result| Ran {
+            result,
+            activity: activity.clone(),
+            lang,
+        };
+        let Some(found) = &activity else {
+            return Ok(ran(Err(ActivityError::invalid(texts::unknown_activity(
+                &job.code,
+            )))));
         };
         let b24 = match b24 {
             Ok(b24) => b24,
-            Err(e) => return Ok(self.transient_or_done(job, &activity, e.into(), lang)),
+            Err(e) => return Ok(ran(Err(e.into()))),
         };
         let (properties, run_as) = {
             let client = self.db.get().await?;
@@ -280,22 +277,16 @@ impl Runner {
             match opened {
                 Ok(opened) => opened,
                 Err(e) => {
-                    return Ok(RunResult::Done(failure(
-                        Some(&activity),
-                        texts::secret_unreadable(&e),
-                        lang,
-                    )))
+                    return Ok(ran(Err(ActivityError::invalid(texts::secret_unreadable(
+                        &e,
+                    )))))
                 }
             }
         };
         if run_as.is_none() && job.runs_as_user {
             // Erased with the job's end (an operator retried it since): running with the
             // installer's token would give the workflow the installer's rights.
-            return Ok(RunResult::Done(failure(
-                Some(&activity),
-                texts::run_as_token_gone(),
-                lang,
-            )));
+            return Ok(ran(Err(ActivityError::invalid(texts::run_as_token_gone()))));
         }
         let b24 = as_run_as_user(b24, job, run_as);
         let ctx = RunContext {
@@ -306,31 +297,38 @@ impl Runner {
             lang,
         };
         let input = Input::new(&properties);
-        Ok(match activity.run(&ctx, &input).await {
-            Ok(output) => RunResult::Done(Outcome {
-                success: true,
-                return_values: output.return_values,
-                log_message: output.log_message.get(lang).to_string(),
-                ..Outcome::default()
-            }),
-            Err(e) => self.transient_or_done(job, &activity, e, lang),
-        })
+        Ok(ran(found.run(&ctx, &input).await))
     }
 
-    fn transient_or_done(
-        &self,
-        job: &Job,
-        activity: &Arc<dyn Activity>,
-        e: ActivityError,
-        lang: Lang,
-    ) -> RunResult {
+    /// The one retry decision of every job: done (success or an error for good), or again
+    /// later.
+    fn settle(&self, job: &Job, ran: Ran) -> RunResult {
+        let Ran {
+            result,
+            activity,
+            lang,
+        } = ran;
+        let e = match result {
+            Ok(output) => {
+                return RunResult::Done(Outcome {
+                    success: true,
+                    return_values: output.return_values,
+                    log_message: output.log_message.get(lang).to_string(),
+                    ..Outcome::default()
+                })
+            }
+            Err(e) => e,
+        };
         if e.kind == ErrorKind::Permanent {
-            return RunResult::Done(failure(Some(activity), e.message, lang));
+            return RunResult::Done(failure(activity.as_ref(), e.message, lang));
         }
+        let max_attempts = activity
+            .as_ref()
+            .map_or(job.max_attempts, |a| job.max_attempts.min(a.max_attempts()));
         match decide(
             &self.policy,
             job.attempt,
-            job.max_attempts.min(activity.max_attempts()),
+            max_attempts,
             job.workflow_deadline(),
             Utc::now(),
         ) {
@@ -343,7 +341,7 @@ impl Runner {
                     en: format!("{} ({})", e.message.en, why.en),
                     ru: format!("{} ({})", e.message.ru, why.ru),
                 };
-                RunResult::Done(failure(Some(activity), message, lang))
+                RunResult::Done(failure(activity.as_ref(), message, lang))
             }
         }
     }
@@ -493,6 +491,9 @@ fn as_run_as_user(b24: PortalClient, job: &Job, run_as: Option<secrets::RunAs>) 
     }
 }
 
+/// Registration texts are read by operators, not by a workflow.
+const REGISTRATION_LANG: Lang = Lang::En;
+
 /// What a panic said, for the log (the workflow gets a fixed text: the message may hold
 /// input values).
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -505,9 +506,9 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// An operator's discard carries only the error text; the workflow also gets the activity's
 /// own failure values (e.g. `result` = `false`), as for any other error, so it branches alike.
-fn with_failure_values(job: &Job, mut outcome: Outcome) -> Outcome {
+fn with_failure_values(activity: Option<Arc<dyn Activity>>, mut outcome: Outcome) -> Outcome {
     if outcome.discarded {
-        if let Some(activity) = activities::find(&job.code) {
+        if let Some(activity) = activity {
             for (key, value) in activity.failure_values() {
                 outcome.return_values.entry(key).or_insert(value);
             }

@@ -27,11 +27,13 @@ impl JobKind {
             JobKind::Register => "register",
         }
     }
-    fn parse(s: &str) -> Self {
-        if s == "register" {
-            JobKind::Register
-        } else {
-            JobKind::Activity
+    /// `None` for a kind this build does not know (a newer release wrote it): such a row
+    /// must not be run as if it were an activity call.
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "activity" => Some(JobKind::Activity),
+            "register" => Some(JobKind::Register),
+            _ => None,
         }
     }
 }
@@ -151,7 +153,8 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Job, DbError> {
     Ok(Job {
         id: row.try_get("id")?,
         portal_id: row.try_get("portal_id")?,
-        kind: JobKind::parse(&kind),
+        kind: JobKind::parse(&kind)
+            .ok_or_else(|| DbError::Config(format!("a job of unknown kind {kind:?}")))?,
         code: row.try_get("code")?,
         event_token: row.try_get("event_token")?,
         workflow_id: row.try_get("workflow_id")?,
@@ -705,4 +708,18 @@ pub async fn side_effect_done(
         )
         .await?;
     Ok(row.try_get::<_, i64>(0)? == 1)
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::JobKind;
+
+    #[test]
+    fn every_kind_reads_back_and_an_unknown_one_is_refused() {
+        for kind in [JobKind::Activity, JobKind::Register] {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(JobKind::parse("export"), None);
+        assert_eq!(JobKind::parse(""), None);
+    }
 }

@@ -152,7 +152,7 @@ impl Activity for BookingInfo {
         summary.add_entries(&booking);
         if summary.is_empty() {
             let booking = booking.describe();
-            return Err(ActivityError::permanent(Text {
+            return Err(ActivityError::invalid(Text {
                 en: format!("no bookings found for {}", booking.en),
                 ru: format!("бронирования не найдены: {}", booking.ru),
             }));

@@ -124,7 +124,7 @@ impl Activity for BookingRename {
         let (events, mut failures) = find_user_events(ctx, &booking, &user_entries).await?;
         if events.is_empty() && failures.is_empty() {
             let booking = booking.describe();
-            return Err(ActivityError::permanent(Text {
+            return Err(ActivityError::invalid(Text {
                 en: format!(
                     "no users' events found for booking {} (nothing to rename)",
                     booking.en
@@ -137,7 +137,7 @@ impl Activity for BookingRename {
         }
         if events.len() > MAX_UPDATES {
             let (booking, count) = (booking.describe(), events.len());
-            return Err(ActivityError::permanent(Text {
+            return Err(ActivityError::invalid(Text {
                 en: format!(
                     "booking {} has {count} users' events; at most {MAX_UPDATES} can be renamed in one run",
                     booking.en
@@ -226,7 +226,7 @@ impl Activity for BookingRename {
                     ru: format!("переименовано у: {}", renamed_text.ru),
                 }
             };
-            return Err(ActivityError::permanent(Text {
+            return Err(ActivityError::invalid(Text {
                 en: format!(
                     "could not rename the booking's event for {} ({})",
                     failed.en, done.en

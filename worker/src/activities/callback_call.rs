@@ -4,12 +4,13 @@
 //! registration refreshes them (`bizproc.activity.update`) without a reinstall.
 use async_trait::async_trait;
 use b24flow_common::bitrix::{B24Error, Batch};
-use b24flow_common::db::jobs::SideEffect;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::activity::{
     Activity, ActivityError, Input, OptionAnswers, OptionQuery, Output, RunContext,
 };
+use crate::once::NotDone;
 #[cfg(test)]
 use crate::schema::Lang;
 use crate::schema::{ActivityDef, Choice, PropType, Property, Text};
@@ -24,9 +25,18 @@ const BASE_NUMBER_LINE: &str = "LINK_BASE_NUMBER";
 /// Marker of the started call; its value is the run's output.
 const CALL_DONE: &str = "callback.done";
 
-/// Marker of one attempt's request: started right before it, done once the portal answered.
-fn attempt_marker(attempt: i32) -> String {
-    format!("callback.attempt.{attempt}")
+/// Markers of each attempt's request (`callback.attempt.<n>`): started right before it,
+/// done once the portal answered.
+const ATTEMPT: &str = "callback.attempt";
+
+/// What the started call's marker keeps.
+#[derive(Serialize, Deserialize)]
+struct Called {
+    #[serde(default)]
+    call_id: String,
+    /// The line it went out on (the default line is resolved in the same request).
+    #[serde(default)]
+    line: String,
 }
 
 #[async_trait]
@@ -152,23 +162,15 @@ impl Activity for CallbackCall {
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
         // A retry must never ring the manager twice (SPEC.md "Guarantees").
-        if let Some(SideEffect::Done(done)) = ctx.side_effect(CALL_DONE).await? {
-            let call_id = done
-                .get("call_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+        let once = ctx.once_per_attempt(CALL_DONE, ATTEMPT, uncertain).await?;
+        if let Some(Called { call_id, .. }) = once.recorded() {
             return Ok(started(
-                call_id,
+                &call_id,
                 text!(
                     "already started by an earlier attempt",
                     "уже начат предыдущей попыткой"
                 ),
             ));
-        }
-        for earlier in 1..ctx.job.attempt {
-            if let Some(SideEffect::Started) = ctx.side_effect(&attempt_marker(earlier)).await? {
-                return Err(uncertain());
-            }
         }
         let raw_phone = input.required_string("phone")?;
         let phone = normalize_phone(&raw_phone);
@@ -187,60 +189,66 @@ impl Activity for CallbackCall {
         if let Some(voice) = &voice {
             params["VOICE"] = json!(voice);
         }
-        let marker = attempt_marker(ctx.job.attempt);
-        ctx.side_effect_started(&marker).await?;
-        let answer = if line == DEFAULT_LINE {
-            // The default line can change after registration: read it in the same request.
-            params["FROM_LINE"] = json!("$result[line]");
-            let mut batch = Batch::new(true);
-            batch.push("line", "voximplant.line.outgoing.get", &json!({}));
-            // The batch's `cmd` goes out as a JSON object with sorted keys, so the producer's key
-            // must sort first ("line" < "start") for the portal to run it first.
-            batch.push("start", "voximplant.callback.start", &params);
-            ctx.b24.batch(&batch).await.and_then(|result| {
-                let used_line = result.get("line")?.clone();
-                Ok((result.get("start")?.clone(), Some(used_line)))
+        let called = once
+            .run_per_attempt(ATTEMPT, || async {
+                let answer = if line == DEFAULT_LINE {
+                    // The default line can change after registration: read it in the same request.
+                    params["FROM_LINE"] = json!("$result[line]");
+                    let mut batch = Batch::new(true);
+                    batch.push("line", "voximplant.line.outgoing.get", &json!({}));
+                    // The batch's `cmd` goes out as a JSON object with sorted keys, so the producer's key
+                    // must sort first ("line" < "start") for the portal to run it first.
+                    batch.push("start", "voximplant.callback.start", &params);
+                    ctx.b24.batch(&batch).await.and_then(|result| {
+                        let used_line = result.get("line")?.clone();
+                        Ok((result.get("start")?.clone(), Some(used_line)))
+                    })
+                } else {
+                    ctx.b24
+                        .call("voximplant.callback.start", params)
+                        .await
+                        .map(|r| (r.result, Some(json!(line))))
+                };
+                let (call, used_line) = match answer {
+                    Ok(ok) => ok,
+                    Err(e) if portal_refused(&e) => {
+                        return Err(NotDone::Refused {
+                            note: json!({ "error": e.description() }),
+                            error: e.into(),
+                        });
+                    }
+                    // The request may have reached the portal: the call may be ringing.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "callback call request ended without an answer");
+                        return Err(NotDone::Unsure(uncertain()));
+                    }
+                };
+                let call_id = call
+                    .get("CALL_ID")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                if call.get("RESULT") != Some(&Value::Bool(true)) || call_id.is_empty() {
+                    return Err(NotDone::Refused {
+                        error: ActivityError::invalid(text!(
+                            "the portal did not start the call: {call}",
+                            "портал не начал звонок: {call}"
+                        )),
+                        note: json!({ "error": "no call" }),
+                    });
+                }
+                let line = used_line
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .unwrap_or(&line)
+                    .to_string();
+                Ok(Called {
+                    call_id: call_id.to_string(),
+                    line,
+                })
             })
-        } else {
-            ctx.b24
-                .call("voximplant.callback.start", params)
-                .await
-                .map(|r| (r.result, Some(json!(line))))
-        };
-        let (call, used_line) = match answer {
-            Ok(ok) => ok,
-            Err(e) if portal_refused(&e) => {
-                ctx.side_effect_done(&marker, &json!({ "error": e.description() }))
-                    .await?;
-                return Err(e.into());
-            }
-            // The request may have reached the portal: the call may be ringing.
-            Err(e) => {
-                tracing::warn!(error = %e, "callback call request ended without an answer");
-                return Err(uncertain());
-            }
-        };
-        let call_id = call
-            .get("CALL_ID")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if call.get("RESULT") != Some(&Value::Bool(true)) || call_id.is_empty() {
-            ctx.side_effect_done(&marker, &json!({ "error": "no call" }))
-                .await?;
-            return Err(ActivityError::permanent(text!(
-                "the portal did not start the call: {call}",
-                "портал не начал звонок: {call}"
-            )));
-        }
-        ctx.side_effect_done(CALL_DONE, &json!({ "call_id": call_id }))
-            .await?;
-        ctx.side_effect_done(&marker, &json!({ "call_id": call_id }))
-            .await?;
-        let used_line = used_line
-            .as_ref()
-            .and_then(Value::as_str)
-            .unwrap_or(&line)
-            .to_string();
+            .await?
+            .into_value();
+        let (call_id, used_line) = (called.call_id, called.line);
         let voice = voice.unwrap_or_default();
         let detail = if voice.is_empty() {
             text!("line {used_line} → {phone}", "линия {used_line} → {phone}")
@@ -250,7 +258,7 @@ impl Activity for CallbackCall {
                 "линия {used_line} → {phone}, голос {voice}"
             )
         };
-        Ok(started(call_id, detail))
+        Ok(started(&call_id, detail))
     }
 }
 
@@ -268,7 +276,7 @@ fn started(call_id: &str, detail: Text) -> Output {
 }
 
 fn uncertain() -> ActivityError {
-    ActivityError::permanent(text!(
+    ActivityError::invalid(text!(
         "an earlier attempt sent the callback request but got no answer; the call may have \
          started, so it is not started again",
         "предыдущая попытка отправила запрос на звонок, но не получила ответа; звонок мог \

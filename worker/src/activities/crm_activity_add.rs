@@ -2,10 +2,11 @@
 //! meeting or e-mail through `crm.activity.add`, which alone keeps priority and the
 //! communication (methods.md §12). One request; a retry never creates a second activity.
 use async_trait::async_trait;
-use b24flow_common::db::jobs::SideEffect;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::once::Once;
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::{text, texts};
 
@@ -116,7 +117,7 @@ async fn default_deadline(
         .as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .ok_or_else(|| {
-            ActivityError::permanent(text!(
+            ActivityError::invalid(text!(
                 "server.time answered no time",
                 "server.time не вернул время портала"
             ))
@@ -274,66 +275,74 @@ impl Activity for CrmActivityAdd {
     }
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        if let Some(SideEffect::Done(done)) = ctx.side_effect(MARKER).await? {
-            if let Some(id) = id_of(done.get("activity_id")) {
-                return Ok(output(
-                    id,
-                    text!(
-                        "already created by an earlier attempt",
-                        "уже создано предыдущей попыткой"
-                    ),
-                ));
-            }
+        let marker = ctx.once(MARKER).await?;
+        if let Some(Created { activity_id }) = marker.recorded() {
+            return Ok(output(
+                activity_id,
+                text!(
+                    "already created by an earlier attempt",
+                    "уже создано предыдущей попыткой"
+                ),
+            ));
         }
         let default_deadline = default_deadline(ctx, input).await?;
         let plan = plan(input, &origin_id(ctx), default_deadline)?;
         let what = plan.owner.describe(plan.owner_id);
-        if let Some(SideEffect::Started) = ctx.side_effect(MARKER).await? {
-            if let Some(id) = find_earlier(ctx, &plan).await? {
-                ctx.side_effect_done(MARKER, &json!({ "activity_id": id }))
-                    .await?;
-                return Ok(output(
-                    id,
-                    text!(
-                        "found, created by an earlier attempt",
-                        "найдено, создано предыдущей попыткой"
-                    ),
-                ));
-            }
-        }
-        ctx.side_effect_started(MARKER).await?;
-        let answer = ctx
-            .b24
-            .call(plan.method, plan.params.clone())
-            .await
-            .map_err(|e| {
-                let context = Text {
-                    en: format!("no activity created on {}", what.en),
-                    ru: format!("{}: дело не создано", what.ru),
-                };
-                portal_error(context, e)
-            })?;
-        // todo.add answers {"id": 7}; activity.add answers the bare ID.
-        let id = id_of(answer.result.get("id"))
-            .or_else(|| id_of(Some(&answer.result)))
-            .ok_or_else(|| {
-                ActivityError::permanent(text!(
-                    "{} answered no activity ID",
-                    "{} не вернул ID дела",
-                    plan.method
-                ))
-            })?;
-        ctx.side_effect_done(MARKER, &json!({ "activity_id": id }))
+        let created = marker
+            .run(
+                || async {
+                    let found = find_earlier(ctx, &plan).await?;
+                    Ok(found.map(|activity_id| Created { activity_id }).into())
+                },
+                |_| create(ctx, &plan, &what),
+            )
             .await?;
-        let kind = plan.kind.title();
-        Ok(output(
-            id,
-            Text {
-                en: format!("{} created on {}", kind.en, what.en),
-                ru: format!("{}: создано ({})", what.ru, kind.ru),
-            },
-        ))
+        let text = match &created {
+            Once::Acted(_) => {
+                let kind = plan.kind.title();
+                Text {
+                    en: format!("{} created on {}", kind.en, what.en),
+                    ru: format!("{}: создано ({})", what.ru, kind.ru),
+                }
+            }
+            _ => text!(
+                "found, created by an earlier attempt",
+                "найдено, создано предыдущей попыткой"
+            ),
+        };
+        Ok(output(created.into_value().activity_id, text))
     }
+}
+
+/// What the side effect made, as its marker keeps it.
+#[derive(Serialize, Deserialize)]
+struct Created {
+    activity_id: u64,
+}
+
+async fn create(ctx: &RunContext, plan: &Plan, what: &Text) -> Result<Created, ActivityError> {
+    let answer = ctx
+        .b24
+        .call(plan.method, plan.params.clone())
+        .await
+        .map_err(|e| {
+            let context = Text {
+                en: format!("no activity created on {}", what.en),
+                ru: format!("{}: дело не создано", what.ru),
+            };
+            portal_error(context, e)
+        })?;
+    // todo.add answers {"id": 7}; activity.add answers the bare ID.
+    let activity_id = id_of(answer.result.get("id"))
+        .or_else(|| id_of(Some(&answer.result)))
+        .ok_or_else(|| {
+            ActivityError::invalid(text!(
+                "{} answered no activity ID",
+                "{} не вернул ID дела",
+                plan.method
+            ))
+        })?;
+    Ok(Created { activity_id })
 }
 
 /// The activity an interrupted attempt may have created.

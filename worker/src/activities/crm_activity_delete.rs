@@ -1,10 +1,10 @@
 //! `crm_activity_delete` (ACTIVITIES.md #13): one `crm.activity.delete`, which removes
 //! activities of every type, to-dos included (methods.md §13).
 use async_trait::async_trait;
-use b24flow_common::db::jobs::SideEffect;
 use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::once::{Found, Once, Prior};
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::text;
 
@@ -49,37 +49,44 @@ impl Activity for CrmActivityDelete {
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
         let id = crm::required_id(input, "activity_id")?;
-        let earlier = ctx.side_effect(MARKER).await?;
-        if let Some(SideEffect::Done(_)) = earlier {
-            return Ok(output(text!(
+        // Nothing to look up first: the delete's own answer tells whether it is gone. The
+        // marker keeps whether this attempt deleted it (`true`) or found it gone (`false`).
+        let deleted = ctx
+            .once(MARKER)
+            .await?
+            .run(
+                || async { Ok(Found::Nothing) },
+                |prior: Prior| async move {
+                    match ctx
+                        .b24
+                        .call("crm.activity.delete", json!({ "id": id }))
+                        .await
+                    {
+                        Ok(_) => Ok(true),
+                        // An interrupted earlier attempt may have deleted it before its
+                        // answer was lost.
+                        Err(e) if prior == Prior::Unknown && is_not_found(&e.description()) => {
+                            Ok(false)
+                        }
+                        Err(e) => Err(portal_error(
+                            text!("activity {id} was not deleted", "дело {id} не удалено"),
+                            e,
+                        )),
+                    }
+                },
+            )
+            .await?;
+        Ok(output(match deleted {
+            Once::Acted(true) => text!("activity {id} deleted", "дело {id} удалено"),
+            Once::Acted(false) | Once::Found(_) => text!(
+                "activity {id} was deleted by an earlier attempt",
+                "дело {id} удалено предыдущей попыткой"
+            ),
+            Once::Recorded(_) => text!(
                 "activity {id} already deleted by an earlier attempt",
                 "дело {id} уже удалено предыдущей попыткой"
-            )));
-        }
-        ctx.side_effect_started(MARKER).await?;
-        match ctx
-            .b24
-            .call("crm.activity.delete", json!({ "id": id }))
-            .await
-        {
-            Ok(_) => {}
-            // An interrupted earlier attempt may have deleted it before its answer was lost.
-            Err(e) if earlier.is_some() && is_not_found(&e.description()) => {
-                ctx.side_effect_done(MARKER, &json!(true)).await?;
-                return Ok(output(text!(
-                    "activity {id} was deleted by an earlier attempt",
-                    "дело {id} удалено предыдущей попыткой"
-                )));
-            }
-            Err(e) => {
-                return Err(portal_error(
-                    text!("activity {id} was not deleted", "дело {id} не удалено"),
-                    e,
-                ))
-            }
-        }
-        ctx.side_effect_done(MARKER, &json!(true)).await?;
-        Ok(output(text!("activity {id} deleted", "дело {id} удалено")))
+            ),
+        }))
     }
 }
 

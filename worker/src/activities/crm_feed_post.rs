@@ -2,10 +2,11 @@
 //! company, the title in bold above the message: one `crm.timeline.comment.add`
 //! (the live feed method is gone, methods.md §14).
 use async_trait::async_trait;
-use b24flow_common::db::jobs::SideEffect;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::once::Once;
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::text;
 
@@ -14,6 +15,12 @@ use crate::crm::{self, id_of, portal_error, result_values, text_of, Owner};
 pub struct CrmFeedPost;
 
 const MARKER: &str = "crm.timeline.comment";
+
+/// What the side effect made, as its marker keeps it.
+#[derive(Serialize, Deserialize)]
+struct Posted {
+    comment_id: u64,
+}
 
 /// The comment: `[B]title[/B]` on its own line, then the message (BBCode).
 fn comment(title: &str, message: &str) -> String {
@@ -58,16 +65,15 @@ impl Activity for CrmFeedPost {
     }
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        if let Some(SideEffect::Done(done)) = ctx.side_effect(MARKER).await? {
-            if let Some(id) = id_of(done.get("comment_id")) {
-                return Ok(output(
-                    id,
-                    text!(
-                        "already posted by an earlier attempt",
-                        "уже добавлен предыдущей попыткой"
-                    ),
-                ));
-            }
+        let marker = ctx.once(MARKER).await?;
+        if let Some(Posted { comment_id }) = marker.recorded() {
+            return Ok(output(
+                comment_id,
+                text!(
+                    "already posted by an earlier attempt",
+                    "уже добавлен предыдущей попыткой"
+                ),
+            ));
         }
         let owner = Owner::parse("entity_type", &input.required_string("entity_type")?)?;
         let entity_id = crm::required_id(input, "entity_id")?;
@@ -76,50 +82,57 @@ impl Activity for CrmFeedPost {
             &input.required_string("message")?,
         );
         let what = owner.describe(entity_id);
-        if let Some(SideEffect::Started) = ctx.side_effect(MARKER).await? {
-            if let Some(id) = find_earlier(ctx, owner, entity_id, &text).await? {
-                ctx.side_effect_done(MARKER, &json!({ "comment_id": id }))
-                    .await?;
-                return Ok(output(
-                    id,
-                    Text {
-                        en: format!("found on {}, posted by an earlier attempt", what.en),
-                        ru: format!("{}: найден, добавлен предыдущей попыткой", what.ru),
-                    },
-                ));
-            }
-        }
-        ctx.side_effect_started(MARKER).await?;
-        let answer = ctx
-            .b24
-            .call(
-                "crm.timeline.comment.add",
-                json!({ "fields": { "ENTITY_ID": entity_id, "ENTITY_TYPE": owner.name(), "COMMENT": text } }),
+        let posted = marker
+            .run(
+                || async {
+                    let found = find_earlier(ctx, owner, entity_id, &text).await?;
+                    Ok(found.map(|comment_id| Posted { comment_id }).into())
+                },
+                |_| post(ctx, owner, entity_id, &text, &what),
             )
-            .await
-            .map_err(|e| {
-                let context = Text {
-                    en: format!("nothing posted on {}", what.en),
-                    ru: format!("{}: комментарий не добавлен", what.ru),
-                };
-                portal_error(context, e)
-            })?;
-        let id = id_of(Some(&answer.result)).ok_or_else(|| {
-            ActivityError::permanent(text!(
-                "crm.timeline.comment.add answered no comment ID",
-                "crm.timeline.comment.add не вернул ID комментария"
-            ))
-        })?;
-        ctx.side_effect_done(MARKER, &json!({ "comment_id": id }))
             .await?;
-        Ok(output(
-            id,
-            Text {
+        let text = match &posted {
+            Once::Acted(_) => Text {
                 en: format!("posted on {}", what.en),
                 ru: format!("добавлен: {}", what.ru),
             },
-        ))
+            _ => Text {
+                en: format!("found on {}, posted by an earlier attempt", what.en),
+                ru: format!("{}: найден, добавлен предыдущей попыткой", what.ru),
+            },
+        };
+        Ok(output(posted.into_value().comment_id, text))
     }
+}
+
+async fn post(
+    ctx: &RunContext,
+    owner: Owner,
+    entity_id: u64,
+    text: &str,
+    what: &Text,
+) -> Result<Posted, ActivityError> {
+    let answer = ctx
+        .b24
+        .call(
+            "crm.timeline.comment.add",
+            json!({ "fields": { "ENTITY_ID": entity_id, "ENTITY_TYPE": owner.name(), "COMMENT": text } }),
+        )
+        .await
+        .map_err(|e| {
+            let context = Text {
+                en: format!("nothing posted on {}", what.en),
+                ru: format!("{}: комментарий не добавлен", what.ru),
+            };
+            portal_error(context, e)
+        })?;
+    let comment_id = id_of(Some(&answer.result)).ok_or_else(|| {
+        ActivityError::invalid(text!(
+            "crm.timeline.comment.add answered no comment ID",
+            "crm.timeline.comment.add не вернул ID комментария"
+        ))
+    })?;
+    Ok(Posted { comment_id })
 }
 
 /// The comment an interrupted attempt may have posted: same entity, same text.

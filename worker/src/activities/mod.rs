@@ -1,4 +1,5 @@
-//! One module per activity; [`all`] is the one list that registers and runs them.
+//! One module per activity; [`all`] lists them and [`Catalogue`] is the map by code that
+//! the runner, registration and the app page read, built once per process.
 mod booking_info;
 mod booking_rename;
 mod callback_call;
@@ -14,11 +15,13 @@ mod lead_update;
 mod smtp_send;
 mod user_info;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::activity::Activity;
+use crate::schema::{ActivityDef, ROBOT_PREFIX};
 
-/// Every implemented activity.
+/// Every implemented activity, in registration order.
 pub fn all() -> Vec<Arc<dyn Activity>> {
     vec![
         Arc::new(user_info::UserInfo),
@@ -38,28 +41,104 @@ pub fn all() -> Vec<Arc<dyn Activity>> {
     ]
 }
 
-/// The activity for a call's `code` (a robot's `robot_<code>` included).
-pub fn find(code: &str) -> Option<Arc<dyn Activity>> {
-    find_in(&all(), code)
+/// The activities a worker runs, by code. Definitions are built once here, not per job.
+pub struct Catalogue {
+    activities: Vec<Arc<dyn Activity>>,
+    definitions: Vec<ActivityDef>,
+    by_code: HashMap<&'static str, usize>,
 }
 
-/// Like [`find`], in a given list (a worker runs the list it was started with).
-pub fn find_in(list: &[Arc<dyn Activity>], code: &str) -> Option<Arc<dyn Activity>> {
-    let code = code
-        .strip_prefix(crate::schema::ROBOT_PREFIX)
-        .unwrap_or(code);
-    list.iter().find(|a| a.definition().code == code).cloned()
+impl Catalogue {
+    /// `activities` in this order (tests pass a list with one activity wrapped to misbehave).
+    pub fn new(activities: Vec<Arc<dyn Activity>>) -> Self {
+        let definitions: Vec<ActivityDef> = activities.iter().map(|a| a.definition()).collect();
+        let by_code = definitions
+            .iter()
+            .enumerate()
+            .map(|(i, def)| (def.code, i))
+            .collect();
+        Self {
+            activities,
+            definitions,
+            by_code,
+        }
+    }
+
+    /// Every implemented activity.
+    pub fn standard() -> Self {
+        Self::new(all())
+    }
+
+    /// The activity of exactly `code`.
+    pub fn get(&self, code: &str) -> Option<&Arc<dyn Activity>> {
+        self.by_code.get(code).map(|i| &self.activities[*i])
+    }
+
+    /// The activity a call's `code` runs (a robot's `robot_<code>` included).
+    pub fn find(&self, code: &str) -> Option<&Arc<dyn Activity>> {
+        self.get(code.strip_prefix(ROBOT_PREFIX).unwrap_or(code))
+    }
+
+    /// All of them, in registration order.
+    pub fn activities(&self) -> &[Arc<dyn Activity>] {
+        &self.activities
+    }
+
+    /// Their definitions without portal options, in the same order.
+    pub fn definitions(&self) -> &[ActivityDef] {
+        &self.definitions
+    }
+
+    pub fn codes(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.definitions.iter().map(|def| def.code)
+    }
+
+    /// The keys of properties flagged secret, each once.
+    pub fn secret_properties(&self) -> Vec<&'static str> {
+        let mut keys: Vec<&'static str> = self
+            .definitions
+            .iter()
+            .flat_map(|def| def.properties.iter())
+            .filter(|p| p.secret)
+            .map(|p| p.key)
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Catalogue;
+    use b24flow_common::{catalogue, secrets};
+
+    // The ingress imports only `common`, so it keeps its own copy of what it must know
+    // before any worker runs; this catalogue is the source and these tests keep them equal.
     #[test]
-    fn the_catalogue_the_ingress_checks_is_this_list() {
-        let mut ours: Vec<&str> = super::all().iter().map(|a| a.definition().code).collect();
-        let mut catalogue = b24flow_common::catalogue::ACTIVITY_CODES.to_vec();
+    fn the_codes_the_ingress_accepts_are_this_catalogue() {
+        let mut ours: Vec<&str> = Catalogue::standard().codes().collect();
+        let mut accepted = catalogue::ACTIVITY_CODES.to_vec();
         ours.sort_unstable();
-        catalogue.sort_unstable();
-        assert_eq!(ours, catalogue);
+        accepted.sort_unstable();
+        assert_eq!(ours, accepted);
+    }
+
+    #[test]
+    fn the_properties_the_ingress_seals_are_the_ones_flagged_secret() {
+        let mut sealed = secrets::SECRET_PROPERTIES.to_vec();
+        sealed.sort_unstable();
+        assert_eq!(Catalogue::standard().secret_properties(), sealed);
+    }
+
+    #[test]
+    fn a_robot_code_finds_its_activity_and_an_unknown_code_nothing() {
+        let catalogue = Catalogue::standard();
+        let robot = catalogue.find("robot_smtp_send").expect("robot");
+        assert_eq!(robot.definition().code, "smtp_send");
+        assert!(catalogue.get("robot_smtp_send").is_none());
+        assert!(catalogue.find("smtp_send2").is_none());
+        assert!(catalogue.find("register").is_none());
     }
 }
 

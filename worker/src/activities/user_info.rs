@@ -266,7 +266,7 @@ impl Activity for UserInfo {
             .as_array()
             .and_then(|users| users.first())
             .ok_or_else(|| {
-                ActivityError::permanent(text!(
+                ActivityError::invalid(text!(
                     "user {user_id} does not exist",
                     "пользователь {user_id} не найден"
                 ))

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::activity::{ActivityError, RunContext};
 use crate::crm::{id_of, portal_error, text_of};
+use crate::once::Found;
 
 use super::read::Source;
 use super::smart::Incomplete;
@@ -22,7 +23,7 @@ fn person_type(src: &Source) -> Result<u64, ActivityError> {
         .iter()
         .find(|t| text_of(t.get("NAME")) == wanted)
         .and_then(|t| id_of(t.get("ID")))
-        .ok_or_else(|| ActivityError::permanent(format!("the portal has no payer type {wanted}")))
+        .ok_or_else(|| ActivityError::invalid(format!("the portal has no payer type {wanted}")))
 }
 
 /// The first multi-field value of a type (`fm` of `crm.item.get`), else the flat field.
@@ -201,7 +202,7 @@ pub async fn create(
     let invoice_id = match (existing, answer.get("inv")) {
         (Some(id), _) => id,
         (None, Ok(id)) => id_of(Some(id)).ok_or_else(|| {
-            ActivityError::permanent(crate::text!(
+            ActivityError::invalid(crate::text!(
                 "crm.invoice.add answered no invoice ID",
                 "crm.invoice.add не вернул ID счёта"
             ))
@@ -250,7 +251,7 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, Act
         .as_array()
         .and_then(|l| l.first())
         .and_then(|i| id_of(i.get("ID")))
-        .map_or(Earlier::None, Earlier::Incomplete))
+        .map_or(Found::Nothing, Found::Partly))
 }
 
 #[cfg(test)]

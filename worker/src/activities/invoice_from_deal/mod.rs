@@ -8,40 +8,32 @@ mod read;
 mod smart;
 
 use async_trait::async_trait;
-use b24flow_common::db::jobs::SideEffect;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::once::{Found, Once, Prior};
 use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::{text, texts};
 
-use crate::crm::{self, id_of, text_of};
+use crate::crm;
 use read::InvoiceKind;
 
 pub struct InvoiceFromDeal;
 
 const MARKER: &str = "invoice";
 
-/// What the workflow gets back.
+/// What the workflow gets back, as the side effect's marker keeps it.
+#[derive(Serialize, Deserialize)]
 pub struct Created {
     pub invoice_id: u64,
+    #[serde(default)]
     pub payment_url: String,
+    #[serde(default)]
     pub invoice_number: String,
 }
 
 impl Created {
-    fn to_json(&self) -> Value {
-        json!({ "invoice_id": self.invoice_id, "payment_url": self.payment_url, "invoice_number": self.invoice_number })
-    }
-
-    fn from_json(v: &Value) -> Option<Self> {
-        Some(Self {
-            invoice_id: id_of(v.get("invoice_id"))?,
-            payment_url: text_of(v.get("payment_url")),
-            invoice_number: text_of(v.get("invoice_number")),
-        })
-    }
-
     fn output(&self, what: Text) -> Output {
         let mut values = Map::new();
         values.insert("invoice_id".into(), json!(self.invoice_id));
@@ -63,14 +55,9 @@ impl Created {
     }
 }
 
-/// What an earlier, interrupted attempt left in the portal.
-pub enum Earlier {
-    None,
-    /// Finished: the workflow gets this.
-    Complete(Created),
-    /// Created, but its later steps may be missing: finish this invoice.
-    Incomplete(u64),
-}
+/// What a lookup finds of an interrupted attempt: a finished invoice, or the ID of one
+/// whose later steps may be missing (finish it).
+pub type Earlier = Found<Created, u64>;
 
 /// The external code stored in the invoice (`xmlId` / `XML_ID`).
 fn xml_id(ctx: &RunContext) -> String {
@@ -129,14 +116,12 @@ impl Activity for InvoiceFromDeal {
     }
 
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
-        let earlier = ctx.side_effect(MARKER).await?;
-        if let Some(SideEffect::Done(done)) = &earlier {
-            if let Some(created) = Created::from_json(done) {
-                return Ok(created.output(text!(
-                    "already created by an earlier attempt",
-                    "уже создан предыдущей попыткой"
-                )));
-            }
+        let once = ctx.once(MARKER).await?;
+        if let Some(created) = once.recorded::<Created>() {
+            return Ok(created.output(text!(
+                "already created by an earlier attempt",
+                "уже создан предыдущей попыткой"
+            )));
         }
         let deal_id = crm::required_id(input, "deal_id")?;
         let pay_company = crm::required_id(input, "paysystem_company")?;
@@ -162,39 +147,47 @@ impl Activity for InvoiceFromDeal {
         };
         let marker = xml_id(ctx);
         let mut existing = None;
-        if let Some(SideEffect::Started) = earlier {
-            let found = match kind {
-                InvoiceKind::Smart => smart::find_earlier(ctx, &marker).await?,
-                InvoiceKind::Legacy => legacy::find_earlier(ctx, &marker).await?,
-            };
-            match found {
-                Earlier::Complete(created) => {
-                    ctx.side_effect_done(MARKER, &created.to_json()).await?;
-                    return Ok(created.output(text!(
-                        "found, created by an earlier attempt",
-                        "найден, создан предыдущей попыткой"
-                    )));
-                }
-                Earlier::Incomplete(id) => existing = Some(id),
-                Earlier::None => {}
+        let created = once
+            .run(
+                || async {
+                    match kind {
+                        InvoiceKind::Smart => smart::find_earlier(ctx, &marker).await,
+                        InvoiceKind::Legacy => legacy::find_earlier(ctx, &marker).await,
+                    }
+                },
+                |prior| {
+                    if let Prior::Partly(id) = prior {
+                        existing = Some(id);
+                    }
+                    let (existing, marker) = (existing, &marker);
+                    async move {
+                        let source = read::read(ctx, deal_id, my_company, kind).await?;
+                        let pay_system = if source.payer_is_company() {
+                            pay_company
+                        } else {
+                            pay_contact
+                        };
+                        match kind {
+                            InvoiceKind::Smart => {
+                                smart::create(ctx, &source, pay_system, marker, existing).await
+                            }
+                            InvoiceKind::Legacy => {
+                                legacy::create(ctx, &source, pay_system, marker, existing).await
+                            }
+                        }
+                    }
+                },
+            )
+            .await?;
+        let created = match created {
+            Once::Acted(created) => created,
+            found => {
+                return Ok(found.into_value().output(text!(
+                    "found, created by an earlier attempt",
+                    "найден, создан предыдущей попыткой"
+                )))
             }
-        }
-        let source = read::read(ctx, deal_id, my_company, kind).await?;
-        let pay_system = if source.payer_is_company() {
-            pay_company
-        } else {
-            pay_contact
         };
-        ctx.side_effect_started(MARKER).await?;
-        let created = match kind {
-            InvoiceKind::Smart => {
-                smart::create(ctx, &source, pay_system, &marker, existing).await?
-            }
-            InvoiceKind::Legacy => {
-                legacy::create(ctx, &source, pay_system, &marker, existing).await?
-            }
-        };
-        ctx.side_effect_done(MARKER, &created.to_json()).await?;
         let what = match (kind, existing) {
             (_, Some(_)) => text!(
                 "finished after an interrupted attempt from deal {deal_id}",

@@ -170,7 +170,7 @@ pub async fn read(
             )
         })?;
         if types.as_array().is_none_or(|t| t.is_empty()) {
-            return Err(ActivityError::permanent(text!(
+            return Err(ActivityError::invalid(text!(
                 "the portal has no payer types for old invoices",
                 "на портале нет типов плательщиков для старых счетов"
             )));

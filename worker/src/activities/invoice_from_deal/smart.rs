@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::activity::{ActivityError, RunContext};
 use crate::crm::{id_of, portal_error, text_of};
+use crate::once::Found;
 use crate::schema::Text;
 use crate::text;
 
@@ -134,7 +135,7 @@ pub async fn create(
     let invoice_id = match (existing, answer.get("inv")) {
         (Some(id), _) => id,
         (None, Ok(inv)) => id_of(inv.get("item").and_then(|i| i.get("id"))).ok_or_else(|| {
-            ActivityError::permanent(text!(
+            ActivityError::invalid(text!(
                 "crm.item.add answered no invoice ID",
                 "crm.item.add не вернул ID счёта"
             ))
@@ -155,7 +156,7 @@ pub async fn create(
         .ok()
         .and_then(|p| id_of(Some(p)))
         .ok_or_else(|| {
-            incomplete(ActivityError::permanent(
+            incomplete(ActivityError::invalid(
                 "crm.item.payment.add answered no payment ID",
             ))
         })?;
@@ -326,7 +327,7 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, Act
         .and_then(|l| l.first())
         .and_then(|i| id_of(i.get("id")))
     else {
-        return Ok(Earlier::None);
+        return Ok(Found::Nothing);
     };
     let paid = answer
         .get("pays")
@@ -334,7 +335,7 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, Act
         .as_array()
         .is_some_and(|p| !p.is_empty());
     if !paid {
-        return Ok(Earlier::Incomplete(invoice_id));
+        return Ok(Found::Partly(invoice_id));
     }
     let list = |key: &str| {
         answer
@@ -376,7 +377,7 @@ pub async fn find_earlier(ctx: &RunContext, xml_id: &str) -> Result<Earlier, Act
     let get = answer
         .get("get")
         .map_err(|e| portal_error(context.clone(), e))?;
-    Ok(Earlier::Complete(Created {
+    Ok(Found::Done(Created {
         invoice_id,
         payment_url: text_of(url.get("payment").and_then(|p| p.get("url"))),
         invoice_number: text_of(get.get("item").and_then(|i| i.get("accountNumber"))),

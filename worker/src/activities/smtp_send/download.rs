@@ -110,7 +110,7 @@ fn client(
         }));
     if let Some(pem) = extra_roots_pem {
         let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-            ActivityError::permanent(format!(
+            ActivityError::invalid(format!(
                 "B24FLOW_EXTRA_CA_FILE holds no usable certificate: {e}"
             ))
         })?;
@@ -120,7 +120,7 @@ fn client(
     }
     builder
         .build()
-        .map_err(|e| ActivityError::permanent(format!("HTTP client: {e}")))
+        .map_err(|e| ActivityError::invalid(format!("HTTP client: {e}")))
 }
 
 pub fn too_big(size: u64, cap: u64) -> String {

@@ -12,10 +12,11 @@ mod transport;
 
 use async_trait::async_trait;
 use b24flow_common::bitrix::ErrorKind;
-use b24flow_common::db::jobs::SideEffect;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::once::NotDone;
 use crate::schema::{ActivityDef, Lang, PropType, Property, Text};
 use crate::text;
 use attachments::{Fetched, Limits};
@@ -27,10 +28,16 @@ pub struct SmtpSend;
 /// Marker of the accepted message; its value is the run's log line.
 const ACCEPTED: &str = "smtp.accepted";
 
-/// Marker of one attempt's transaction: started right before MAIL FROM, done when the
-/// server's answer (or a clean failure) came back.
-fn attempt_marker(attempt: i32) -> String {
-    format!("smtp.attempt.{attempt}")
+/// Markers of each attempt's transaction (`smtp.attempt.<n>`): started right before
+/// MAIL FROM, done when the server's answer (or a clean failure) came back.
+const ATTEMPT: &str = "smtp.attempt";
+
+/// What the accepted message's marker keeps: the run's log line, replayed by a retry as it
+/// is, so in the portal's language.
+#[derive(Serialize, Deserialize)]
+struct Accepted {
+    #[serde(default)]
+    log_message: String,
 }
 
 #[async_trait]
@@ -166,7 +173,9 @@ impl Activity for SmtpSend {
                     "The mailbox's login, usually the full address.",
                     "Логин почтового ящика, обычно полный адрес.",
                 ),
-                text("smtp_password", PropType::String, "Password", "Пароль").help(
+                text("smtp_password", PropType::String, "Password", "Пароль")
+                    .secret()
+                    .help(
                     "The mailbox's password or app password. Stored encrypted and erased \
                      when the job is done.",
                     "Пароль почтового ящика или пароль приложения. Хранится в зашифрованном \
@@ -189,25 +198,21 @@ impl Activity for SmtpSend {
     async fn run(&self, ctx: &RunContext, input: &Input) -> Result<Output, ActivityError> {
         // Before reading the input: a retry may no longer have the password (it is erased
         // with the job) and needs none to say the message already went out.
-        if let Some(SideEffect::Done(done)) = ctx.side_effect(ACCEPTED).await? {
-            let log = done
-                .get("log_message")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            return Ok(ok_output(text!(
-                "already sent by an earlier attempt: {log}",
-                "уже отправлено предыдущей попыткой: {log}"
-            )));
-        }
-        for earlier in 1..ctx.job.attempt {
-            if let Some(SideEffect::Started) = ctx.side_effect(&attempt_marker(earlier)).await? {
-                return Err(ActivityError::permanent(text!(
+        let once = ctx
+            .once_per_attempt(ACCEPTED, ATTEMPT, || {
+                ActivityError::invalid(text!(
                     "an earlier attempt stopped while handing the message to the SMTP server; \
                      it may have been delivered, so it is not sent again",
                     "предыдущая попытка прервалась во время передачи письма SMTP-серверу; \
                      письмо могло быть доставлено, поэтому повторно оно не отправляется"
-                )));
-            }
+                ))
+            })
+            .await?;
+        if let Some(Accepted { log_message }) = once.recorded() {
+            return Ok(ok_output(text!(
+                "already sent by an earlier attempt: {log_message}",
+                "уже отправлено предыдущей попыткой: {log_message}"
+            )));
         }
         let settings = Settings::read(input)?;
         let trust = Trust::from_file(ctx.config.extra_ca_file.as_deref())?;
@@ -236,48 +241,42 @@ impl Activity for SmtpSend {
         let policy = ssrf::Guard::new(&ctx.config.fetch_allow);
         let mut session =
             Session::open(&settings.server, &trust, &policy, Timeouts::default()).await?;
-        let marker = attempt_marker(ctx.job.attempt);
-        ctx.side_effect_started(&marker).await?;
-        let delivered = session
-            .deliver(
-                &settings.from.email,
-                &settings.recipients.envelope(),
-                &bytes,
-            )
-            .await;
-        let delivery = match delivered {
-            Ok(d) => d,
-            Err(failure) => {
-                ctx.side_effect_done(&marker, &json!({ "error": failure.message }))
-                    .await?;
-                return Err(failure.into());
-            }
-        };
-        if delivery.accepted.is_empty() {
-            ctx.side_effect_done(&marker, &json!({ "accepted": 0 }))
-                .await?;
-            session.release();
-            return Err(nobody_accepted(&delivery));
-        }
-        let reused = session.reused;
-        let log_message = log_line(&settings, &fetched, &delivery, reused);
-        // Replayed as it is by a retry, so stored in the portal's language.
-        ctx.side_effect_done(
-            ACCEPTED,
-            &json!({ "log_message": log_message.get(ctx.lang) }),
-        )
-        .await?;
-        ctx.side_effect_done(&marker, &json!({ "accepted": delivery.accepted.len() }))
+        let accepted = once
+            .run_per_attempt(ATTEMPT, || async {
+                let delivery = session
+                    .deliver(
+                        &settings.from.email,
+                        &settings.recipients.envelope(),
+                        &bytes,
+                    )
+                    .await
+                    .map_err(|failure| NotDone::Refused {
+                        note: json!({ "error": failure.message }),
+                        error: failure.into(),
+                    })?;
+                if delivery.accepted.is_empty() {
+                    session.release();
+                    return Err(NotDone::Refused {
+                        error: nobody_accepted(&delivery),
+                        note: json!({ "accepted": 0 }),
+                    });
+                }
+                let reused = session.reused;
+                let log_message = log_line(&settings, &fetched, &delivery, reused);
+                session.release();
+                tracing::info!(
+                    recipients = delivery.accepted.len(),
+                    refused = delivery.refused.len(),
+                    attachments = fetched.files.len(),
+                    reused,
+                    "e-mail accepted by the SMTP server"
+                );
+                Ok(Accepted {
+                    log_message: log_message.get(ctx.lang).to_string(),
+                })
+            })
             .await?;
-        session.release();
-        tracing::info!(
-            recipients = delivery.accepted.len(),
-            refused = delivery.refused.len(),
-            attachments = fetched.files.len(),
-            reused,
-            "e-mail accepted by the SMTP server"
-        );
-        Ok(ok_output(log_message))
+        Ok(ok_output(Text::same(&accepted.into_value().log_message)))
     }
 }
 

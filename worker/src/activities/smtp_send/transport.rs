@@ -228,7 +228,7 @@ impl Trust {
             return Ok(Self::default());
         };
         let pem = std::fs::read(path).map_err(|e| {
-            ActivityError::permanent(format!(
+            ActivityError::invalid(format!(
                 "B24FLOW_EXTRA_CA_FILE {} cannot be read: {e}",
                 path.display()
             ))
