@@ -18,9 +18,10 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, Basi
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
+use crate::activities::Catalogue;
 use crate::report::{self, Reported};
 use crate::schema::Lang;
-use crate::{activities, texts};
+use crate::texts;
 
 /// Handed-off calls stored at once per process; the path is for outages, not for speed.
 const PREFETCH: u16 = 64;
@@ -36,6 +37,7 @@ const ANSWER_TRIES: u32 = 5;
 pub struct Stores {
     pub db: Pool,
     pub bitrix: Bitrix,
+    pub catalogue: Arc<Catalogue>,
     pub publisher: Arc<Publisher>,
 }
 
@@ -120,7 +122,7 @@ async fn take(stores: &Stores, delivery: Delivery) {
             Ok(inserted) => break inserted,
             Err(e) if !e.is_unreachable() && refusals >= REFUSALS_BEFORE_GIVING_UP => {
                 tracing::error!(job.id = %call.job_id, error = %e, "Postgres refuses a handed-off call; answering its workflow with an error");
-                answer_unstorable(&stores.bitrix, &call).await;
+                answer_unstorable(stores, &call).await;
                 let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
                 return;
             }
@@ -161,17 +163,19 @@ async fn store(db: &Pool, call: &IntakeMessage) -> Result<Inserted, DbError> {
 
 /// Answers the workflow of a call that was accepted but can never be stored, with the
 /// activity's failure values, as the runner answers a permanent error.
-async fn answer_unstorable(bitrix: &Bitrix, call: &IntakeMessage) {
+async fn answer_unstorable(stores: &Stores, call: &IntakeMessage) {
     let Some(event_token) = call.job.event_token.as_deref() else {
         return;
     };
     let mut pause = Duration::from_secs(1);
     for attempt in 1..=ANSWER_TRIES {
-        let sent = match bitrix.portal(call.job.portal_id).await {
+        let sent = match stores.bitrix.portal(call.job.portal_id).await {
             Ok(b24) => {
                 let outcome = Outcome {
                     success: false,
-                    return_values: activities::find(&call.job.code)
+                    return_values: stores
+                        .catalogue
+                        .find(&call.job.code)
                         .map(|a| a.failure_values())
                         .unwrap_or_default(),
                     error_text: texts::call_not_stored()

@@ -113,6 +113,7 @@ pub async fn run_with_activities(
         intake::Stores {
             db: pool.clone(),
             bitrix: runner.bitrix.clone(),
+            catalogue: runner.catalogue.clone(),
             publisher: publisher.clone(),
         },
         config.amqp_url.clone(),
