@@ -290,6 +290,43 @@ mod tests {
         assert_eq!(ActivityError::from(b).kind, ErrorKind::Permanent);
     }
 
+    /// Pins the class an activity error takes from its cause: an auth error the client could
+    /// not refresh away is retried; a database error is retried unless it is a sealed secret.
+    #[test]
+    fn activity_errors_keep_the_class_of_their_cause() {
+        let api = |status, code: &str| B24Error::Api {
+            method: "crm.item.get".into(),
+            status,
+            code: code.into(),
+            description: String::new(),
+        };
+        let rest: Vec<(B24Error, ErrorKind)> = vec![
+            (api(401, "expired_token"), ErrorKind::Transient),
+            (api(503, "QUERY_LIMIT_EXCEEDED"), ErrorKind::Transient),
+            (api(400, "ACCESS_DENIED"), ErrorKind::Permanent),
+            (api(400, "ERROR_CORE"), ErrorKind::Permanent),
+            (B24Error::NotInstalled(1), ErrorKind::Permanent),
+            (B24Error::PortalChanged(1), ErrorKind::Transient),
+        ];
+        for (error, kind) in rest {
+            let described = format!("{error:?}");
+            assert_eq!(ActivityError::from(error).kind, kind, "{described}");
+        }
+        let database: Vec<(DbError, ErrorKind)> = vec![
+            (
+                DbError::Crypto(b24flow_common::crypto::CryptoError::Undecryptable),
+                ErrorKind::Permanent,
+            ),
+            (DbError::Config("x".into()), ErrorKind::Transient),
+            (DbError::Migrate("x".into()), ErrorKind::Transient),
+            (DbError::Timeout("x"), ErrorKind::Transient),
+        ];
+        for (error, kind) in database {
+            let described = format!("{error:?}");
+            assert_eq!(ActivityError::from(error).kind, kind, "{described}");
+        }
+    }
+
     #[test]
     fn user_values_take_both_forms_and_the_first_of_many() {
         let input = Input::new(

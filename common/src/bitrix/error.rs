@@ -193,4 +193,79 @@ mod tests {
         );
         assert_eq!(classify(400, "ERROR_CORE"), ErrorKind::Permanent);
     }
+
+    fn api(status: u16, code: &str) -> B24Error {
+        B24Error::Api {
+            method: "crm.item.get".into(),
+            status,
+            code: code.into(),
+            description: String::new(),
+        }
+    }
+
+    fn bad_response(status: u16) -> B24Error {
+        B24Error::BadResponse {
+            method: "crm.item.get".into(),
+            status,
+        }
+    }
+
+    /// Pins how every kind of client error is classified, so moving the rules changes none.
+    #[test]
+    fn every_client_error_keeps_its_class() {
+        use crate::crypto::CryptoError;
+        let refresh = |kind| B24Error::Refresh {
+            message: "x".into(),
+            kind,
+        };
+        let table: Vec<(B24Error, ErrorKind)> = vec![
+            (api(401, "expired_token"), ErrorKind::Auth),
+            (api(401, ""), ErrorKind::Auth),
+            (api(400, "NO_AUTH_FOUND"), ErrorKind::Auth),
+            (api(400, "QUERY_LIMIT_EXCEEDED"), ErrorKind::Transient),
+            (api(400, "OVERLOAD_LIMIT"), ErrorKind::Transient),
+            (api(400, "ERROR_UNEXPECTED_ANSWER"), ErrorKind::Transient),
+            (api(408, ""), ErrorKind::Transient),
+            (api(423, ""), ErrorKind::Transient),
+            (api(425, ""), ErrorKind::Transient),
+            (api(429, ""), ErrorKind::Transient),
+            (api(502, "ERROR_CORE"), ErrorKind::Transient),
+            (api(200, "ERROR_CORE"), ErrorKind::Permanent),
+            (api(403, "insufficient_scope"), ErrorKind::Permanent),
+            (
+                B24Error::Transport {
+                    method: "m".into(),
+                    message: "timed out".into(),
+                },
+                ErrorKind::Transient,
+            ),
+            (bad_response(0), ErrorKind::Transient),
+            (bad_response(200), ErrorKind::Permanent),
+            (bad_response(404), ErrorKind::Permanent),
+            (bad_response(429), ErrorKind::Transient),
+            (bad_response(500), ErrorKind::Transient),
+            (refresh(ErrorKind::Permanent), ErrorKind::Permanent),
+            (refresh(ErrorKind::Transient), ErrorKind::Transient),
+            (refresh(ErrorKind::Auth), ErrorKind::Auth),
+            (B24Error::NotInstalled(1), ErrorKind::Permanent),
+            (B24Error::PortalChanged(1), ErrorKind::Transient),
+            (
+                B24Error::TooLarge {
+                    method: "m".into(),
+                    limit: 1,
+                },
+                ErrorKind::Permanent,
+            ),
+            (
+                B24Error::Db(DbError::Crypto(CryptoError::Undecryptable)),
+                ErrorKind::Permanent,
+            ),
+            (B24Error::Db(DbError::Config("x".into())), ErrorKind::Transient),
+            (B24Error::Db(DbError::Migrate("x".into())), ErrorKind::Transient),
+            (B24Error::Db(DbError::Timeout("x")), ErrorKind::Transient),
+        ];
+        for (error, kind) in table {
+            assert_eq!(error.kind(), kind, "{error:?}");
+        }
+    }
 }
