@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use b24flow_common::bitrix::{B24Error, ErrorKind, PortalClient};
 use b24flow_common::db::jobs::{self, Job, SideEffect};
 use b24flow_common::db::{DbError, Pool};
+use b24flow_common::error_kind::Classify;
 use serde_json::{Map, Value};
 
 use crate::schema::{ActivityDef, Lang, Text};
@@ -49,12 +50,8 @@ impl ActivityError {
 
 impl From<B24Error> for ActivityError {
     fn from(e: B24Error) -> Self {
-        // The client already refreshed once; an auth error that survives it is retried
-        // like any transient fault, bounded by the job's attempts.
-        let kind = match e.kind() {
-            ErrorKind::Auth => ErrorKind::Transient,
-            k => k,
-        };
+        // The client already refreshed once.
+        let kind = e.kind().after_refresh();
         let message = match (&e, lacks_right(&e)) {
             (B24Error::Api { method, .. }, true) => texts::access_denied(method, &e.description()),
             _ => Text::from(e.description()),
@@ -83,10 +80,14 @@ fn lacks_right(e: &B24Error) -> bool {
 
 impl From<DbError> for ActivityError {
     fn from(e: DbError) -> Self {
-        match e {
-            // Retrying cannot make a secret sealed with another key readable.
-            DbError::Crypto(_) => Self::permanent(e.to_string()),
-            e => Self::transient(texts::database(&e)),
+        let message = match e {
+            // Not a database outage: the words say what it is.
+            DbError::Crypto(_) => Text::from(e.to_string()),
+            _ => texts::database(&e),
+        };
+        Self {
+            kind: e.kind(),
+            message,
         }
     }
 }
