@@ -78,6 +78,11 @@ pub struct RestResponse {
 }
 
 impl Bitrix {
+    /// The client every role and test builds: the configuration's secret key and OAuth app.
+    pub fn from_config(db: Pool, config: &crate::Config) -> Self {
+        Self::new(db, config.secrets.clone(), OAuthApp::from_config(config))
+    }
+
     pub fn new(db: Pool, secrets: SecretBox, oauth: OAuthApp) -> Self {
         let http = reqwest::Client::builder()
             .user_agent(concat!("b24flow/", env!("CARGO_PKG_VERSION")))

@@ -13,6 +13,17 @@ pub struct OAuthApp {
     pub client_secret: Option<String>,
 }
 
+impl OAuthApp {
+    /// The app's credentials as the configuration gives them.
+    pub fn from_config(config: &crate::Config) -> Self {
+        Self {
+            oauth_url: config.oauth_url.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+        }
+    }
+}
+
 impl std::fmt::Debug for OAuthApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthApp")
