@@ -88,8 +88,10 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     config.client_secret = Some(cloud.client_secret().to_string());
     let secret_key = b24flow_common::crypto::SecretBox::generate_key();
     config.secrets = b24flow_common::crypto::SecretBox::from_base64(&secret_key, None)?;
-    crate::prepare_database(&config).await?;
-    crate::declare_topology(&config).await?;
+    b24flow_common::db::prepare(&config.database_url, 4).await?;
+    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+        .declare_at(&config.amqp_url)
+        .await?;
 
     let shutdown = CancellationToken::new();
     let state = b24flow_ingress::AppState::new(config.clone())?;
@@ -279,7 +281,9 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = ingress.await;
     cloud.shutdown().await;
-    crate::delete_topology(&config).await?;
+    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+        .delete_at(&config.amqp_url)
+        .await?;
     if accepted != latencies.len() || duplicated > 0 || duplicated_side_effects > 0 {
         eprintln!("kept the database {} for inspection", config.database_url);
         anyhow::bail!("chaos found lost or duplicated work");

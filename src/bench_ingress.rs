@@ -427,11 +427,13 @@ impl Stack {
         if config.operator_token.is_none() {
             config.operator_token = Some(format!("bench-{}", uuid::Uuid::new_v4()));
         }
-        crate::prepare_database(&config).await?;
-        crate::declare_topology(&config).await?;
+        b24flow_common::db::prepare(&config.database_url, 4).await?;
+        b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+            .declare_at(&config.amqp_url)
+            .await?;
         let shutdown = CancellationToken::new();
         let running = if with_worker {
-            tokio::spawn(crate::run_roles(
+            tokio::spawn(crate::all::run_roles(
                 config.clone(),
                 Some(listener),
                 shutdown.clone(),
@@ -468,7 +470,9 @@ impl Stack {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(30), self.running).await;
         self.cloud.shutdown().await;
-        let _ = crate::delete_topology(&self.config).await;
+        let _ = b24flow_common::amqp::Topology::new(&self.config.amqp_prefix)
+            .delete_at(&self.config.amqp_url)
+            .await;
         crate::demo::reset_database(&self.config.database_url).await?;
         Ok(())
     }

@@ -86,8 +86,10 @@ impl Rig {
         config.client_secret = Some(cloud.client_secret().to_string());
         let secret_key = b24flow_common::crypto::SecretBox::generate_key();
         config.secrets = b24flow_common::crypto::SecretBox::from_base64(&secret_key, None)?;
-        crate::prepare_database(&config).await?;
-        crate::declare_topology(&config).await?;
+        b24flow_common::db::prepare(&config.database_url, 4).await?;
+        b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+            .declare_at(&config.amqp_url)
+            .await?;
         let shutdown = CancellationToken::new();
         let state = b24flow_ingress::AppState::new(config.clone())?;
         let ingress = tokio::spawn({
@@ -168,7 +170,9 @@ impl Rig {
         self.shutdown.cancel();
         let _ = self.ingress.await;
         self.cloud.shutdown().await;
-        crate::delete_topology(&self.config).await?;
+        b24flow_common::amqp::Topology::new(&self.config.amqp_prefix)
+            .delete_at(&self.config.amqp_url)
+            .await?;
         crate::demo::reset_database(&self.config.database_url).await?;
         Ok(())
     }
@@ -402,7 +406,7 @@ async fn portal_run(base: &Config, run: PortalRun) -> anyhow::Result<Value> {
 pub async fn limiter(mut config: Config, args: LimiterArgs) -> anyhow::Result<()> {
     config.database_url = crate::demo::scratch_database_url(&config.database_url, "bench_limiter")?;
     crate::demo::reset_database(&config.database_url).await?;
-    let pool = crate::prepare_database(&config).await?;
+    let pool = b24flow_common::db::prepare(&config.database_url, 4).await?;
     let pool_big = db::pool(&config.database_url, args.concurrency.max(1))?;
     {
         let client = pool.get().await?;

@@ -67,10 +67,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         .get_or_insert_with(b24flow_ingress::operator::generate_token)
         .clone();
 
-    crate::prepare_database(&config).await?;
-    crate::declare_topology(&config).await?;
+    b24flow_common::db::prepare(&config.database_url, 4).await?;
+    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+        .declare_at(&config.amqp_url)
+        .await?;
     let shutdown = CancellationToken::new();
-    let app = tokio::spawn(crate::run_roles(
+    let app = tokio::spawn(crate::all::run_roles(
         config.clone(),
         Some(listener),
         shutdown.clone(),
@@ -214,12 +216,14 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         println!();
         print_dashboard(&config.public_url, &operator_token);
         println!("serving until Ctrl-C or SIGTERM (the simulated portal keeps answering)");
-        crate::shutdown_on_signal().cancelled().await;
+        crate::all::shutdown_on_signal().cancelled().await;
     }
     shutdown.cancel();
     let _ = app.await;
     cloud.shutdown().await;
-    crate::delete_topology(&config).await?;
+    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+        .delete_at(&config.amqp_url)
+        .await?;
     if missing > 0 {
         bail!("{missing} workflows were never answered");
     }

@@ -8,7 +8,7 @@ pub mod smtp;
 
 use std::time::Duration;
 
-use b24flow_common::amqp::{self, Topology};
+use b24flow_common::amqp::Topology;
 use b24flow_common::crypto::SecretBox;
 use b24flow_common::{db, Config};
 use b24flow_sim::{ActivityCall, Cloud, CloudConfig, EventSend, FiredCall, Portal, PortalConfig};
@@ -99,11 +99,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let db_name = format!("b24flow_test_{}", &unique[..16]);
     let database_url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
-    db::ensure_database(&database_url)
+    let pool = db::prepare(&database_url, 8)
         .await
-        .expect("create test database");
-    let pool = db::pool(&database_url, 8).expect("pool");
-    db::migrate(&pool).await.expect("migrate");
+        .expect("create and migrate the test database");
 
     let cloud = Cloud::start(CloudConfig::default())
         .await
@@ -164,13 +162,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         }));
     }
     // Declared before anything publishes, as `b24flow all` does.
-    let conn = amqp::connect(AMQP_URL, "test-setup").await.expect("amqp");
-    let channel = conn.create_channel().await.expect("channel");
     Topology::new(&config.amqp_prefix)
-        .declare(&channel)
+        .declare_at(AMQP_URL)
         .await
         .expect("topology");
-    let _ = conn.close(200, "ok".into()).await;
     let mut app = TestApp {
         address,
         config,
@@ -435,12 +430,7 @@ impl TestApp {
 }
 
 async fn drop_resources(db_name: &str, prefix: &str) {
-    if let Ok(conn) = amqp::connect(AMQP_URL, "test-cleanup").await {
-        if let Ok(channel) = conn.create_channel().await {
-            let _ = Topology::new(prefix).delete(&channel).await;
-        }
-        let _ = conn.close(200, "ok".into()).await;
-    }
+    let _ = Topology::new(prefix).delete_at(AMQP_URL).await;
     if let Ok((client, conn)) = tokio_postgres::connect(PG_ADMIN_URL, tokio_postgres::NoTls).await {
         let handle = tokio::spawn(conn);
         let _ = client

@@ -41,6 +41,15 @@ pub async fn ensure_database(database_url: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// The database created if missing and migrated, with a pool of `max_size` connections: what
+/// every command that starts the roles does first.
+pub async fn prepare(database_url: &str, max_size: usize) -> Result<Pool, DbError> {
+    ensure_database(database_url).await?;
+    let pool = super::pool(database_url, max_size)?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
 /// Applies `migrations/`. An advisory lock keeps processes that start together from racing.
 pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
     const LOCK: i64 = 0x0062_3234_666c_6f77;
