@@ -69,11 +69,11 @@ pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
 
 async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    config.database_url = crate::demo::scratch_database_url(&config.database_url, "chaos")?;
+    config.database_url = b24flow_common::db::scratch_database_url(&config.database_url, "chaos")?;
     config.amqp_prefix = format!("{}-chaos-{}", config.amqp_prefix, std::process::id());
     config.job_lease = Duration::from_secs(5);
     config.sweep_interval = Duration::from_millis(500);
-    crate::demo::reset_database(&config.database_url).await?;
+    b24flow_common::db::drop_database(&config.database_url).await?;
 
     let cloud = Cloud::start(CloudConfig::default()).await?;
     // Bitrix24's real limit (2 requests/s, burst 50) on top of the faults.
@@ -288,7 +288,7 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
         eprintln!("kept the database {} for inspection", config.database_url);
         anyhow::bail!("chaos found lost or duplicated work");
     }
-    crate::demo::reset_database(&config.database_url).await?;
+    b24flow_common::db::drop_database(&config.database_url).await?;
     Ok(())
 }
 

@@ -408,9 +408,10 @@ impl Stack {
     async fn start(base: &Config, name: &str, with_worker: bool) -> anyhow::Result<Stack> {
         let mut config = base.clone();
         let suffix = format!("bench_ingress_{name}");
-        config.database_url = crate::demo::scratch_database_url(&config.database_url, &suffix)?;
+        config.database_url =
+            b24flow_common::db::scratch_database_url(&config.database_url, &suffix)?;
         config.amqp_prefix = format!("{}-{suffix}-{}", config.amqp_prefix, std::process::id());
-        crate::demo::reset_database(&config.database_url).await?;
+        b24flow_common::db::drop_database(&config.database_url).await?;
         let cloud = Cloud::start(CloudConfig::default()).await?;
         let portal = cloud
             .add_portal(PortalConfig {
@@ -473,7 +474,7 @@ impl Stack {
         let _ = b24flow_common::amqp::Topology::new(&self.config.amqp_prefix)
             .delete_at(&self.config.amqp_url)
             .await;
-        crate::demo::reset_database(&self.config.database_url).await?;
+        b24flow_common::db::drop_database(&self.config.database_url).await?;
         Ok(())
     }
 }

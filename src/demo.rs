@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use b24flow_common::db;
 use b24flow_common::Config;
 use b24flow_sim::{ActivityCall, Cloud, CloudConfig, PortalConfig};
 use clap::Args;
@@ -39,9 +40,9 @@ pub struct DemoArgs {
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     // A database and AMQP names of its own, so the demo never touches real jobs.
-    config.database_url = scratch_database_url(&config.database_url, "demo")?;
+    config.database_url = db::scratch_database_url(&config.database_url, "demo")?;
     config.amqp_prefix = format!("{}-demo-{}", config.amqp_prefix, std::process::id());
-    reset_database(&config.database_url).await?;
+    db::drop_database(&config.database_url).await?;
 
     let cloud = Cloud::start(CloudConfig::default()).await?;
     let portal = cloud
@@ -241,7 +242,7 @@ fn print_dashboard(public_url: &str, token: &str) {
 
 /// Gives the demo portal a plan far above anything the demo sends.
 async fn set_unlimited_plan(config: &Config, portal: &b24flow_sim::Portal) -> anyhow::Result<()> {
-    use b24flow_common::db::{self, portal_limits};
+    use b24flow_common::db::portal_limits;
     let pool = db::pool(&config.database_url, 1)?;
     let client = pool.get().await?;
     let id = db::portals::find_by_member_id(&client, &portal.member_id())
@@ -257,37 +258,5 @@ async fn set_unlimited_plan(config: &Config, portal: &b24flow_sim::Portal) -> an
         },
     )
     .await?;
-    Ok(())
-}
-
-/// The configured database's name with a suffix: a scratch database of its own.
-pub fn scratch_database_url(url: &str, suffix: &str) -> anyhow::Result<String> {
-    let mut parsed = url::Url::parse(url).context("B24FLOW_DATABASE_URL")?;
-    let name = parsed.path().trim_start_matches('/').to_string();
-    let name = if name.is_empty() {
-        "b24flow".to_string()
-    } else {
-        name
-    };
-    parsed.set_path(&format!("/{name}_{suffix}"));
-    Ok(parsed.to_string())
-}
-
-/// Drops a scratch database so every run starts empty.
-pub async fn reset_database(url: &str) -> anyhow::Result<()> {
-    let config: tokio_postgres::Config = url.parse()?;
-    let name = config.get_dbname().unwrap_or("b24flow_demo").to_string();
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let (client, conn) = admin
-        .connect(tokio_postgres::NoTls)
-        .await
-        .context("connecting to Postgres")?;
-    let conn = tokio::spawn(conn);
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await?;
-    drop(client);
-    let _ = conn.await;
     Ok(())
 }

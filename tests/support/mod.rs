@@ -15,7 +15,6 @@ use b24flow_sim::{ActivityCall, Cloud, CloudConfig, EventSend, FiredCall, Portal
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -35,7 +34,6 @@ pub struct TestApp {
     /// The operator token of `/api`, `/dashboard` and `/metrics`.
     pub operator_token: String,
     slow_retries: bool,
-    db_name: String,
     cleaned: bool,
 }
 
@@ -180,7 +178,6 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         secret_key,
         operator_token,
         slow_retries: options.slow_retries,
-        db_name,
         cleaned: false,
     };
     if options.worker {
@@ -424,23 +421,14 @@ impl TestApp {
             let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
         }
         self.cloud.shutdown().await;
-        drop_resources(&self.db_name, &self.config.amqp_prefix).await;
+        drop_resources(&self.config.database_url, &self.config.amqp_prefix).await;
         self.cleaned = true;
     }
 }
 
-async fn drop_resources(db_name: &str, prefix: &str) {
+async fn drop_resources(database_url: &str, prefix: &str) {
     let _ = Topology::new(prefix).delete_at(AMQP_URL).await;
-    if let Ok((client, conn)) = tokio_postgres::connect(PG_ADMIN_URL, tokio_postgres::NoTls).await {
-        let handle = tokio::spawn(conn);
-        let _ = client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-            ))
-            .await;
-        drop(client);
-        let _ = handle.await;
-    }
+    let _ = db::drop_database(database_url).await;
 }
 
 impl Drop for TestApp {
@@ -454,13 +442,16 @@ impl Drop for TestApp {
             stop.cancel();
             handle.abort();
         }
-        let (db_name, prefix) = (self.db_name.clone(), self.config.amqp_prefix.clone());
+        let (database_url, prefix) = (
+            self.config.database_url.clone(),
+            self.config.amqp_prefix.clone(),
+        );
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                rt.block_on(drop_resources(&db_name, &prefix));
+                rt.block_on(drop_resources(&database_url, &prefix));
             }
         })
         .join();
