@@ -77,11 +77,11 @@ pub async fn run(config: Config, command: BenchCommand) -> anyhow::Result<()> {
 
 async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    config.database_url = crate::demo::scratch_database_url(&config.database_url, "chaos")?;
+    config.database_url = b24flow_common::db::scratch_database_url(&config.database_url, "chaos")?;
     config.amqp_prefix = format!("{}-chaos-{}", config.amqp_prefix, std::process::id());
     config.job_lease = Duration::from_secs(5);
     config.sweep_interval = Duration::from_millis(500);
-    crate::demo::reset_database(&config.database_url).await?;
+    b24flow_common::db::drop_database(&config.database_url).await?;
 
     let cloud = Cloud::start(CloudConfig::default()).await?;
     // Bitrix24's real limit (2 requests/s, burst 50) on top of the faults.
@@ -96,8 +96,10 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     config.client_secret = Some(cloud.client_secret().to_string());
     let secret_key = b24flow_common::crypto::SecretBox::generate_key();
     config.secrets = b24flow_common::crypto::SecretBox::from_base64(&secret_key, None)?;
-    crate::prepare_database(&config).await?;
-    crate::declare_topology(&config).await?;
+    b24flow_common::db::prepare(&config.database_url, 4).await?;
+    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+        .declare_at(&config.amqp_url)
+        .await?;
 
     let shutdown = CancellationToken::new();
     let state = b24flow_ingress::AppState::new(config.clone())?;
@@ -322,12 +324,14 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = ingress.await;
     cloud.shutdown().await;
-    crate::delete_topology(&config).await?;
+    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+        .delete_at(&config.amqp_url)
+        .await?;
     if accepted != latencies.len() || duplicated > 0 || duplicated_side_effects > 0 {
         eprintln!("kept the database {} for inspection", config.database_url);
         anyhow::bail!("chaos found lost or duplicated work");
     }
-    crate::demo::reset_database(&config.database_url).await?;
+    b24flow_common::db::drop_database(&config.database_url).await?;
     Ok(())
 }
 

@@ -74,10 +74,10 @@ impl Rig {
         batching: bool,
     ) -> anyhow::Result<Rig> {
         let mut config = base.clone();
-        config.database_url = crate::demo::scratch_database_url(&config.database_url, name)?;
+        config.database_url = b24flow_common::db::scratch_database_url(&config.database_url, name)?;
         config.amqp_prefix = format!("{}-{name}-{}", config.amqp_prefix, std::process::id());
         config.cross_job_batching = batching;
-        crate::demo::reset_database(&config.database_url).await?;
+        b24flow_common::db::drop_database(&config.database_url).await?;
         let cloud = Cloud::start(CloudConfig::default()).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         config.public_url = format!("http://{}", listener.local_addr()?);
@@ -86,8 +86,10 @@ impl Rig {
         config.client_secret = Some(cloud.client_secret().to_string());
         let secret_key = b24flow_common::crypto::SecretBox::generate_key();
         config.secrets = b24flow_common::crypto::SecretBox::from_base64(&secret_key, None)?;
-        crate::prepare_database(&config).await?;
-        crate::declare_topology(&config).await?;
+        b24flow_common::db::prepare(&config.database_url, 4).await?;
+        b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+            .declare_at(&config.amqp_url)
+            .await?;
         let shutdown = CancellationToken::new();
         let state = b24flow_ingress::AppState::new(config.clone())?;
         let ingress = tokio::spawn({
@@ -169,8 +171,10 @@ impl Rig {
         self.shutdown.cancel();
         let _ = self.ingress.await;
         self.cloud.shutdown().await;
-        crate::delete_topology(&self.config).await?;
-        crate::demo::reset_database(&self.config.database_url).await?;
+        b24flow_common::amqp::Topology::new(&self.config.amqp_prefix)
+            .delete_at(&self.config.amqp_url)
+            .await?;
+        b24flow_common::db::drop_database(&self.config.database_url).await?;
         Ok(())
     }
 }
@@ -401,9 +405,10 @@ async fn portal_run(base: &Config, run: PortalRun) -> anyhow::Result<Value> {
 
 /// The cost of the shared bucket: `portal_limit_acquire` on random portals, many at once.
 pub async fn limiter(mut config: Config, args: LimiterArgs) -> anyhow::Result<()> {
-    config.database_url = crate::demo::scratch_database_url(&config.database_url, "bench_limiter")?;
-    crate::demo::reset_database(&config.database_url).await?;
-    let pool = crate::prepare_database(&config).await?;
+    config.database_url =
+        b24flow_common::db::scratch_database_url(&config.database_url, "bench_limiter")?;
+    b24flow_common::db::drop_database(&config.database_url).await?;
+    let pool = b24flow_common::db::prepare(&config.database_url, 4).await?;
     let pool_big = db::pool(&config.database_url, args.concurrency.max(1))?;
     {
         let client = pool.get().await?;
@@ -458,7 +463,7 @@ pub async fn limiter(mut config: Config, args: LimiterArgs) -> anyhow::Result<()
     });
     drop(pool_big);
     drop(pool);
-    crate::demo::reset_database(&config.database_url).await?;
+    b24flow_common::db::drop_database(&config.database_url).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&row)?);
         return Ok(());

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use b24flow_common::db;
+// The old paths `bench_ingress.rs` still calls; to go with the shims in main.rs.
+pub use b24flow_common::db::{drop_database as reset_database, scratch_database_url};
 use b24flow_common::Config;
 use b24flow_sim::{ActivityCall, Cloud, CloudConfig, PortalConfig};
 use clap::Args;
@@ -39,9 +42,9 @@ pub struct DemoArgs {
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     // A database and AMQP names of its own, so the demo never touches real jobs.
-    config.database_url = scratch_database_url(&config.database_url, "demo")?;
+    config.database_url = db::scratch_database_url(&config.database_url, "demo")?;
     config.amqp_prefix = format!("{}-demo-{}", config.amqp_prefix, std::process::id());
-    reset_database(&config.database_url).await?;
+    db::drop_database(&config.database_url).await?;
 
     let cloud = Cloud::start(CloudConfig::default()).await?;
     let portal = cloud
@@ -67,10 +70,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         .get_or_insert_with(b24flow_ingress::operator::generate_token)
         .clone();
 
-    crate::prepare_database(&config).await?;
-    crate::declare_topology(&config).await?;
+    b24flow_common::db::prepare(&config.database_url, 4).await?;
+    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+        .declare_at(&config.amqp_url)
+        .await?;
     let shutdown = CancellationToken::new();
-    let app = tokio::spawn(crate::run_roles(
+    let app = tokio::spawn(crate::all::run_roles(
         config.clone(),
         Some(listener),
         shutdown.clone(),
@@ -214,12 +219,14 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         println!();
         print_dashboard(&config.public_url, &operator_token);
         println!("serving until Ctrl-C or SIGTERM (the simulated portal keeps answering)");
-        crate::shutdown_on_signal().cancelled().await;
+        crate::all::shutdown_on_signal().cancelled().await;
     }
     shutdown.cancel();
     let _ = app.await;
     cloud.shutdown().await;
-    crate::delete_topology(&config).await?;
+    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+        .delete_at(&config.amqp_url)
+        .await?;
     if missing > 0 {
         bail!("{missing} workflows were never answered");
     }
@@ -237,7 +244,7 @@ fn print_dashboard(public_url: &str, token: &str) {
 
 /// Gives the demo portal a plan far above anything the demo sends.
 async fn set_unlimited_plan(config: &Config, portal: &b24flow_sim::Portal) -> anyhow::Result<()> {
-    use b24flow_common::db::{self, portal_limits};
+    use b24flow_common::db::portal_limits;
     let pool = db::pool(&config.database_url, 1)?;
     let client = pool.get().await?;
     let id = db::portals::find_by_member_id(&client, &portal.member_id())
@@ -253,37 +260,5 @@ async fn set_unlimited_plan(config: &Config, portal: &b24flow_sim::Portal) -> an
         },
     )
     .await?;
-    Ok(())
-}
-
-/// The configured database's name with a suffix: a scratch database of its own.
-pub fn scratch_database_url(url: &str, suffix: &str) -> anyhow::Result<String> {
-    let mut parsed = url::Url::parse(url).context("B24FLOW_DATABASE_URL")?;
-    let name = parsed.path().trim_start_matches('/').to_string();
-    let name = if name.is_empty() {
-        "b24flow".to_string()
-    } else {
-        name
-    };
-    parsed.set_path(&format!("/{name}_{suffix}"));
-    Ok(parsed.to_string())
-}
-
-/// Drops a scratch database so every run starts empty.
-pub async fn reset_database(url: &str) -> anyhow::Result<()> {
-    let config: tokio_postgres::Config = url.parse()?;
-    let name = config.get_dbname().unwrap_or("b24flow_demo").to_string();
-    let mut admin = config.clone();
-    admin.dbname("postgres");
-    let (client, conn) = admin
-        .connect(tokio_postgres::NoTls)
-        .await
-        .context("connecting to Postgres")?;
-    let conn = tokio::spawn(conn);
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await?;
-    drop(client);
-    let _ = conn.await;
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use b24flow_common::bitrix::{Bitrix, OAuthApp};
+use b24flow_common::bitrix::Bitrix;
 use b24flow_common::db::jobs::{Job, JobKind, JobState};
 use b24flow_worker::activity::{Input, RunContext};
 use b24flow_worker::schema::{PropType, Property};
@@ -278,15 +278,7 @@ fn no_property_value_or_portal_answer_makes_an_activity_panic() {
             )
             .await
             .expect("point the portal at the fake");
-        let bitrix = Bitrix::new(
-            app.pool.clone(),
-            app.config.secrets.clone(),
-            OAuthApp {
-                oauth_url: app.config.oauth_url.clone(),
-                client_id: app.config.client_id.clone(),
-                client_secret: app.config.client_secret.clone(),
-            },
-        );
+        let bitrix = Bitrix::from_config(app.pool.clone(), &app.config);
         let b24 = bitrix.portal(portal_id).await.expect("portal client");
         (app, (b24, portal_id))
     });

@@ -2,7 +2,7 @@
 //! and fairness between portals (issue 9).
 use std::time::{Duration, Instant};
 
-use b24flow_common::bitrix::{Batch, Bitrix, OAuthApp};
+use b24flow_common::bitrix::{Batch, Bitrix};
 use b24flow_common::db::{self, portal_limits::Plan};
 use b24flow_sim::{ActivityCall, Portal, PortalConfig};
 use futures::future::join_all;
@@ -31,15 +31,7 @@ async fn set_plan(app: &TestApp, portal: &Portal, plan: Plan) {
 
 /// A REST client of this app's database, as a worker process has.
 fn bitrix(app: &TestApp) -> Bitrix {
-    Bitrix::new(
-        app.pool.clone(),
-        app.config.secrets.clone(),
-        OAuthApp {
-            oauth_url: app.config.oauth_url.clone(),
-            client_id: app.config.client_id.clone(),
-            client_secret: app.config.client_secret.clone(),
-        },
-    )
+    Bitrix::from_config(app.pool.clone(), &app.config)
 }
 
 /// Waits until `n` consumers take jobs from the work queue.

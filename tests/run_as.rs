@@ -3,7 +3,7 @@
 //! job's refresh token, never shared with another user's requests in one batch.
 use std::collections::HashSet;
 
-use b24flow_common::bitrix::{Bitrix, OAuthApp};
+use b24flow_common::bitrix::Bitrix;
 use b24flow_common::db::{self, portal_limits::Plan};
 use b24flow_common::secrets::{self, RunAs};
 use b24flow_sim::{ActivityCall, EventSend, FiredCall, TokenPair};
@@ -313,15 +313,7 @@ async fn two_users_requests_never_share_a_batch_and_one_users_do() {
             .expect("plan"));
         id
     };
-    let bitrix = Bitrix::new(
-        app.pool.clone(),
-        app.config.secrets.clone(),
-        OAuthApp {
-            oauth_url: app.config.oauth_url.clone(),
-            client_id: app.config.client_id.clone(),
-            client_secret: app.config.client_secret.clone(),
-        },
-    );
+    let bitrix = Bitrix::from_config(app.pool.clone(), &app.config);
     let installer = bitrix.portal(portal_id).await.expect("portal client");
     installer
         .call("app.info", json!({}))
@@ -424,15 +416,7 @@ async fn the_installers_expired_token_is_refreshed_once_for_many_app_level_calls
             .expect("installed")
             .id
     };
-    let bitrix = Bitrix::new(
-        app.pool.clone(),
-        app.config.secrets.clone(),
-        OAuthApp {
-            oauth_url: app.config.oauth_url.clone(),
-            client_id: app.config.client_id.clone(),
-            client_secret: app.config.client_secret.clone(),
-        },
-    );
+    let bitrix = Bitrix::from_config(app.pool.clone(), &app.config);
     // Each call its own request, so each meets the expired token.
     bitrix.set_cross_job_batching(false);
     let installer = bitrix.portal(portal_id).await.expect("portal client");

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use b24flow_common::amqp::{Publisher, Topology};
-use b24flow_common::bitrix::{follow_portal_changes, Bitrix, OAuthApp};
+use b24flow_common::bitrix::{follow_portal_changes, Bitrix};
 use b24flow_common::db::{self, Pool};
 use b24flow_common::Config;
 use tokio::net::TcpListener;
@@ -79,15 +79,7 @@ impl AppState {
             &config.amqp_url,
             Topology::new(&config.amqp_prefix),
         ));
-        let bitrix = Bitrix::new(
-            db.clone(),
-            config.secrets.clone(),
-            OAuthApp {
-                oauth_url: config.oauth_url.clone(),
-                client_id: config.client_id.clone(),
-                client_secret: config.client_secret.clone(),
-            },
-        );
+        let bitrix = Bitrix::from_config(db.clone(), &config);
         let group_commit = group_commit::GroupCommit::start(db.clone(), publisher.clone());
         Ok(Self {
             config: Arc::new(config),

@@ -8,14 +8,13 @@ pub mod smtp;
 
 use std::time::Duration;
 
-use b24flow_common::amqp::{self, Topology};
+use b24flow_common::amqp::Topology;
 use b24flow_common::crypto::SecretBox;
 use b24flow_common::{db, Config};
 use b24flow_sim::{ActivityCall, Cloud, CloudConfig, EventSend, FiredCall, Portal, PortalConfig};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -35,7 +34,6 @@ pub struct TestApp {
     /// The operator token of `/api`, `/dashboard` and `/metrics`.
     pub operator_token: String,
     slow_retries: bool,
-    db_name: String,
     cleaned: bool,
 }
 
@@ -99,11 +97,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let db_name = format!("b24flow_test_{}", &unique[..16]);
     let database_url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
-    db::ensure_database(&database_url)
+    let pool = db::prepare(&database_url, 8)
         .await
-        .expect("create test database");
-    let pool = db::pool(&database_url, 8).expect("pool");
-    db::migrate(&pool).await.expect("migrate");
+        .expect("create and migrate the test database");
 
     let cloud = Cloud::start(CloudConfig::default())
         .await
@@ -164,13 +160,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         }));
     }
     // Declared before anything publishes, as `b24flow all` does.
-    let conn = amqp::connect(AMQP_URL, "test-setup").await.expect("amqp");
-    let channel = conn.create_channel().await.expect("channel");
     Topology::new(&config.amqp_prefix)
-        .declare(&channel)
+        .declare_at(AMQP_URL)
         .await
         .expect("topology");
-    let _ = conn.close(200, "ok".into()).await;
     let mut app = TestApp {
         address,
         config,
@@ -185,7 +178,6 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         secret_key,
         operator_token,
         slow_retries: options.slow_retries,
-        db_name,
         cleaned: false,
     };
     if options.worker {
@@ -429,28 +421,14 @@ impl TestApp {
             let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
         }
         self.cloud.shutdown().await;
-        drop_resources(&self.db_name, &self.config.amqp_prefix).await;
+        drop_resources(&self.config.database_url, &self.config.amqp_prefix).await;
         self.cleaned = true;
     }
 }
 
-async fn drop_resources(db_name: &str, prefix: &str) {
-    if let Ok(conn) = amqp::connect(AMQP_URL, "test-cleanup").await {
-        if let Ok(channel) = conn.create_channel().await {
-            let _ = Topology::new(prefix).delete(&channel).await;
-        }
-        let _ = conn.close(200, "ok".into()).await;
-    }
-    if let Ok((client, conn)) = tokio_postgres::connect(PG_ADMIN_URL, tokio_postgres::NoTls).await {
-        let handle = tokio::spawn(conn);
-        let _ = client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
-            ))
-            .await;
-        drop(client);
-        let _ = handle.await;
-    }
+async fn drop_resources(database_url: &str, prefix: &str) {
+    let _ = Topology::new(prefix).delete_at(AMQP_URL).await;
+    let _ = db::drop_database(database_url).await;
 }
 
 impl Drop for TestApp {
@@ -464,13 +442,16 @@ impl Drop for TestApp {
             stop.cancel();
             handle.abort();
         }
-        let (db_name, prefix) = (self.db_name.clone(), self.config.amqp_prefix.clone());
+        let (database_url, prefix) = (
+            self.config.database_url.clone(),
+            self.config.amqp_prefix.clone(),
+        );
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                rt.block_on(drop_resources(&db_name, &prefix));
+                rt.block_on(drop_resources(&database_url, &prefix));
             }
         })
         .join();

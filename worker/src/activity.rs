@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use b24flow_common::bitrix::{B24Error, ErrorKind, PortalClient};
 use b24flow_common::db::jobs::Job;
 use b24flow_common::db::{DbError, Pool};
+use b24flow_common::error_kind::Classify;
 use serde_json::{Map, Value};
 
 use crate::schema::{ActivityDef, Lang, Text};
@@ -47,12 +48,8 @@ impl ActivityError {
 
 impl From<B24Error> for ActivityError {
     fn from(e: B24Error) -> Self {
-        // The client already refreshed once; an auth error that survives it is retried
-        // like any transient fault, bounded by the job's attempts.
-        let kind = match e.kind() {
-            ErrorKind::Auth => ErrorKind::Transient,
-            k => k,
-        };
+        // The client already refreshed once.
+        let kind = e.kind().after_refresh();
         let message = match (&e, lacks_right(&e)) {
             (B24Error::Api { method, .. }, true) => texts::access_denied(method, &e.description()),
             _ => Text::from(e.description()),
@@ -81,10 +78,14 @@ fn lacks_right(e: &B24Error) -> bool {
 
 impl From<DbError> for ActivityError {
     fn from(e: DbError) -> Self {
-        match e {
-            // Retrying cannot make a secret sealed with another key readable.
-            DbError::Crypto(_) => Self::invalid(e.to_string()),
-            e => Self::transient(texts::database(&e)),
+        let message = match e {
+            // Not a database outage: the words say what it is.
+            DbError::Crypto(_) => Text::from(e.to_string()),
+            _ => texts::database(&e),
+        };
+        Self {
+            kind: e.kind(),
+            message,
         }
     }
 }
@@ -250,6 +251,43 @@ mod tests {
             b24flow_common::crypto::CryptoError::Undecryptable,
         ));
         assert_eq!(ActivityError::from(b).kind, ErrorKind::Permanent);
+    }
+
+    /// Pins the class an activity error takes from its cause: an auth error the client could
+    /// not refresh away is retried; a database error is retried unless it is a sealed secret.
+    #[test]
+    fn activity_errors_keep_the_class_of_their_cause() {
+        let api = |status, code: &str| B24Error::Api {
+            method: "crm.item.get".into(),
+            status,
+            code: code.into(),
+            description: String::new(),
+        };
+        let rest: Vec<(B24Error, ErrorKind)> = vec![
+            (api(401, "expired_token"), ErrorKind::Transient),
+            (api(503, "QUERY_LIMIT_EXCEEDED"), ErrorKind::Transient),
+            (api(400, "ACCESS_DENIED"), ErrorKind::Permanent),
+            (api(400, "ERROR_CORE"), ErrorKind::Permanent),
+            (B24Error::NotInstalled(1), ErrorKind::Permanent),
+            (B24Error::PortalChanged(1), ErrorKind::Transient),
+        ];
+        for (error, kind) in rest {
+            let described = format!("{error:?}");
+            assert_eq!(ActivityError::from(error).kind, kind, "{described}");
+        }
+        let database: Vec<(DbError, ErrorKind)> = vec![
+            (
+                DbError::Crypto(b24flow_common::crypto::CryptoError::Undecryptable),
+                ErrorKind::Permanent,
+            ),
+            (DbError::Config("x".into()), ErrorKind::Transient),
+            (DbError::Migrate("x".into()), ErrorKind::Transient),
+            (DbError::Timeout("x"), ErrorKind::Transient),
+        ];
+        for (error, kind) in database {
+            let described = format!("{error:?}");
+            assert_eq!(ActivityError::from(error).kind, kind, "{described}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod values;
 use std::sync::Arc;
 
 use b24flow_common::amqp::{Publisher, Topology};
-use b24flow_common::bitrix::{Bitrix, OAuthApp};
+use b24flow_common::bitrix::Bitrix;
 use b24flow_common::db;
 use b24flow_common::Config;
 use tokio_util::sync::CancellationToken;
@@ -70,15 +70,7 @@ pub async fn run_with_activities(
         db_pool_size(config.worker_concurrency),
     )?;
     let topology = Topology::new(&config.amqp_prefix);
-    let bitrix = Bitrix::new(
-        pool.clone(),
-        config.secrets.clone(),
-        OAuthApp {
-            oauth_url: config.oauth_url.clone(),
-            client_id: config.client_id.clone(),
-            client_secret: config.client_secret.clone(),
-        },
-    );
+    let bitrix = Bitrix::from_config(pool.clone(), &config);
     let portal_changes = {
         let bitrix = bitrix.clone();
         let database_url = config.database_url.clone();

@@ -5,7 +5,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
-use super::AmqpError;
+use super::{connect, AmqpError};
 
 /// Names of every exchange and queue, all under one prefix so test runs and deployments
 /// can share a broker.
@@ -43,6 +43,30 @@ impl Topology {
     }
     pub fn dead_letter_queue(&self) -> String {
         format!("{}.dead", self.prefix)
+    }
+
+    /// Connects to `amqp_url`, declares everything and disconnects: the setup before anything
+    /// publishes (`b24flow all`, the demo, benchmarks, tests).
+    pub async fn declare_at(&self, amqp_url: &str) -> Result<(), AmqpError> {
+        let conn = connect(amqp_url, "b24flow-setup").await?;
+        let declared = match conn.create_channel().await {
+            Ok(channel) => self.declare(&channel).await,
+            Err(e) => Err(e.into()),
+        };
+        let _ = conn.close(200, "done".into()).await;
+        declared
+    }
+
+    /// Like [`Topology::declare_at`], removing everything (scratch prefixes of the demo,
+    /// benchmarks and tests).
+    pub async fn delete_at(&self, amqp_url: &str) -> Result<(), AmqpError> {
+        let conn = connect(amqp_url, "b24flow-cleanup").await?;
+        let deleted = match conn.create_channel().await {
+            Ok(channel) => self.delete(&channel).await,
+            Err(e) => Err(e.into()),
+        };
+        let _ = conn.close(200, "done".into()).await;
+        deleted
     }
 
     /// Declares everything (idempotent). Quorum queues: replicated, and the only kind with

@@ -10,13 +10,14 @@ use super::batch::{Batch, BatchResult, MAX_COMMANDS};
 use super::body::{read_capped, BodyError, MAX_REST_BODY};
 use super::call_log::{self, Asked, CallLog};
 use super::dispatch::{Answer, Dispatcher, Pending, Work};
-use super::error::{B24Error, ErrorKind};
+use super::error::B24Error;
 use super::identity::{Identity, UserToken};
 use super::limiter::Limiter;
 use super::oauth::{InstallProof, OAuthApp};
 use super::slots;
 use crate::crypto::SecretBox;
 use crate::db::{self, Pool};
+use crate::error_kind::ErrorKind;
 use crate::metrics;
 use crate::secrets::RunAs;
 
@@ -77,6 +78,11 @@ pub struct RestResponse {
 }
 
 impl Bitrix {
+    /// The client every role and test builds: the configuration's secret key and OAuth app.
+    pub fn from_config(db: Pool, config: &crate::Config) -> Self {
+        Self::new(db, config.secrets.clone(), OAuthApp::from_config(config))
+    }
+
     pub fn new(db: Pool, secrets: SecretBox, oauth: OAuthApp) -> Self {
         let http = reqwest::Client::builder()
             .user_agent(concat!("b24flow/", env!("CARGO_PKG_VERSION")))

@@ -391,7 +391,7 @@ fn rate_refusal(e: &B24Error) -> bool {
 /// The token a shared request went with could not be used (refused after a refresh, or
 /// not refreshable): says nothing about the other groups' tokens.
 fn token_unusable(e: &B24Error) -> bool {
-    e.kind() == super::error::ErrorKind::Auth || matches!(e, B24Error::Refresh { .. })
+    e.kind() == crate::error_kind::ErrorKind::Auth || matches!(e, B24Error::Refresh { .. })
 }
 
 fn time_refusal(e: &B24Error) -> bool {

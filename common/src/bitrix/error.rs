@@ -1,18 +1,7 @@
-use serde::Serialize;
-
+//! The REST client's errors. Which of them are worth another try is decided in
+//! [`crate::error_kind`].
 use crate::db::DbError;
-
-/// What the caller should do about an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// Try again later (network, 5xx, limits, locks).
-    Transient,
-    /// Retrying cannot help (bad input, missing rights, not found).
-    Permanent,
-    /// The token is not accepted: refresh it once, then retry.
-    Auth,
-}
+use crate::error_kind::{Classify, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum B24Error {
@@ -38,27 +27,6 @@ pub enum B24Error {
     TooLarge { method: String, limit: usize },
     #[error(transparent)]
     Db(#[from] DbError),
-}
-
-/// Maps an HTTP status and a Bitrix24 error code to a kind (protocol.md §2, §6.3, §7).
-pub fn classify(status: u16, code: &str) -> ErrorKind {
-    match code {
-        "expired_token" | "invalid_token" | "NO_AUTH_FOUND" => return ErrorKind::Auth,
-        // Rate limits: 503 now, 429 in older docs (protocol.md §8.1); per-method time limit.
-        "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT" | "OVERLOAD_LIMIT" => {
-            return ErrorKind::Transient
-        }
-        // The workflow instance is locked (protocol.md §5.1).
-        "423" => return ErrorKind::Transient,
-        "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" => return ErrorKind::Transient,
-        _ => {}
-    }
-    match status {
-        401 => ErrorKind::Auth,
-        408 | 423 | 425 | 429 => ErrorKind::Transient,
-        s if s >= 500 => ErrorKind::Transient,
-        _ => ErrorKind::Permanent,
-    }
 }
 
 /// The HTTP status Bitrix24 answers a code with when the call is made on its own; a batch's
@@ -113,25 +81,9 @@ impl B24Error {
         }
     }
 
+    /// Its class (see [`crate::error_kind`]), without importing [`Classify`].
     pub fn kind(&self) -> ErrorKind {
-        match self {
-            B24Error::Api { status, code, .. } => classify(*status, code),
-            B24Error::Transport { .. } => ErrorKind::Transient,
-            B24Error::BadResponse { status, .. } => {
-                if *status >= 500 || *status == 429 || *status == 0 {
-                    ErrorKind::Transient
-                } else {
-                    ErrorKind::Permanent
-                }
-            }
-            B24Error::Refresh { kind, .. } => *kind,
-            B24Error::NotInstalled(_) => ErrorKind::Permanent,
-            B24Error::PortalChanged(_) => ErrorKind::Transient,
-            B24Error::TooLarge { .. } => ErrorKind::Permanent,
-            // A stored token that cannot be decrypted (wrong key) stays undecryptable.
-            B24Error::Db(DbError::Crypto(_)) => ErrorKind::Permanent,
-            B24Error::Db(_) => ErrorKind::Transient,
-        }
+        Classify::kind(self)
     }
 
     /// The Bitrix24 error code, when the portal gave one.
@@ -169,28 +121,5 @@ impl B24Error {
             method: method.to_string(),
             message,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn protocol_errors_fall_into_their_classes() {
-        assert_eq!(classify(401, "expired_token"), ErrorKind::Auth);
-        assert_eq!(classify(401, "invalid_token"), ErrorKind::Auth);
-        assert_eq!(classify(503, "QUERY_LIMIT_EXCEEDED"), ErrorKind::Transient);
-        assert_eq!(classify(429, "QUERY_LIMIT_EXCEEDED"), ErrorKind::Transient);
-        assert_eq!(classify(429, "OPERATION_TIME_LIMIT"), ErrorKind::Transient);
-        assert_eq!(classify(400, "423"), ErrorKind::Transient);
-        assert_eq!(classify(500, "INTERNAL_SERVER_ERROR"), ErrorKind::Transient);
-        assert_eq!(classify(403, "ACCESS_DENIED"), ErrorKind::Permanent);
-        assert_eq!(classify(400, "404"), ErrorKind::Permanent);
-        assert_eq!(
-            classify(404, "ERROR_METHOD_NOT_FOUND"),
-            ErrorKind::Permanent
-        );
-        assert_eq!(classify(400, "ERROR_CORE"), ErrorKind::Permanent);
     }
 }

@@ -16,7 +16,9 @@ mod portal_changes;
 pub use portal_changes::{follow_portal_changes, PortalChangeSink};
 pub mod slots;
 
+/// Kept here too: most callers meet the class on a REST error.
+pub use crate::error_kind::ErrorKind;
 pub use batch::{Batch, BatchResult};
 pub use client::{Bitrix, PortalClient, RestResponse};
-pub use error::{classify, B24Error, ErrorKind};
+pub use error::B24Error;
 pub use oauth::{InstallProof, OAuthApp};

@@ -2,7 +2,8 @@
 use serde::Deserialize;
 
 use super::body::{read_capped, BodyError, MAX_OAUTH_BODY};
-use super::error::{B24Error, ErrorKind};
+use super::error::B24Error;
+use crate::error_kind::{self, ErrorKind};
 
 /// The app's credentials and where its OAuth server is.
 #[derive(Clone)]
@@ -10,6 +11,17 @@ pub struct OAuthApp {
     pub oauth_url: String,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+}
+
+impl OAuthApp {
+    /// The app's credentials as the configuration gives them.
+    pub fn from_config(config: &crate::Config) -> Self {
+        Self {
+            oauth_url: config.oauth_url.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for OAuthApp {
@@ -166,14 +178,9 @@ impl OAuthApp {
         };
         // invalid_grant: the refresh token is dead, only a reinstall helps; invalid_client:
         // our credentials are wrong. Both need a human, retrying cannot help.
-        let kind = if status >= 500 || status == 429 {
-            ErrorKind::Transient
-        } else {
-            ErrorKind::Permanent
-        };
         Err(B24Error::Refresh {
             message: format!("{code}: {description} (HTTP {status})"),
-            kind,
+            kind: error_kind::of_http_status(status),
         })
     }
 }

@@ -41,6 +41,48 @@ pub async fn ensure_database(database_url: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// The configured database's name with a suffix: a scratch database of its own (demo,
+/// benchmarks).
+pub fn scratch_database_url(database_url: &str, suffix: &str) -> Result<String, DbError> {
+    let mut parsed = url::Url::parse(database_url)
+        .map_err(|e| DbError::Config(format!("B24FLOW_DATABASE_URL: {e}")))?;
+    let name = match parsed.path().trim_start_matches('/') {
+        "" => "b24flow".to_string(),
+        name => name.to_string(),
+    };
+    parsed.set_path(&format!("/{name}_{suffix}"));
+    Ok(parsed.to_string())
+}
+
+/// Drops the database named in `database_url` even while others are connected: scratch
+/// databases of the demo, benchmarks and tests start empty and leave nothing behind.
+pub async fn drop_database(database_url: &str) -> Result<(), DbError> {
+    let config = super::pg_config(database_url)?;
+    let name = config
+        .get_dbname()
+        .ok_or_else(|| DbError::Config("the database URL names no database".into()))?
+        .replace('"', "\"\"");
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, connection) = admin.connect(tokio_postgres::NoTls).await?;
+    let conn = tokio::spawn(connection);
+    let dropped = client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await;
+    drop(client);
+    let _ = conn.await;
+    Ok(dropped?)
+}
+
+/// The database created if missing and migrated, with a pool of `max_size` connections: what
+/// every command that starts the roles does first.
+pub async fn prepare(database_url: &str, max_size: usize) -> Result<Pool, DbError> {
+    ensure_database(database_url).await?;
+    let pool = super::pool(database_url, max_size)?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
 /// Applies `migrations/`. An advisory lock keeps processes that start together from racing.
 pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
     const LOCK: i64 = 0x0062_3234_666c_6f77;
@@ -58,4 +100,23 @@ pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
         tracing::info!(migration = %m, "applied migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scratch_database_is_named_after_the_configured_one() {
+        let scratch = |url| scratch_database_url(url, "demo").expect("a valid URL");
+        assert_eq!(
+            scratch("postgres://postgres@127.0.0.1:5432/b24flow?connect_timeout=2"),
+            "postgres://postgres@127.0.0.1:5432/b24flow_demo?connect_timeout=2"
+        );
+        assert_eq!(
+            scratch("postgres://postgres@127.0.0.1:5432"),
+            "postgres://postgres@127.0.0.1:5432/b24flow_demo"
+        );
+        assert!(scratch_database_url("not a url", "demo").is_err());
+    }
 }

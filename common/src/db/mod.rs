@@ -9,7 +9,7 @@ pub mod rest_calls;
 pub mod revoked_sessions;
 
 pub use deadpool_postgres::{GenericClient, Pool, PoolError};
-pub use migrate::{ensure_database, migrate};
+pub use migrate::{drop_database, ensure_database, migrate, prepare, scratch_database_url};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

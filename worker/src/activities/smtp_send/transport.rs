@@ -1,12 +1,13 @@
 //! The SMTP conversation: connect (implicit TLS, required STARTTLS or plain), AUTH, then
 //! one transaction with each recipient asked for separately, so one refused address does
-//! not stop the others. Every step has a deadline. How lettre's errors map into
-//! transient / permanent is decided here and nowhere else ([`classify`]).
+//! not stop the others. Every step has a deadline. What each failure is ([`fault_of`] for
+//! lettre's errors) is read here; which faults are worth another try is decided in
+//! `b24flow_common::error_kind`.
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use b24flow_common::bitrix::ErrorKind;
+use b24flow_common::error_kind::{Classify, ErrorKind, SmtpFault};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
@@ -121,24 +122,21 @@ impl From<Failure> for ActivityError {
     }
 }
 
-/// The one place where lettre's errors become transient or permanent: 4xx replies and
-/// network trouble are worth another try; 5xx replies, refused logins and certificates
-/// that do not verify are not.
-pub fn classify(step: Step, err: &SmtpError) -> ErrorKind {
+/// What a lettre error says happened at `step`.
+fn fault_of(step: Step, err: &SmtpError) -> SmtpFault {
     if err.is_permanent() {
-        return ErrorKind::Permanent;
+        SmtpFault::PermanentReply
+    } else if err.is_transient() {
+        SmtpFault::TemporaryReply
+    } else if err.is_client() || err.is_tls() || is_tls_verification(err) {
+        SmtpFault::RefusedHere
+    } else if err.is_response() {
+        SmtpFault::UnreadableReply {
+            to_auth: step == Step::Auth,
+        }
+    } else {
+        SmtpFault::Network
     }
-    if err.is_transient() {
-        return ErrorKind::Transient;
-    }
-    if err.is_client() || err.is_tls() || is_tls_verification(err) {
-        return ErrorKind::Permanent;
-    }
-    // An AUTH answered with something unreadable is still a refused login.
-    if step == Step::Auth && err.is_response() {
-        return ErrorKind::Permanent;
-    }
-    ErrorKind::Transient
 }
 
 /// rustls reports certificate and protocol failures as `InvalidData` I/O errors.
@@ -177,14 +175,14 @@ fn response_text(r: &Response) -> String {
 
 fn failed(step: Step, err: &SmtpError) -> Failure {
     Failure {
-        kind: classify(step, err),
+        kind: fault_of(step, err).kind(),
         message: format!("{}: {}", step.describe(), reply_text(err)),
     }
 }
 
 fn timed_out(step: Step, after: Duration) -> Failure {
     Failure {
-        kind: ErrorKind::Transient,
+        kind: SmtpFault::Network.kind(),
         message: format!(
             "{}: no answer within {} s",
             step.describe(),
@@ -195,7 +193,7 @@ fn timed_out(step: Step, after: Duration) -> Failure {
 
 fn maybe_delivered(why: &str) -> Failure {
     Failure {
-        kind: ErrorKind::Permanent,
+        kind: SmtpFault::MaybeDelivered.kind(),
         message: format!(
             "the connection failed while the SMTP server was confirming the message ({why}); \
              it may have been delivered, so it is not sent again"
@@ -246,7 +244,7 @@ impl Trust {
         let mut builder = TlsParameters::builder(host.to_string());
         if let Some(pem) = &self.extra_roots_pem {
             let roots = Certificate::from_pem(pem).map_err(|e| Failure {
-                kind: ErrorKind::Permanent,
+                kind: SmtpFault::Refused.kind(),
                 message: format!("B24FLOW_EXTRA_CA_FILE holds no usable certificate: {e}"),
             })?;
             builder = builder.add_root_certificate(roots);
@@ -333,7 +331,7 @@ impl Session {
                 .supports_feature(Extension::SmtpUtfEight)
             {
                 return Err(Failure {
-                    kind: ErrorKind::Permanent,
+                    kind: SmtpFault::Unsupported.kind(),
                     message:
                         "an address is not ASCII and the SMTP server does not support SMTPUTF8"
                             .into(),
@@ -360,7 +358,7 @@ impl Session {
                 Err(e) if e.is_permanent() || e.is_transient() => delivery.refused.push(Refusal {
                     address: address.clone(),
                     reply: reply_text(&e),
-                    kind: classify(Step::Recipient, &e),
+                    kind: fault_of(Step::Recipient, &e).kind(),
                 }),
                 Err(e) => return Err(failed(Step::Recipient, &e)),
             }
@@ -405,9 +403,10 @@ async fn checked_addresses(server: &Server, policy: &Guard) -> Result<Vec<Socket
         .await
         .map_err(|refused| Failure {
             kind: match refused {
-                Refused::Unresolvable(_) => ErrorKind::Transient,
-                _ => ErrorKind::Permanent,
-            },
+                Refused::Unresolvable(_) => SmtpFault::Unresolvable,
+                _ => SmtpFault::Refused,
+            }
+            .kind(),
             message: format!("{}: {refused}", Step::Connect.describe()),
         })
 }
@@ -443,7 +442,7 @@ async fn connect(
     if server.security == Security::StartTls {
         if !conn.can_starttls() {
             return Err(Failure {
-                kind: ErrorKind::Permanent,
+                kind: SmtpFault::Unsupported.kind(),
                 message: format!(
                     "{}:{} does not offer STARTTLS; refusing to send unencrypted (choose \"none\" to allow that)",
                     server.host, server.port
