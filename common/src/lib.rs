@@ -6,6 +6,7 @@ pub mod catalogue;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod gather;
 pub mod lang;
 pub mod metrics;
 pub mod secrets;
