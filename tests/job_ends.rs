@@ -82,6 +82,14 @@ async fn many_jobs_ending_at_once_each_end_in_their_own_state_with_their_history
             vec![
                 (None, "queued".into(), Some("accepted".into())),
                 (Some("queued".into()), "running".into(), None),
+                (
+                    Some("running".into()),
+                    "running".into(),
+                    Some(format!(
+                        "ran: {}",
+                        if i % 2 == 0 { "success" } else { "error" }
+                    ))
+                ),
                 (Some("running".into()), expected.into(), Some(message)),
             ],
             "call {i}"

@@ -602,9 +602,18 @@ pub async fn finish_many(
                  WHERE jobs.id = i.id AND jobs.attempt = i.attempt AND jobs.state = 'running'
                  RETURNING jobs.id
              ), ev AS (
+                 -- An outcome stored with the end keeps its own history row, as when it
+                 -- is stored before the answer (`record_outcome`), just ahead of the end.
                  INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
-                 SELECT i.id, i.attempt, 'running', i.state, i.message
-                 FROM input i JOIN upd USING (id) ORDER BY i.n
+                 SELECT id, attempt, 'running', to_state, message FROM (
+                     SELECT i.n, 0 AS step, i.id, i.attempt, 'running' AS to_state,
+                            'ran: ' || CASE WHEN (i.outcome->>'success')::bool
+                                            THEN 'success' ELSE 'error' END AS message
+                     FROM input i JOIN upd USING (id) WHERE i.outcome IS NOT NULL
+                     UNION ALL
+                     SELECT i.n, 1, i.id, i.attempt, i.state, i.message
+                     FROM input i JOIN upd USING (id)
+                 ) rows ORDER BY n, step
              ), sec AS (
                  DELETE FROM job_secrets WHERE job_id IN (SELECT id FROM upd)
              ), log AS (
