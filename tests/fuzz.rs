@@ -352,5 +352,6 @@ fn fuzz_job(portal_id: i64, code: &str, properties: &Value) -> Job {
         updated_at: now,
         finished_at: None,
         runs_as_user: false,
+        sealed_secret: None,
     }
 }

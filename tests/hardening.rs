@@ -77,6 +77,7 @@ fn a_stored_timeout_too_long_for_the_calendar_means_no_deadline() {
         updated_at: chrono::Utc::now(),
         finished_at: None,
         runs_as_user: false,
+        sealed_secret: None,
     };
     assert_eq!(job.workflow_deadline(), None);
 }

@@ -13,6 +13,7 @@ mod hardening;
 mod ingress_checks;
 mod install;
 mod install_security;
+mod job_ends;
 mod limits;
 mod portal_limits;
 mod run_as;

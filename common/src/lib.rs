@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error_kind;
+pub mod gather;
 pub mod lang;
 pub mod metrics;
 pub mod secrets;

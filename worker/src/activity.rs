@@ -135,6 +135,15 @@ pub trait Activity: Send + Sync {
         b24flow_common::db::jobs::DEFAULT_MAX_ATTEMPTS
     }
 
+    /// True when running it again changes nothing anywhere (it only reads). Its outcome is
+    /// then stored with the job's end, after the answer, in one statement: a crash between
+    /// the answer and that end runs it again and answers again, which Bitrix24 ignores for
+    /// an activity already answered (protocol.md §5.1). False by default: the outcome of
+    /// anything else is stored before it is reported, so it never runs twice.
+    fn reads_only(&self) -> bool {
+        false
+    }
+
     /// Return values sent with an error besides `error_text` (e.g. `result` = `ERROR`).
     fn failure_values(&self) -> Map<String, Value> {
         Map::new()

@@ -6,6 +6,7 @@ mod admission;
 mod calendar;
 mod consumer;
 mod crm;
+mod finisher;
 mod heartbeat;
 mod intake;
 mod once;
@@ -86,6 +87,7 @@ pub async fn run_with_activities(
     bitrix.set_cross_job_batching(config.cross_job_batching);
     let runner = Arc::new(runner::Runner {
         db: pool.clone(),
+        finisher: finisher::Finisher::start(pool.clone()),
         bitrix,
         secrets: config.secrets.clone(),
         policy,

@@ -4,10 +4,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use b24flow_common::bitrix::call_log::CallLog;
+use b24flow_common::bitrix::call_log::{self, CallLog};
 use b24flow_common::bitrix::{B24Error, Bitrix, ErrorKind, PortalClient};
 use b24flow_common::crypto::SecretBox;
-use b24flow_common::db::jobs::{self, Job, JobKind, JobState, Outcome};
+use b24flow_common::db::jobs::{self, Finish, Job, JobKind, JobState, Outcome};
 use b24flow_common::db::{rest_calls, DbError, Pool};
 use b24flow_common::{catalogue, metrics, secrets};
 use chrono::Utc;
@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::activities::Catalogue;
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::finisher::Finisher;
 use crate::heartbeat::Heartbeat;
 use crate::registration;
 use crate::report::{self, Reported};
@@ -37,6 +38,8 @@ pub enum Disposition {
 
 pub struct Runner {
     pub db: Pool,
+    /// Writes the ends of concurrently finishing jobs together.
+    pub(crate) finisher: Finisher,
     pub bitrix: Bitrix,
     pub secrets: SecretBox,
     pub policy: RetryPolicy,
@@ -115,9 +118,11 @@ impl Runner {
         };
         metrics::JOBS_IN_FLIGHT.dec();
         drop(heartbeat);
-        self.save_rest_calls(&job, &rest_calls)
-            .instrument(span.clone())
-            .await;
+        if !rest_calls.is_stored() {
+            self.save_rest_calls(&job, &rest_calls)
+                .instrument(span.clone())
+                .await;
+        }
         match result {
             Ok(()) => Disposition::Ack,
             Err(e) => {
@@ -128,8 +133,9 @@ impl Runner {
         }
     }
 
-    /// One statement per attempt, after it: operators read it, nothing depends on it, so a
-    /// failure to store it costs only the log (as does a crash during the attempt).
+    /// One statement per attempt, after it, unless the job's end stored it: operators read
+    /// it, nothing depends on it, so a failure to store it costs only the log (as does a
+    /// crash during the attempt).
     async fn save_rest_calls(&self, job: &Job, log: &CallLog) {
         let calls = log.snapshot();
         if calls.is_empty() {
@@ -175,7 +181,7 @@ impl Runner {
             return Ok(());
         }
         drop(client);
-        match AssertUnwindSafe(self.report(job, &outcome))
+        match AssertUnwindSafe(self.report(job, &outcome, Stored::Before))
             .catch_unwind()
             .await
         {
@@ -193,9 +199,12 @@ impl Runner {
     /// Only the end differs: an activity's outcome is recorded and sent to its workflow; a
     /// registration has nobody waiting, so its outcome is the job's result.
     async fn execute(&self, job: &Job) -> Result<(), DbError> {
-        let outcome = match &job.outcome {
+        let (outcome, stored) = match &job.outcome {
             // Ran in an earlier attempt (or an operator discarded it); only the report is missing.
-            Some(outcome) => with_failure_values(self.activity(&job.code), outcome.clone()),
+            Some(outcome) => (
+                with_failure_values(self.activity(&job.code), outcome.clone()),
+                Stored::Before,
+            ),
             None => {
                 let ran = match job.kind {
                     JobKind::Activity => self.run_activity(job).await?,
@@ -205,19 +214,27 @@ impl Runner {
                     RunResult::Done(outcome) if job.kind == JobKind::Register => {
                         return self.finish_registration(job, &outcome).await
                     }
+                    RunResult::Done(outcome) if self.reads_only(job) => (outcome, Stored::WithEnd),
                     RunResult::Done(outcome) => {
+                        // Durable before the answer: a crash after it must not run it again.
                         let client = self.db.get().await?;
                         if !jobs::record_outcome(&client, job.id, job.attempt, &outcome).await? {
                             tracing::warn!("lost the job before recording its outcome");
                             return Ok(());
                         }
-                        outcome
+                        (outcome, Stored::Before)
                     }
                     RunResult::Retry { at, error } => return self.retry(job, at, &error).await,
                 }
             }
         };
-        self.report(job, &outcome).await
+        self.report(job, &outcome, stored).await
+    }
+
+    /// Whether the job's activity only reads, so running it again after a crash is harmless.
+    fn reads_only(&self, job: &Job) -> bool {
+        self.activity(&job.code)
+            .is_some_and(|activity| activity.reads_only())
     }
 
     async fn run_registration(&self, job: &Job) -> Ran {
@@ -270,10 +287,9 @@ impl Runner {
             Err(e) => return Ok(ran(Err(e.into()))),
         };
         let (properties, run_as) = {
-            let client = self.db.get().await?;
-            let sealed = jobs::secret(&client, job.id).await?;
-            let opened = secrets::merge_secrets(&job.properties, sealed.as_deref(), &self.secrets)
-                .and_then(|p| Ok((p, secrets::run_as(sealed.as_deref(), &self.secrets)?)));
+            let sealed = job.sealed_secret.as_ref().map(jobs::SealedSecret::as_bytes);
+            let opened = secrets::merge_secrets(&job.properties, sealed, &self.secrets)
+                .and_then(|p| Ok((p, secrets::run_as(sealed, &self.secrets)?)));
             match opened {
                 Ok(opened) => opened,
                 Err(e) => {
@@ -346,7 +362,7 @@ impl Runner {
         }
     }
 
-    async fn report(&self, job: &Job, outcome: &Outcome) -> Result<(), DbError> {
+    async fn report(&self, job: &Job, outcome: &Outcome, stored: Stored) -> Result<(), DbError> {
         let state = if outcome.success {
             JobState::Succeeded
         } else if outcome.discarded {
@@ -356,14 +372,16 @@ impl Runner {
         };
         let result = serde_json::to_value(outcome).ok();
         let error = (!outcome.success).then_some(outcome.error_text.as_str());
+        let with_end = (stored == Stored::WithEnd).then_some(outcome);
         let Some(event_token) = job.event_token.as_deref() else {
             return self
-                .finish(
+                .end(
                     job,
                     state,
                     result.as_ref(),
                     error,
                     "no event token to report to",
+                    with_end,
                 )
                 .await;
         };
@@ -378,20 +396,31 @@ impl Runner {
                 } else {
                     format!("reported error: {}", outcome.error_text)
                 };
-                self.finish(job, state, result.as_ref(), error, &message)
+                self.end(job, state, result.as_ref(), error, &message, with_end)
                     .await
             }
             Ok(Reported::WorkflowGone) => {
-                self.finish(
+                self.end(
                     job,
                     state,
                     result.as_ref(),
                     error,
                     "the workflow no longer exists; nobody to report to",
+                    with_end,
                 )
                 .await
             }
-            Err(e) => self.report_failed(job, result.as_ref(), e).await,
+            Err(e) => {
+                if let Some(outcome) = with_end {
+                    // The next attempt only reports, as for any other activity.
+                    let client = self.db.get().await?;
+                    if !jobs::record_outcome(&client, job.id, job.attempt, outcome).await? {
+                        tracing::warn!("lost the job before recording its outcome");
+                        return Ok(());
+                    }
+                }
+                self.report_failed(job, result.as_ref(), e).await
+            }
         }
     }
 
@@ -419,13 +448,13 @@ impl Runner {
     }
 
     /// The portal's client under the job's run-as user when the call carried a token
-    /// (what answers the workflow); the installer's otherwise.
+    /// (what answers the workflow); the installer's otherwise. The token is the one read
+    /// with the claim: if the run rotated it since, the client's refresh finds the rotated
+    /// one stored and uses it.
     async fn job_client(&self, job: &Job) -> Result<PortalClient, B24Error> {
         let b24 = self.bitrix.portal(job.portal_id).await?;
-        let client = self.db.get().await.map_err(DbError::from)?;
-        let sealed = jobs::secret(&client, job.id).await?;
-        drop(client);
-        let run_as = secrets::run_as(sealed.as_deref(), &self.secrets).unwrap_or_else(|e| {
+        let sealed = job.sealed_secret.as_ref().map(jobs::SealedSecret::as_bytes);
+        let run_as = secrets::run_as(sealed, &self.secrets).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "the job's run-as token cannot be read; the installer's token answers");
             None
         });
@@ -455,8 +484,37 @@ impl Runner {
         error: Option<&str>,
         message: &str,
     ) -> Result<(), DbError> {
-        let client = self.db.get().await?;
-        if jobs::finish(&client, job.id, job.attempt, state, result, error, message).await? {
+        self.end(job, state, result, error, message, None).await
+    }
+
+    /// Ends the job through the process's writer, in one statement with other jobs ending
+    /// now; with it the attempt's REST call log and, when it was not stored before the
+    /// answer, the outcome.
+    async fn end(
+        &self,
+        job: &Job,
+        state: JobState,
+        result: Option<&Value>,
+        error: Option<&str>,
+        message: &str,
+        outcome: Option<&Outcome>,
+    ) -> Result<(), DbError> {
+        let log = call_log::current();
+        let end = Finish {
+            id: job.id,
+            attempt: job.attempt,
+            state,
+            result: result.cloned(),
+            error: error.map(str::to_string),
+            message: message.to_string(),
+            outcome: outcome.cloned(),
+            rest_calls: log.as_ref().map(CallLog::snapshot),
+        };
+        let ended = self.finisher.finish(end).await?;
+        if let Some(log) = log {
+            log.mark_stored();
+        }
+        if ended {
             metrics::JOBS_FINISHED
                 .with_label_values(&[catalogue::label(&job.code), state.as_str()])
                 .inc();
@@ -473,6 +531,14 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// Where an activity's outcome is stored: before the answer (it must never run twice) or
+/// with the job's end (it only reads, see [`Activity::reads_only`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stored {
+    Before,
+    WithEnd,
 }
 
 /// The job's REST calls use the token of the user its workflow runs as (the call's

@@ -93,6 +93,8 @@ impl RestCalls {
 pub struct CallLog {
     calls: Arc<Mutex<RestCalls>>,
     cap: usize,
+    /// Stored with the job's end (so the worker does not store it again after the attempt).
+    stored: Arc<AtomicBool>,
 }
 
 tokio::task_local! {
@@ -104,6 +106,7 @@ impl CallLog {
         Self {
             calls: Arc::new(Mutex::new(RestCalls::default())),
             cap,
+            stored: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -115,6 +118,16 @@ impl CallLog {
     /// What was recorded so far.
     pub fn snapshot(&self) -> RestCalls {
         self.lock().clone()
+    }
+
+    /// Notes that the log as it is now was stored (with the job's end).
+    pub fn mark_stored(&self) {
+        self.stored.store(true, Ordering::Release);
+    }
+
+    /// Whether [`CallLog::mark_stored`] was called.
+    pub fn is_stored(&self) -> bool {
+        self.stored.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RestCalls> {
@@ -132,7 +145,7 @@ impl CallLog {
 }
 
 /// The log of the attempt running on this task, if any.
-pub(crate) fn current() -> Option<CallLog> {
+pub fn current() -> Option<CallLog> {
     CURRENT.try_with(Clone::clone).ok()
 }
 

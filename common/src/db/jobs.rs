@@ -10,6 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::DbError;
+use crate::bitrix::call_log::RestCalls;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -127,6 +128,26 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     /// See [`NewJob::runs_as_user`]: such a job never runs with the installer's token.
     pub runs_as_user: bool,
+    /// The job's sealed secrets as [`claim`] read them (in the same statement); `None` when
+    /// the job has none or the row was read some other way.
+    pub sealed_secret: Option<SealedSecret>,
+}
+
+/// A job's secrets as stored (encrypted, see [`crate::secrets`]). Its `Debug` shows only
+/// the length: even sealed, they have no place in logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret(pub Vec<u8>);
+
+impl SealedSecret {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedSecret({} bytes)", self.0.len())
+    }
 }
 
 impl Job {
@@ -173,6 +194,7 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Job, DbError> {
         updated_at: row.try_get("updated_at")?,
         finished_at: row.try_get("finished_at")?,
         runs_as_user: row.try_get("runs_as_user")?,
+        sealed_secret: None,
     })
 }
 
@@ -405,8 +427,9 @@ pub async fn mark_published_many(
     Ok(())
 }
 
-/// Takes a queued, due job for one attempt. `None` when someone else owns it, it is not
-/// due yet, it is finished, or an operator paused its portal (resuming publishes it
+/// Takes a queued, due job for one attempt, with its sealed secrets in the same statement
+/// (the attempt needs them to run and to answer). `None` when someone else owns it, it is
+/// not due yet, it is finished, or an operator paused its portal (resuming publishes it
 /// again): the delivery that asked is stale and can be dropped.
 pub async fn claim(
     client: &impl GenericClient,
@@ -424,13 +447,16 @@ pub async fn claim(
              INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
              SELECT id, attempt, 'queued', 'running', NULL FROM upd
          )
-         SELECT * FROM upd"
+         SELECT upd.*, s.secret_enc FROM upd LEFT JOIN job_secrets s ON s.job_id = upd.id"
     );
-    client
-        .query_opt(&sql, &[&id, &lease.as_secs_f64()])
-        .await?
-        .map(|r| from_row(&r))
-        .transpose()
+    let Some(row) = client.query_opt(&sql, &[&id, &lease.as_secs_f64()]).await? else {
+        return Ok(None);
+    };
+    let mut job = from_row(&row)?;
+    job.sealed_secret = row
+        .try_get::<_, Option<Vec<u8>>>("secret_enc")?
+        .map(SealedSecret);
+    Ok(Some(job))
 }
 
 /// Extends the lease of a running attempt; false when the attempt lost the job.
@@ -488,25 +514,126 @@ pub async fn finish(
     error: Option<&str>,
     message: &str,
 ) -> Result<bool, DbError> {
-    debug_assert!(state.is_terminal());
-    let row = client
-        .query_opt(
-            "WITH upd AS (
-                 UPDATE jobs SET state = $3, result = $4, last_error = COALESCE($5, last_error),
+    let write = Finish {
+        id,
+        attempt,
+        state,
+        result: result.cloned(),
+        error: error.map(str::to_string),
+        message: message.to_string(),
+        outcome: None,
+        rest_calls: None,
+    };
+    let finished = finish_many(client, std::slice::from_ref(&write)).await?;
+    Ok(finished.first().copied().unwrap_or(false))
+}
+
+/// One job's end, for [`finish_many`].
+#[derive(Clone, Debug)]
+pub struct Finish {
+    pub id: Uuid,
+    pub attempt: i32,
+    /// A terminal state.
+    pub state: JobState,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    /// What the history says about the end.
+    pub message: String,
+    /// The outcome, when it was not stored before the answer went out (an activity whose
+    /// run may be repeated); stored with the end, in the same statement.
+    pub outcome: Option<Outcome>,
+    /// The attempt's REST call log, stored in the same statement (whether or not the
+    /// attempt still owned the job, like [`super::rest_calls::save`]).
+    pub rest_calls: Option<RestCalls>,
+}
+
+/// Ends many jobs in one statement (one commit), each under its own guard: the answer, in
+/// input order, is true for a job its attempt still owned (now ended, its secrets erased,
+/// its history row written) and false for a stale attempt, whose row nothing changed. A
+/// job may appear only once per call.
+pub async fn finish_many(
+    client: &impl GenericClient,
+    ends: &[Finish],
+) -> Result<Vec<bool>, DbError> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    debug_assert!(ends.iter().all(|e| e.state.is_terminal()));
+    let ids: Vec<Uuid> = ends.iter().map(|e| e.id).collect();
+    let attempts: Vec<i32> = ends.iter().map(|e| e.attempt).collect();
+    let states: Vec<&str> = ends.iter().map(|e| e.state.as_str()).collect();
+    let results: Vec<Option<&Value>> = ends.iter().map(|e| e.result.as_ref()).collect();
+    let errors: Vec<Option<&str>> = ends.iter().map(|e| e.error.as_deref()).collect();
+    let messages: Vec<&str> = ends.iter().map(|e| e.message.as_str()).collect();
+    let outcomes: Vec<Option<Value>> = ends
+        .iter()
+        .map(|e| {
+            e.outcome
+                .as_ref()
+                .and_then(|o| serde_json::to_value(o).ok())
+        })
+        .collect();
+    let mut call_logs: Vec<Option<Value>> = Vec::with_capacity(ends.len());
+    let mut omitted: Vec<Option<i32>> = Vec::with_capacity(ends.len());
+    for end in ends {
+        match end.rest_calls.as_ref().filter(|c| !c.is_empty()) {
+            Some(calls) => {
+                let json = serde_json::to_value(&calls.calls)
+                    .map_err(|e| DbError::Config(format!("REST call log: {e}")))?;
+                call_logs.push(Some(json));
+                omitted.push(Some(i32::try_from(calls.omitted).unwrap_or(i32::MAX)));
+            }
+            None => {
+                call_logs.push(None);
+                omitted.push(None);
+            }
+        }
+    }
+    let rows = client
+        .query(
+            "WITH input AS (
+                 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[],
+                                      $6::text[], $7::jsonb[], $8::jsonb[], $9::int4[])
+                     WITH ORDINALITY AS t(id, attempt, state, result, error, message, outcome,
+                                          calls, omitted, n)
+             ), upd AS (
+                 UPDATE jobs SET state = i.state, result = i.result,
+                     outcome = COALESCE(i.outcome, jobs.outcome),
+                     last_error = COALESCE(i.error, jobs.last_error),
                      lease_until = NULL, finished_at = now(), reported_at = now(), updated_at = now()
-                 WHERE id = $1 AND attempt = $2 AND state = 'running'
-                 RETURNING id, attempt
+                 FROM input i
+                 WHERE jobs.id = i.id AND jobs.attempt = i.attempt AND jobs.state = 'running'
+                 RETURNING jobs.id
              ), ev AS (
+                 -- An outcome stored with the end keeps its own history row, as when it
+                 -- is stored before the answer (`record_outcome`), just ahead of the end.
                  INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
-                 SELECT id, attempt, 'running', $3, $6 FROM upd
+                 SELECT id, attempt, 'running', to_state, message FROM (
+                     SELECT i.n, 0 AS step, i.id, i.attempt, 'running' AS to_state,
+                            'ran: ' || CASE WHEN (i.outcome->>'success')::bool
+                                            THEN 'success' ELSE 'error' END AS message
+                     FROM input i JOIN upd USING (id) WHERE i.outcome IS NOT NULL
+                     UNION ALL
+                     SELECT i.n, 1, i.id, i.attempt, i.state, i.message
+                     FROM input i JOIN upd USING (id)
+                 ) rows ORDER BY n, step
              ), sec AS (
                  DELETE FROM job_secrets WHERE job_id IN (SELECT id FROM upd)
+             ), log AS (
+                 INSERT INTO job_rest_calls (job_id, attempt, calls, omitted)
+                 SELECT id, attempt, calls, omitted FROM input WHERE calls IS NOT NULL
+                 ON CONFLICT (job_id, attempt) DO UPDATE
+                   SET calls = EXCLUDED.calls, omitted = EXCLUDED.omitted, recorded_at = now()
              )
-             SELECT id FROM upd",
-            &[&id, &attempt, &state.as_str(), &result, &error, &message],
+             SELECT i.n, upd.id IS NOT NULL AS ended
+             FROM input i LEFT JOIN upd USING (id) ORDER BY i.n",
+            &[
+                &ids, &attempts, &states, &results, &errors, &messages, &outcomes, &call_logs,
+                &omitted,
+            ],
         )
         .await?;
-    Ok(row.is_some())
+    rows.iter().map(|r| Ok(r.try_get(1)?)).collect()
 }
 
 /// Hands the job back for another attempt at `run_at`; the sweeper publishes it then.

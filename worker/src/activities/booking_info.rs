@@ -89,6 +89,10 @@ impl Summary {
 
 #[async_trait]
 impl Activity for BookingInfo {
+    fn reads_only(&self) -> bool {
+        true
+    }
+
     fn definition(&self) -> ActivityDef {
         ActivityDef {
             code: "booking_info",

@@ -24,6 +24,10 @@ enum Kind {
 
 #[async_trait]
 impl Activity for InvoiceStatus {
+    fn reads_only(&self) -> bool {
+        true
+    }
+
     fn definition(&self) -> ActivityDef {
         let p = Property::new;
         ActivityDef {

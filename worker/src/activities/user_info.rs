@@ -217,6 +217,10 @@ const FIELDS: &[(&str, &str, PropType, &str, &str)] = &[
 
 #[async_trait]
 impl Activity for UserInfo {
+    fn reads_only(&self) -> bool {
+        true
+    }
+
     fn definition(&self) -> ActivityDef {
         let mut returns: Vec<Property> = FIELDS
             .iter()
