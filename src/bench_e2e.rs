@@ -102,7 +102,9 @@ pub async fn e2e(base: Config, args: E2eArgs) -> anyhow::Result<()> {
     let result = measure(&installation, &args).await;
     installation.stop_processes().await;
     installation.cloud.shutdown().await;
-    let _ = crate::delete_topology(&installation.config).await;
+    let _ = b24flow_common::amqp::Topology::new(&installation.config.amqp_prefix)
+        .delete_at(&installation.config.amqp_url)
+        .await;
     let mut report = result?;
     report.load_average = format!(
         "{load_before} (before) / {} (after)",
@@ -125,16 +127,17 @@ pub async fn e2e(base: Config, args: E2eArgs) -> anyhow::Result<()> {
             report.succeeded
         );
     }
-    crate::demo::reset_database(&installation.config.database_url).await?;
+    b24flow_common::db::drop_database(&installation.config.database_url).await?;
     Ok(())
 }
 
 impl Installation {
     async fn start(base: &Config, args: &E2eArgs) -> anyhow::Result<Self> {
         let mut config = base.clone();
-        config.database_url = crate::demo::scratch_database_url(&config.database_url, "bench_e2e")?;
+        config.database_url =
+            b24flow_common::db::scratch_database_url(&config.database_url, "bench_e2e")?;
         config.amqp_prefix = format!("{}-bench_e2e-{}", config.amqp_prefix, std::process::id());
-        crate::demo::reset_database(&config.database_url).await?;
+        b24flow_common::db::drop_database(&config.database_url).await?;
         let cloud = Cloud::start(CloudConfig::default()).await?;
         config.listen = free_loopback_address()?;
         config.public_url = format!("http://{}", config.listen);
@@ -147,8 +150,10 @@ impl Installation {
         }
         let secret_key = b24flow_common::crypto::SecretBox::generate_key();
         config.secrets = b24flow_common::crypto::SecretBox::from_base64(&secret_key, None)?;
-        crate::prepare_database(&config).await?;
-        crate::declare_topology(&config).await?;
+        b24flow_common::db::prepare(&config.database_url, 4).await?;
+        b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+            .declare_at(&config.amqp_url)
+            .await?;
         let mut layout = if args.all {
             vec![("all".to_string(), Role::All)]
         } else {

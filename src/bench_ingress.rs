@@ -488,9 +488,10 @@ impl Stack {
     async fn start(base: &Config, name: &str, with_worker: bool) -> anyhow::Result<Stack> {
         let mut config = base.clone();
         let suffix = format!("bench_ingress_{name}");
-        config.database_url = crate::demo::scratch_database_url(&config.database_url, &suffix)?;
+        config.database_url =
+            b24flow_common::db::scratch_database_url(&config.database_url, &suffix)?;
         config.amqp_prefix = format!("{}-{suffix}-{}", config.amqp_prefix, std::process::id());
-        crate::demo::reset_database(&config.database_url).await?;
+        b24flow_common::db::drop_database(&config.database_url).await?;
         let cloud = Cloud::start(CloudConfig::default()).await?;
         let portal = cloud
             .add_portal(PortalConfig {
@@ -508,11 +509,13 @@ impl Stack {
         if config.operator_token.is_none() {
             config.operator_token = Some(format!("bench-{}", uuid::Uuid::new_v4()));
         }
-        crate::prepare_database(&config).await?;
-        crate::declare_topology(&config).await?;
+        b24flow_common::db::prepare(&config.database_url, 4).await?;
+        b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+            .declare_at(&config.amqp_url)
+            .await?;
         let shutdown = CancellationToken::new();
         let running = if with_worker {
-            tokio::spawn(crate::run_roles(
+            tokio::spawn(crate::all::run_roles(
                 config.clone(),
                 Some(listener),
                 shutdown.clone(),
@@ -550,8 +553,10 @@ impl Stack {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(30), self.running).await;
         self.cloud.shutdown().await;
-        let _ = crate::delete_topology(&self.config).await;
-        crate::demo::reset_database(&self.config.database_url).await?;
+        let _ = b24flow_common::amqp::Topology::new(&self.config.amqp_prefix)
+            .delete_at(&self.config.amqp_url)
+            .await;
+        b24flow_common::db::drop_database(&self.config.database_url).await?;
         Ok(())
     }
 }

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use b24flow_common::db;
-// The old paths `bench_ingress.rs` still calls; to go with the shims in main.rs.
-pub use b24flow_common::db::{drop_database as reset_database, scratch_database_url};
 use b24flow_common::Config;
 use b24flow_sim::{ActivityCall, Cloud, CloudConfig, PortalConfig};
 use clap::Args;

@@ -78,26 +78,3 @@ async fn main() -> anyhow::Result<()> {
         Command::Jobs(args) => jobs_cli::run(config, *args).await,
     }
 }
-
-// The old paths `bench_ingress.rs` (and the benchmarks being written beside it) still call;
-// to go once they use `db::prepare`, `Topology::declare_at`/`delete_at`, `all::run_roles`,
-// `db::scratch_database_url` and `db::drop_database` (see also `demo.rs`).
-pub use all::run_roles;
-
-async fn prepare_database(config: &Config) -> anyhow::Result<db::Pool> {
-    Ok(db::prepare(&config.database_url, 4).await?)
-}
-
-async fn declare_topology(config: &Config) -> anyhow::Result<()> {
-    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
-        .declare_at(&config.amqp_url)
-        .await?;
-    Ok(())
-}
-
-async fn delete_topology(config: &Config) -> anyhow::Result<()> {
-    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
-        .delete_at(&config.amqp_url)
-        .await?;
-    Ok(())
-}

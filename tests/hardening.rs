@@ -149,6 +149,9 @@ async fn a_panic_in_an_activity_answers_the_workflow_and_the_worker_keeps_going(
     .await;
     // Two slots: three panics that kept theirs would stop this worker.
     app.worker_config.worker_concurrency = 2;
+    // "Not retried" is checked as attempt 1: a machine stall longer than the tests' 5 s
+    // lease would rightly hand the job to a second attempt, so the lease is long here.
+    app.worker_config.job_lease = Duration::from_secs(60);
     let activities = b24flow_worker::activities::all()
         .into_iter()
         .map(|a| -> Arc<dyn Activity> {
