@@ -94,12 +94,7 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     config.oauth_url = cloud.oauth_url();
     config.client_id = Some(cloud.client_id().to_string());
     config.client_secret = Some(cloud.client_secret().to_string());
-    let secret_key = b24flow_common::crypto::SecretBox::generate_key();
-    config.secrets = b24flow_common::crypto::SecretBox::from_base64(&secret_key, None)?;
-    b24flow_common::db::prepare(&config.database_url, 4).await?;
-    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
-        .declare_at(&config.amqp_url)
-        .await?;
+    let secret_key = crate::bench_procs::prepare_installation(&mut config).await?;
 
     let shutdown = CancellationToken::new();
     let state = b24flow_ingress::AppState::new(config.clone())?;

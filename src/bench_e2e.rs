@@ -148,12 +148,7 @@ impl Installation {
             // Else the ingress makes one up and prints it.
             config.operator_token = Some(format!("bench-{}", uuid::Uuid::new_v4()));
         }
-        let secret_key = b24flow_common::crypto::SecretBox::generate_key();
-        config.secrets = b24flow_common::crypto::SecretBox::from_base64(&secret_key, None)?;
-        b24flow_common::db::prepare(&config.database_url, 4).await?;
-        b24flow_common::amqp::Topology::new(&config.amqp_prefix)
-            .declare_at(&config.amqp_url)
-            .await?;
+        let secret_key = crate::bench_procs::prepare_installation(&mut config).await?;
         let mut layout = if args.all {
             vec![("all".to_string(), Role::All)]
         } else {

@@ -9,6 +9,18 @@ use tokio::process::{Child, Command};
 
 use crate::proc_stats::ProcessStats;
 
+/// Makes `config` a ready scratch installation: a new secrets key (returned, for the
+/// processes started with it), the database migrated, the queues declared.
+pub(crate) async fn prepare_installation(config: &mut Config) -> anyhow::Result<String> {
+    let secret_key = b24flow_common::crypto::SecretBox::generate_key();
+    config.secrets = b24flow_common::crypto::SecretBox::from_base64(&secret_key, None)?;
+    b24flow_common::db::prepare(&config.database_url, 4).await?;
+    b24flow_common::amqp::Topology::new(&config.amqp_prefix)
+        .declare_at(&config.amqp_url)
+        .await?;
+    Ok(secret_key)
+}
+
 /// A role of the `b24flow` binary, run as its own process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
