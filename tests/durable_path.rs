@@ -37,6 +37,17 @@ fn tokens_of(calls: &[(String, String)]) -> Vec<String> {
     calls.iter().map(|(token, _)| token.clone()).collect()
 }
 
+/// One call answered, so the ingress has seen the portal (its last known row stands in
+/// while Postgres is down); its event token.
+async fn warm_up(app: &TestApp) -> String {
+    let warm = app.fire("user_info", json!({ "user_id": "user_1" })).await;
+    app.portal
+        .wait_event_send(&warm.event_token, WAIT)
+        .await
+        .expect("warm-up answered");
+    warm.event_token
+}
+
 /// POSTs a call's form body to the ingress at `address`.
 async fn post_call(app: &TestApp, address: &str, body: &str) -> reqwest::Result<(u16, Value)> {
     let response = app
@@ -236,12 +247,7 @@ async fn calls_made_while_postgres_is_down_go_through_the_broker_and_run_once_it
         ..Default::default()
     })
     .await;
-    // The ingress has seen the portal once.
-    let warm = app.fire("user_info", json!({ "user_id": "user_1" })).await;
-    app.portal
-        .wait_event_send(&warm.event_token, WAIT)
-        .await
-        .expect("warm-up answered");
+    let warm = warm_up(&app).await;
 
     postgres.cut();
     let prepared = prepare(&app, 5);
@@ -257,7 +263,7 @@ async fn calls_made_while_postgres_is_down_go_through_the_broker_and_run_once_it
 
     postgres.restore();
     let mut all = tokens.clone();
-    all.push(warm.event_token);
+    all.push(warm);
     assert_each_answered_once(&app, &all).await;
     app.cleanup().await;
 }
@@ -274,11 +280,7 @@ async fn a_handed_off_call_postgres_refuses_to_store_is_answered_with_an_error()
         ..Default::default()
     })
     .await;
-    let warm = app.fire("user_info", json!({ "user_id": "user_1" })).await;
-    app.portal
-        .wait_event_send(&warm.event_token, WAIT)
-        .await
-        .expect("warm-up answered");
+    warm_up(&app).await;
 
     postgres.cut();
     let (token, body) = app
@@ -318,11 +320,7 @@ async fn a_call_neither_postgres_nor_the_broker_takes_is_refused_quickly() {
         ..Default::default()
     })
     .await;
-    let warm = app.fire("user_info", json!({ "user_id": "user_1" })).await;
-    app.portal
-        .wait_event_send(&warm.event_token, WAIT)
-        .await
-        .expect("warm-up answered");
+    let warm = warm_up(&app).await;
 
     postgres.cut();
     broker.cut();
@@ -361,7 +359,7 @@ async fn a_call_neither_postgres_nor_the_broker_takes_is_refused_quickly() {
         )
     })
     .await;
-    assert_each_answered_once(&app, &[warm.event_token, back]).await;
+    assert_each_answered_once(&app, &[warm, back]).await;
     app.cleanup().await;
 }
 

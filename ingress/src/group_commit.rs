@@ -164,23 +164,11 @@ async fn gather(mut received: mpsc::Receiver<Pending>, db: Pool, publisher: Arc<
 }
 
 async fn flush(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
-    let rows: Vec<NewRow> = group
-        .iter()
-        .map(|p| NewRow {
-            id: p.id,
-            job: &p.job,
-            secret_enc: p.secret_enc.as_deref(),
-        })
-        .collect();
     let started = std::time::Instant::now();
-    let committed = match tokio::time::timeout(COMMIT_WAIT, insert_group(db, &rows)).await {
-        Ok(result) => result,
-        Err(_) => Err(DbError::Timeout("group commit")),
-    };
+    let committed = commit_within(db, &group, COMMIT_WAIT).await;
     metrics::INGRESS_GROUP_SECONDS
         .with_label_values(&["commit"])
         .observe(started.elapsed().as_secs_f64());
-    drop(rows);
     match committed {
         Ok(inserted) => publish_and_answer(db, publisher, group, inserted).await,
         Err(e) if e.is_unreachable() => {
@@ -193,6 +181,26 @@ async fn flush(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
                 let _ = pending.answer.send(Err(error.clone()));
             }
         }
+    }
+}
+
+/// The group's rows stored, or a timeout once `wait` has passed.
+async fn commit_within(
+    db: &Pool,
+    group: &[Pending],
+    wait: Duration,
+) -> Result<Vec<Result<Inserted, DbError>>, DbError> {
+    let rows: Vec<NewRow> = group
+        .iter()
+        .map(|p| NewRow {
+            id: p.id,
+            job: &p.job,
+            secret_enc: p.secret_enc.as_deref(),
+        })
+        .collect();
+    match tokio::time::timeout(wait, insert_group(db, &rows)).await {
+        Ok(result) => result,
+        Err(_) => Err(DbError::Timeout("group commit")),
     }
 }
 
@@ -322,19 +330,7 @@ async fn hand_off(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
 /// rows then come back as duplicates of themselves, already durable, published by the
 /// sweeper).
 async fn last_chance(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
-    let rows: Vec<NewRow> = group
-        .iter()
-        .map(|p| NewRow {
-            id: p.id,
-            job: &p.job,
-            secret_enc: p.secret_enc.as_deref(),
-        })
-        .collect();
-    let committed = match tokio::time::timeout(LAST_CHANCE_WAIT, insert_group(db, &rows)).await {
-        Ok(result) => result,
-        Err(_) => Err(DbError::Timeout("group commit")),
-    };
-    drop(rows);
+    let committed = commit_within(db, &group, LAST_CHANCE_WAIT).await;
     match committed {
         Ok(inserted) => publish_and_answer(db, publisher, group, inserted).await,
         Err(e) => {

@@ -578,10 +578,9 @@ pub async fn finish_many(
     for end in ends {
         match end.rest_calls.as_ref().filter(|c| !c.is_empty()) {
             Some(calls) => {
-                let json = serde_json::to_value(&calls.calls)
-                    .map_err(|e| DbError::Config(format!("REST call log: {e}")))?;
+                let (json, left_out) = super::rest_calls::encode(calls)?;
                 call_logs.push(Some(json));
-                omitted.push(Some(i32::try_from(calls.omitted).unwrap_or(i32::MAX)));
+                omitted.push(Some(left_out));
             }
             None => {
                 call_logs.push(None);

@@ -11,9 +11,7 @@ pub async fn save(
     attempt: i32,
     calls: &RestCalls,
 ) -> Result<(), DbError> {
-    let json = serde_json::to_value(&calls.calls)
-        .map_err(|e| DbError::Config(format!("REST call log: {e}")))?;
-    let omitted = i32::try_from(calls.omitted).unwrap_or(i32::MAX);
+    let (json, omitted) = encode(calls)?;
     client
         .execute(
             "INSERT INTO job_rest_calls (job_id, attempt, calls, omitted) VALUES ($1, $2, $3, $4)
@@ -23,6 +21,13 @@ pub async fn save(
         )
         .await?;
     Ok(())
+}
+
+/// A log as its row stores it: the calls as JSON, and how many were left out.
+pub(crate) fn encode(calls: &RestCalls) -> Result<(serde_json::Value, i32), DbError> {
+    let json = serde_json::to_value(&calls.calls)
+        .map_err(|e| DbError::Config(format!("REST call log: {e}")))?;
+    Ok((json, i32::try_from(calls.omitted).unwrap_or(i32::MAX)))
 }
 
 /// A job's logs by attempt number, oldest first. A log that no longer reads (written by
