@@ -374,6 +374,7 @@ impl PortalClient {
             Err(e) if e.kind() == ErrorKind::Auth => {
                 tracing::info!(portal.id = self.session.portal_id, %method, code = ?e.code(), "token refused; refreshing");
                 let fresh = self.refresh(token.version).await?;
+                self.take_another_request().await?;
                 send(
                     &self.inner.http,
                     &self.session.endpoint,
@@ -385,6 +386,17 @@ impl PortalClient {
             }
             other => other,
         }
+    }
+
+    /// The request sent again after a refresh is one more request to the portal's bucket:
+    /// sent unmetered, many jobs refreshing at once overrun it and the portal answers
+    /// `QUERY_LIMIT_EXCEEDED`, which empties our view of the bucket for everyone.
+    async fn take_another_request(&self) -> Result<(), B24Error> {
+        self.limiter()
+            .acquire(self.session.portal_id)
+            .await
+            .map(|_| ())
+            .map_err(B24Error::Db)
     }
 
     /// [`PortalClient::send_authed`] with a job's run-as token: refreshed first when it is
@@ -412,6 +424,7 @@ impl PortalClient {
             Err(e) if e.kind() == ErrorKind::Auth => {
                 tracing::info!(portal.id = self.session.portal_id, job.id = %user.job_id(), user.id = ?user.user_id(), %method, code = ?e.code(), "the run-as user's token was refused; refreshing");
                 let fresh = self.refresh_user(user, token.version).await?;
+                self.take_another_request().await?;
                 send(
                     &self.inner.http,
                     endpoint,
