@@ -55,7 +55,7 @@ impl Answers {
 
 /// How many answers the portals hold so far.
 pub(crate) fn answered_count(portals: &[Portal]) -> usize {
-    portals.iter().map(|p| p.event_sends().len()).sum()
+    portals.iter().map(Portal::event_send_count).sum()
 }
 
 /// Waits until the portals hold `expected` answers, or until `stall` passed without a new

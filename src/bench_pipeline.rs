@@ -97,7 +97,7 @@ async fn pipeline_run(
             peak_rss = peak_rss.max(stats.peak_rss_mib);
             last_stats = stats;
         }
-        let answered: usize = portals.iter().map(|(p, _)| p.event_sends().len()).sum();
+        let answered: usize = portals.iter().map(|(p, _)| p.event_send_count()).sum();
         if answered >= queued || Instant::now() > deadline {
             break answered;
         }

@@ -228,7 +228,8 @@ async fn an_ingress_killed_between_commit_and_confirm_loses_no_gathered_call() {
         "the kill must come after the commit and before any confirm"
     );
     for call in calls {
-        // The callers lost their connection; what matters is what happens to the jobs.
+        // Each caller had its 200 once the group committed, or lost its connection to the
+        // kill; either way what matters is that every stored job reaches its workflow.
         let _ = call.await;
     }
     let mut all = tokens.clone();

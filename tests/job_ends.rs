@@ -1,5 +1,5 @@
-//! Jobs' ends are written together (one statement for the jobs ending at once), each
-//! under its own guard, with its history row and its REST call log.
+//! Jobs are taken and ended together (one statement for the jobs claimed or ending at
+//! once), each under its own guard, with its history row and its REST call log.
 use std::time::Duration;
 
 use b24flow_common::bitrix::call_log::RestCalls;
@@ -218,6 +218,52 @@ async fn a_stale_attempts_end_in_a_group_changes_nothing_and_the_others_end() {
                 Some(message.into())
             )
         );
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_taken_together_each_get_one_attempt_in_their_order_and_a_repeated_id_is_stale() {
+    let app = spawn_app_with(AppOptions {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for token in ["e-claim-a", "e-claim-b", "e-claim-c"] {
+        let call = raw_call(&app, "user_info", token);
+        assert_eq!(app.post_form("/b24/activity", call).await.status(), 200);
+        ids.push(app.job_id_of(token).await);
+    }
+    let client = app.pool.get().await.expect("db");
+    let lease = Duration::from_secs(30);
+    // Job c is already taken by someone else; job a is asked for twice in the group.
+    jobs::claim(&client, ids[2], lease)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    let unknown = Uuid::new_v4();
+    let asked = [ids[1], ids[0], ids[2], ids[0], unknown];
+    let claimed = jobs::claim_many(&client, &asked, lease)
+        .await
+        .expect("claims");
+    let got: Vec<Option<(Uuid, i32)>> = claimed
+        .iter()
+        .map(|job| job.as_ref().map(|j| (j.id, j.attempt)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![Some((ids[1], 1)), Some((ids[0], 1)), None, None, None]
+    );
+    for id in [ids[0], ids[1]] {
+        let job = jobs::get(&client, id).await.expect("get").expect("job");
+        assert_eq!((job.state, job.attempt), (JobState::Running, 1));
+        let steps: Vec<String> = history(&app, id)
+            .await
+            .into_iter()
+            .map(|(_, to, _)| to)
+            .collect();
+        assert_eq!(steps, ["queued", "running"], "one history row per claim");
     }
     app.cleanup().await;
 }

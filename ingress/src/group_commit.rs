@@ -1,8 +1,11 @@
-//! Group commit: concurrent calls are gathered for at most a millisecond (longer while
-//! every flush slot is busy), stored in one multi-row statement and one commit, and their
-//! ids published with pipelined confirms. A caller is answered only once its row is
-//! committed and its publish confirmed or left to the outbox (the sweeper publishes any
-//! committed job the broker never confirmed), so after a `200` the call is never lost.
+//! Group commit: concurrent calls are gathered (`common::gather`) for at most a
+//! millisecond (longer while every flush slot is busy) and stored in one multi-row
+//! statement and one commit. A caller is answered once its row is committed: the row is
+//! the outbox. Its id is then published with pipelined confirms in the background, and a
+//! committed job the broker never confirmed (the ingress died, the broker refused) is
+//! published by the sweeper, so after a `200` the call is never lost. Waiting for the
+//! confirm before answering would add the broker's own disk write to every call's latency
+//! without making the call any safer.
 //!
 //! When Postgres does not take a group within [`COMMIT_WAIT`], each call is handed whole
 //! to RabbitMQ's intake queue (confirmed, persistent, secrets already sealed) and a worker
@@ -16,27 +19,32 @@ use std::time::Duration;
 use b24flow_common::amqp::{IntakeMessage, Publisher};
 use b24flow_common::db::jobs::{self, Inserted, NewJob, NewRow};
 use b24flow_common::db::{DbError, Pool};
+use b24flow_common::gather::{GatherSettings, Gatherer};
 use b24flow_common::metrics;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 
-/// How long the first call of a group waits for others to join.
-const GATHER_WINDOW: Duration = Duration::from_millis(1);
-/// Most calls in one statement.
-const MAX_GROUP: usize = 64;
-/// Groups being stored at once. Each holds one Postgres connection; more in flight lets
-/// a group's commit overlap the previous group's confirms.
-const FLUSH_SLOTS: usize = 8;
+/// How calls are grouped: the first call of a group waits a millisecond for others, a
+/// group holds at most 64 calls, and 8 groups (8 Postgres connections) are stored at once.
+const GATHER: GatherSettings = GatherSettings {
+    window: Duration::from_millis(1),
+    max_group: 64,
+    slots: 8,
+    // Calls waiting to be gathered; beyond it callers wait to hand theirs over.
+    queue: 16_384,
+};
+/// Groups whose publishes are in flight after their answers. When the broker falls this
+/// far behind, the next group waits for a free place before answering, so unpublished ids
+/// cannot pile up in memory (they are safe in Postgres either way).
+const PUBLISHING: usize = 64;
 /// How long a group may wait for its commit before its calls go to the broker instead.
 const COMMIT_WAIT: Duration = Duration::from_millis(1500);
-/// How long callers wait for confirms; past it their committed jobs are left to the outbox.
+/// How long a publish waits for its confirms; past it the jobs are left to the sweeper.
 const PUBLISH_WAIT: Duration = Duration::from_secs(3);
 /// The last chance at Postgres for calls the broker did not take either.
 const LAST_CHANCE_WAIT: Duration = Duration::from_secs(5);
-/// Calls waiting to be gathered; beyond it callers wait to hand theirs over.
-const QUEUE: usize = 16_384;
 
 /// How a call was made durable.
 #[derive(Clone, Copy, Debug)]
@@ -60,39 +68,48 @@ struct Pending {
     id: Uuid,
     job: NewJob,
     secret_enc: Option<Vec<u8>>,
-    answer: oneshot::Sender<Result<Stored, ApiError>>,
 }
+
+type Answer = Result<Stored, ApiError>;
 
 #[derive(Clone)]
 pub struct GroupCommit {
-    calls: mpsc::Sender<Pending>,
+    calls: Gatherer<Pending, Answer>,
+}
+
+/// What a flush needs besides its group.
+struct Stores {
+    db: Pool,
+    publisher: Arc<Publisher>,
+    publishing: Arc<Semaphore>,
 }
 
 impl GroupCommit {
     /// Starts the gathering task (it ends when the last `GroupCommit` is dropped).
     pub fn start(db: Pool, publisher: Arc<Publisher>) -> Self {
-        let (calls, received) = mpsc::channel(QUEUE);
-        tokio::spawn(gather(received, db, publisher));
+        let stores = Arc::new(Stores {
+            db,
+            publisher,
+            publishing: Arc::new(Semaphore::new(PUBLISHING)),
+        });
+        let calls = Gatherer::start(GATHER, move |group: Vec<Pending>| {
+            let stores = stores.clone();
+            async move { stores.flush(group).await }
+        });
         Self { calls }
     }
 
     /// Makes `job` durable; see the module documentation for what the answer means.
-    pub async fn store(
-        &self,
-        job: NewJob,
-        secret_enc: Option<Vec<u8>>,
-    ) -> Result<Stored, ApiError> {
-        let (answer, answered) = oneshot::channel();
+    pub async fn store(&self, job: NewJob, secret_enc: Option<Vec<u8>>) -> Answer {
         let pending = Pending {
             id: job_id(&job),
             job,
             secret_enc,
-            answer,
         };
-        if self.calls.send(pending).await.is_err() {
-            return Err(stopping());
-        }
-        answered.await.unwrap_or_else(|_| Err(stopping()))
+        self.calls
+            .submit(pending)
+            .await
+            .unwrap_or_else(|| Err(stopping()))
     }
 }
 
@@ -130,56 +147,106 @@ fn store_unavailable() -> ApiError {
     )
 }
 
-async fn gather(mut received: mpsc::Receiver<Pending>, db: Pool, publisher: Arc<Publisher>) {
-    let slots = Arc::new(Semaphore::new(FLUSH_SLOTS));
-    while let Some(first) = received.recv().await {
-        let mut group = vec![first];
-        let window = tokio::time::sleep(GATHER_WINDOW);
-        tokio::pin!(window);
-        // Gather for the window, then for as long as every slot is busy.
-        let (mut window_over, mut closed) = (false, false);
-        let permit = loop {
-            tokio::select! {
-                biased;
-                permit = slots.clone().acquire_owned(), if window_over || group.len() >= MAX_GROUP => {
-                    match permit {
-                        Ok(permit) => break permit,
-                        Err(_) => return,
-                    }
-                }
-                _ = &mut window, if !window_over => window_over = true,
-                call = received.recv(), if !closed && group.len() < MAX_GROUP => match call {
-                    Some(call) => group.push(call),
-                    None => (window_over, closed) = (true, true),
-                },
-            }
-        };
+impl Stores {
+    async fn flush(&self, group: Vec<Pending>) -> Vec<Answer> {
         metrics::INGRESS_GROUP_SIZE.observe(group.len() as f64);
-        let (db, publisher) = (db.clone(), publisher.clone());
-        tokio::spawn(async move {
-            flush(&db, &publisher, group).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn flush(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
-    let started = std::time::Instant::now();
-    let committed = commit_within(db, &group, COMMIT_WAIT).await;
-    metrics::INGRESS_GROUP_SECONDS
-        .with_label_values(&["commit"])
-        .observe(started.elapsed().as_secs_f64());
-    match committed {
-        Ok(inserted) => publish_and_answer(db, publisher, group, inserted).await,
-        Err(e) if e.is_unreachable() => {
-            tracing::warn!(error = %e, calls = group.len(), "Postgres did not take the calls; handing them to the broker");
-            hand_off(db, publisher, group).await
-        }
-        Err(e) => {
-            let error = ApiError::from(e);
-            for pending in group {
-                let _ = pending.answer.send(Err(error.clone()));
+        let started = std::time::Instant::now();
+        let committed = commit_within(&self.db, &group, COMMIT_WAIT).await;
+        metrics::INGRESS_GROUP_SECONDS
+            .with_label_values(&["commit"])
+            .observe(started.elapsed().as_secs_f64());
+        match committed {
+            Ok(inserted) => self.answer_committed(inserted).await,
+            Err(e) if e.is_unreachable() => {
+                tracing::warn!(error = %e, calls = group.len(), "Postgres did not take the calls; handing them to the broker");
+                self.hand_off(group).await
             }
+            Err(e) => {
+                let error = ApiError::from(e);
+                group.iter().map(|_| Err(error.clone())).collect()
+            }
+        }
+    }
+
+    /// The answers of committed rows, once their new ids are on their way to the broker.
+    async fn answer_committed(&self, inserted: Vec<Result<Inserted, DbError>>) -> Vec<Answer> {
+        let new_ids: Vec<Uuid> = inserted
+            .iter()
+            .filter_map(|i| match i {
+                Ok(Inserted::New(id)) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        if !new_ids.is_empty() {
+            // Never closed; without a place the ids simply wait for the sweeper.
+            let place = self.publishing.clone().acquire_owned().await.ok();
+            let (db, publisher) = (self.db.clone(), self.publisher.clone());
+            tokio::spawn(async move {
+                publish_and_mark(&db, &publisher, &new_ids).await;
+                drop(place);
+            });
+        }
+        inserted
+            .into_iter()
+            .map(|r| r.map(Stored::Committed).map_err(ApiError::from))
+            .collect()
+    }
+
+    async fn hand_off(&self, group: Vec<Pending>) -> Vec<Answer> {
+        let messages: Vec<IntakeMessage> = group
+            .iter()
+            .map(|p| IntakeMessage {
+                job_id: p.id,
+                job: p.job.clone(),
+                secret_enc: p.secret_enc.clone(),
+            })
+            .collect();
+        // No answer in time counts as refused: the caller gets 503, never a silent 200.
+        let results = tokio::time::timeout(PUBLISH_WAIT, self.publisher.hand_off(&messages))
+            .await
+            .unwrap_or_default();
+        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(group.len());
+        let mut refused = Vec::new();
+        let mut results = results.into_iter();
+        for (n, pending) in group.into_iter().enumerate() {
+            match results.next() {
+                Some(Ok(())) => answers.push(Some(Ok(Stored::HandedOff(pending.id)))),
+                other => {
+                    let why = match other {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "no confirm in time".to_string(),
+                    };
+                    tracing::warn!(job.id = %pending.id, error = %why, "the broker did not take the call either; trying Postgres once more");
+                    answers.push(None);
+                    refused.push((n, pending));
+                }
+            }
+        }
+        if !refused.is_empty() {
+            let (places, refused): (Vec<usize>, Vec<Pending>) = refused.into_iter().unzip();
+            for (n, answer) in places.into_iter().zip(self.last_chance(refused).await) {
+                answers[n] = Some(answer);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(store_unavailable())))
+            .collect()
+    }
+
+    /// One more insert under the same ids: the first one may have committed after all (its
+    /// rows then come back as duplicates of themselves, already durable, published by the
+    /// sweeper).
+    async fn last_chance(&self, group: Vec<Pending>) -> Vec<Answer> {
+        match commit_within(&self.db, &group, LAST_CHANCE_WAIT).await {
+            Ok(inserted) => self.answer_committed(inserted).await,
+            Err(e) => group
+                .iter()
+                .map(|pending| {
+                    tracing::error!(job.id = %pending.id, error = %e, "neither Postgres nor the broker took the call");
+                    Err(store_unavailable())
+                })
+                .collect(),
         }
     }
 }
@@ -233,23 +300,13 @@ async fn insert_group(
     }
 }
 
-async fn publish_and_answer(
-    db: &Pool,
-    publisher: &Publisher,
-    group: Vec<Pending>,
-    inserted: Vec<Result<Inserted, DbError>>,
-) {
-    let new_ids: Vec<Uuid> = inserted
-        .iter()
-        .filter_map(|i| match i {
-            Ok(Inserted::New(id)) => Some(*id),
-            _ => None,
-        })
-        .collect();
+/// Publishes committed jobs and marks those the broker confirmed; whatever fails is left
+/// to the sweeper, which publishes every committed job the broker never confirmed.
+async fn publish_and_mark(db: &Pool, publisher: &Publisher, ids: &[Uuid]) {
     let started = std::time::Instant::now();
     let confirmed: Vec<(Uuid, i32)> = match tokio::time::timeout(
         PUBLISH_WAIT,
-        publisher.publish_many(&new_ids),
+        publisher.publish_many(ids),
     )
     .await
     {
@@ -258,15 +315,14 @@ async fn publish_and_answer(
             if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
                 tracing::warn!(error = %e, failed, "publish failed; the sweeper will publish the stored jobs");
             }
-            new_ids
-                .iter()
+            ids.iter()
                 .zip(results)
                 .filter_map(|(id, r)| r.is_ok().then_some((*id, 0)))
                 .collect()
         }
         Err(_) => {
             tracing::warn!(
-                jobs = new_ids.len(),
+                jobs = ids.len(),
                 "no confirms in time; the sweeper will publish the stored jobs"
             );
             Vec::new()
@@ -275,11 +331,7 @@ async fn publish_and_answer(
     metrics::INGRESS_GROUP_SECONDS
         .with_label_values(&["confirm"])
         .observe(started.elapsed().as_secs_f64());
-    for (pending, result) in group.into_iter().zip(inserted) {
-        let answer = result.map(Stored::Committed).map_err(ApiError::from);
-        let _ = pending.answer.send(answer);
-    }
-    // After the answers: the mark only keeps the sweeper from publishing again.
+    // The mark only keeps the sweeper from publishing again.
     if !confirmed.is_empty() {
         let marked = match db.get().await {
             Ok(client) => jobs::mark_published_many(&client, &confirmed).await,
@@ -287,57 +339,6 @@ async fn publish_and_answer(
         };
         if let Err(e) = marked {
             tracing::warn!(error = %e, jobs = confirmed.len(), "published but not marked; the sweeper may publish them again");
-        }
-    }
-}
-
-async fn hand_off(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
-    let messages: Vec<IntakeMessage> = group
-        .iter()
-        .map(|p| IntakeMessage {
-            job_id: p.id,
-            job: p.job.clone(),
-            secret_enc: p.secret_enc.clone(),
-        })
-        .collect();
-    // No answer in time counts as refused: the caller gets 503, never a silent 200.
-    let results = tokio::time::timeout(PUBLISH_WAIT, publisher.hand_off(&messages))
-        .await
-        .unwrap_or_default();
-    let mut results = results.into_iter();
-    let mut refused = Vec::new();
-    for pending in group {
-        match results.next() {
-            Some(Ok(())) => {
-                let _ = pending.answer.send(Ok(Stored::HandedOff(pending.id)));
-            }
-            other => {
-                let why = match other {
-                    Some(Err(e)) => e.to_string(),
-                    _ => "no confirm in time".to_string(),
-                };
-                tracing::warn!(job.id = %pending.id, error = %why, "the broker did not take the call either; trying Postgres once more");
-                refused.push(pending);
-            }
-        }
-    }
-    if !refused.is_empty() {
-        last_chance(db, publisher, refused).await;
-    }
-}
-
-/// One more insert under the same ids: the first one may have committed after all (its
-/// rows then come back as duplicates of themselves, already durable, published by the
-/// sweeper).
-async fn last_chance(db: &Pool, publisher: &Publisher, group: Vec<Pending>) {
-    let committed = commit_within(db, &group, LAST_CHANCE_WAIT).await;
-    match committed {
-        Ok(inserted) => publish_and_answer(db, publisher, group, inserted).await,
-        Err(e) => {
-            for pending in group {
-                tracing::error!(job.id = %pending.id, error = %e, "neither Postgres nor the broker took the call");
-                let _ = pending.answer.send(Err(store_unavailable()));
-            }
         }
     }
 }

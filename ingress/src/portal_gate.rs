@@ -10,11 +10,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The ingress's Postgres connections.
 pub const DB_POOL: usize = 32;
-/// Calls of one portal past the gate at once. A call holds a connection only for its
-/// statements and spends the rest waiting for RabbitMQ's confirm, so twice the pool keeps
-/// a flooding portal's publishes pipelined (half the pool cut a 10,000-call flood's intake
-/// from 256 to 43 calls/s when confirms were slow), while another portal's call still
-/// finds at most this many of the flood's calls ahead of it at the pool.
+/// Calls of one portal past the gate at once. Calls are stored in group commits, so twice
+/// the pool keeps a flooding portal's groups full (half the pool cut a 10,000-call flood's
+/// intake from 256 to 43 calls/s when each call also waited for its confirm), while another
+/// portal's call still finds at most this many of the flood's calls ahead of it.
 pub const PER_PORTAL: usize = DB_POOL * 2;
 
 #[derive(Default)]

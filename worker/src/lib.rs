@@ -4,6 +4,7 @@ pub mod activities;
 pub mod activity;
 mod admission;
 mod calendar;
+mod claimer;
 mod consumer;
 mod crm;
 mod finisher;
@@ -87,6 +88,7 @@ pub async fn run_with_activities(
     bitrix.set_cross_job_batching(config.cross_job_batching);
     let runner = Arc::new(runner::Runner {
         db: pool.clone(),
+        claimer: claimer::Claimer::start(pool.clone(), config.job_lease),
         finisher: finisher::Finisher::start(pool.clone()),
         bitrix,
         secrets: config.secrets.clone(),

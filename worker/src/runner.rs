@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::activities::Catalogue;
 use crate::activity::{Activity, ActivityError, Input, Output, RunContext};
+use crate::claimer::Claimer;
 use crate::finisher::Finisher;
 use crate::heartbeat::Heartbeat;
 use crate::registration;
@@ -38,6 +39,8 @@ pub enum Disposition {
 
 pub struct Runner {
     pub db: Pool,
+    /// Takes concurrently arriving jobs together.
+    pub(crate) claimer: Claimer,
     /// Writes the ends of concurrently finishing jobs together.
     pub(crate) finisher: Finisher,
     pub bitrix: Bitrix,
@@ -151,8 +154,7 @@ impl Runner {
     }
 
     async fn claim(&self, job_id: Uuid) -> Result<Option<Job>, DbError> {
-        let client = self.db.get().await?;
-        jobs::claim(&client, job_id, self.lease).await
+        self.claimer.claim(job_id).await
     }
 
     /// The activity this runner runs for `code` (a robot's `robot_<code>` included).

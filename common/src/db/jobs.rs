@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::DbError;
+use super::{DbError, Prepared};
 use crate::bitrix::call_log::RestCalls;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,10 +262,11 @@ pub async fn insert_many(
     let secrets: Vec<Option<&[u8]>> = rows.iter().map(|r| r.secret_enc).collect();
     let runs_as: Vec<bool> = rows.iter().map(|r| r.job.runs_as_user).collect();
     // `ON CONFLICT DO NOTHING` without a target covers both the id and the event token.
-    // The final SELECT reads the snapshot from before the statement, so rows stored by
-    // this statement are matched through `ins` (a token repeated within the group).
-    let answered = client
-        .query(
+    // Only the rows stored now come back: the happy path reads nothing else of `jobs` (a
+    // lookup joined in here would be planned once per connection and scan the table as it
+    // grows), and the rare repeated call looks its job up afterwards.
+    let stored = client
+        .query_prepared(
             "WITH input AS (
                  SELECT * FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[],
                                       $6::text[], $7::jsonb[], $8::jsonb[], $9::int8[], $10::int4[],
@@ -280,7 +281,7 @@ pub async fn insert_many(
                         properties, timeout_duration, max_attempts, runs_as_user
                  FROM input ORDER BY n
                  ON CONFLICT DO NOTHING
-                 RETURNING id, portal_id, event_token
+                 RETURNING id
              ), ev AS (
                  INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
                  SELECT id, 0, NULL, 'queued', 'accepted' FROM ins
@@ -289,14 +290,7 @@ pub async fn insert_many(
                  SELECT i.id, i.secret_enc FROM input i JOIN ins USING (id)
                  WHERE i.secret_enc IS NOT NULL
              )
-             SELECT i.n, mine.id IS NOT NULL AS stored,
-                    COALESCE(mine.id, twin.id, before.id, same_id.id) AS job_id
-             FROM input i
-             LEFT JOIN ins mine ON mine.id = i.id
-             LEFT JOIN ins twin ON twin.portal_id = i.portal_id AND twin.event_token = i.event_token
-             LEFT JOIN jobs before ON before.portal_id = i.portal_id AND before.event_token = i.event_token
-             LEFT JOIN jobs same_id ON same_id.id = i.id
-             ORDER BY i.n",
+             SELECT id FROM ins",
             &[
                 &ids,
                 &portal_ids,
@@ -313,16 +307,17 @@ pub async fn insert_many(
             ],
         )
         .await?;
+    let mut new: std::collections::HashSet<Uuid> = stored
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
     let mut out = Vec::with_capacity(rows.len());
-    for (row, input) in answered.iter().zip(rows) {
-        let stored: bool = row.try_get(1)?;
-        let job_id: Option<Uuid> = row.try_get(2)?;
-        out.push(match (stored, job_id) {
-            (true, _) => Inserted::New(input.id),
-            (false, Some(existing)) => Inserted::Duplicate(existing),
-            // Stored by a concurrent statement that committed after this one began: its
-            // row is visible to a new statement.
-            (false, None) => Inserted::Duplicate(existing_id(client, input).await?),
+    for input in rows {
+        // A second copy of a call within the group carries the same id as its first.
+        out.push(if new.remove(&input.id) {
+            Inserted::New(input.id)
+        } else {
+            Inserted::Duplicate(existing_id(client, input).await?)
         });
     }
     Ok(out)
@@ -330,7 +325,7 @@ pub async fn insert_many(
 
 async fn existing_id(client: &impl GenericClient, row: &NewRow<'_>) -> Result<Uuid, DbError> {
     let found = client
-        .query_one(
+        .query_one_prepared(
             "SELECT id FROM jobs WHERE (portal_id = $1 AND event_token = $2) OR id = $3 LIMIT 1",
             &[&row.job.portal_id, &row.job.event_token, &row.id],
         )
@@ -341,7 +336,7 @@ async fn existing_id(client: &impl GenericClient, row: &NewRow<'_>) -> Result<Uu
 pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
     client
-        .query_opt(&sql, &[&id])
+        .query_opt_prepared(&sql, &[&id])
         .await?
         .map(|r| from_row(&r))
         .transpose()
@@ -349,7 +344,7 @@ pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, D
 
 pub async fn secret(client: &impl GenericClient, id: Uuid) -> Result<Option<Vec<u8>>, DbError> {
     Ok(client
-        .query_opt(
+        .query_opt_prepared(
             "SELECT secret_enc FROM job_secrets WHERE job_id = $1",
             &[&id],
         )
@@ -362,7 +357,7 @@ pub async fn secret(client: &impl GenericClient, id: Uuid) -> Result<Option<Vec<
 /// written back under this lock, so two attempts never spend one refresh token twice.
 pub async fn lock_secret(tx: &impl GenericClient, id: Uuid) -> Result<Option<Vec<u8>>, DbError> {
     Ok(tx
-        .query_opt(
+        .query_opt_prepared(
             "SELECT secret_enc FROM job_secrets WHERE job_id = $1 FOR UPDATE",
             &[&id],
         )
@@ -379,7 +374,7 @@ pub async fn replace_secret(
     secret_enc: &[u8],
 ) -> Result<bool, DbError> {
     let n = tx
-        .execute(
+        .execute_prepared(
             "UPDATE job_secrets SET secret_enc = $2 WHERE job_id = $1",
             &[&id, &secret_enc],
         )
@@ -396,7 +391,7 @@ pub async fn mark_published(
     attempt: i32,
 ) -> Result<(), DbError> {
     client
-        .execute(
+        .execute_prepared(
             "UPDATE jobs SET published_at = now()
              WHERE id = $1 AND state = 'queued' AND attempt = $2 AND published_at IS NULL",
             &[&id, &attempt],
@@ -416,9 +411,12 @@ pub async fn mark_published_many(
     let ids: Vec<Uuid> = published.iter().map(|p| p.0).collect();
     let attempts: Vec<i32> = published.iter().map(|p| p.1).collect();
     client
-        .execute(
+        .execute_prepared(
+            // A mark lost in a Postgres crash only makes the sweeper publish the job
+            // again (a stale delivery), so its commit does not wait for the WAL flush.
             "UPDATE jobs SET published_at = now()
-             FROM unnest($1::uuid[], $2::int4[]) AS p(id, attempt)
+             FROM unnest($1::uuid[], $2::int4[]) AS p(id, attempt),
+                  set_config('synchronous_commit', 'off', true)
              WHERE jobs.id = p.id AND jobs.state = 'queued' AND jobs.attempt = p.attempt
                AND jobs.published_at IS NULL",
             &[&ids, &attempts],
@@ -436,11 +434,24 @@ pub async fn claim(
     id: Uuid,
     lease: Duration,
 ) -> Result<Option<Job>, DbError> {
+    Ok(claim_many(client, &[id], lease).await?.pop().flatten())
+}
+
+/// [`claim`] for many jobs in one statement and one commit, answered in input order; an id
+/// given twice is claimed once (the second copy answers `None`, a stale delivery).
+pub async fn claim_many(
+    client: &impl GenericClient,
+    ids: &[Uuid],
+    lease: Duration,
+) -> Result<Vec<Option<Job>>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let sql = format!(
         "WITH upd AS (
              UPDATE jobs SET state = 'running', attempt = attempt + 1,
                  lease_until = now() + make_interval(secs => $2), updated_at = now()
-             WHERE id = $1 AND state = 'queued' AND run_at <= now()
+             WHERE id = ANY($1) AND state = 'queued' AND run_at <= now()
                AND NOT EXISTS (SELECT 1 FROM portals p WHERE p.id = jobs.portal_id AND p.paused_at IS NOT NULL)
              RETURNING {COLUMNS}
          ), ev AS (
@@ -449,14 +460,18 @@ pub async fn claim(
          )
          SELECT upd.*, s.secret_enc FROM upd LEFT JOIN job_secrets s ON s.job_id = upd.id"
     );
-    let Some(row) = client.query_opt(&sql, &[&id, &lease.as_secs_f64()]).await? else {
-        return Ok(None);
-    };
-    let mut job = from_row(&row)?;
-    job.sealed_secret = row
-        .try_get::<_, Option<Vec<u8>>>("secret_enc")?
-        .map(SealedSecret);
-    Ok(Some(job))
+    let rows = client
+        .query_prepared(&sql, &[&ids, &lease.as_secs_f64()])
+        .await?;
+    let mut claimed = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let mut job = from_row(row)?;
+        job.sealed_secret = row
+            .try_get::<_, Option<Vec<u8>>>("secret_enc")?
+            .map(SealedSecret);
+        claimed.insert(job.id, job);
+    }
+    Ok(ids.iter().map(|id| claimed.remove(id)).collect())
 }
 
 /// Extends the lease of a running attempt; false when the attempt lost the job.
@@ -467,8 +482,11 @@ pub async fn heartbeat(
     lease: Duration,
 ) -> Result<bool, DbError> {
     let n = client
-        .execute(
+        .execute_prepared(
+            // A lease extension lost in a Postgres crash at worst lets the reaper hand
+            // the job to a new attempt, which the fencing allows; no flush wait.
             "UPDATE jobs SET lease_until = now() + make_interval(secs => $3)
+             FROM set_config('synchronous_commit', 'off', true)
              WHERE id = $1 AND attempt = $2 AND state = 'running'",
             &[&id, &attempt, &lease.as_secs_f64()],
         )
@@ -485,7 +503,7 @@ pub async fn record_outcome(
 ) -> Result<bool, DbError> {
     let value = serde_json::to_value(outcome).unwrap_or(Value::Null);
     let n = client
-        .execute(
+        .execute_prepared(
             "WITH upd AS (
                  UPDATE jobs SET outcome = $3, updated_at = now()
                  WHERE id = $1 AND attempt = $2 AND state = 'running'
@@ -589,7 +607,7 @@ pub async fn finish_many(
         }
     }
     let rows = client
-        .query(
+        .query_prepared(
             "WITH input AS (
                  SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[],
                                       $6::text[], $7::jsonb[], $8::jsonb[], $9::int4[])
@@ -644,7 +662,7 @@ pub async fn schedule_retry(
     error: &str,
 ) -> Result<bool, DbError> {
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "WITH upd AS (
                  UPDATE jobs SET state = 'queued', run_at = $3, published_at = NULL,
                      lease_until = NULL, last_error = $4, updated_at = now()
@@ -672,7 +690,7 @@ pub async fn schedule_retry(
 /// markers like any earlier attempt's; one more attempt is allowed instead.
 pub async fn release(client: &impl GenericClient, id: Uuid, attempt: i32) -> Result<bool, DbError> {
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "WITH upd AS (
                  UPDATE jobs SET state = 'queued', max_attempts = max_attempts + 1, run_at = now(),
                      published_at = NULL, lease_until = NULL, updated_at = now()
@@ -700,7 +718,7 @@ pub async fn due_for_publish(
     limit: i64,
 ) -> Result<Vec<(Uuid, i32)>, DbError> {
     let rows = client
-        .query(
+        .query_prepared(
             "SELECT id, attempt FROM jobs
              WHERE state = 'queued' AND run_at <= now()
                AND ((published_at IS NULL
@@ -719,7 +737,7 @@ pub async fn due_for_publish(
 /// Running attempts whose lease ran out (their worker died) go back to the queue.
 pub async fn reap_expired(client: &impl GenericClient) -> Result<Vec<Uuid>, DbError> {
     let rows = client
-        .query(
+        .query_prepared(
             "WITH upd AS (
                  UPDATE jobs SET state = 'queued', run_at = now(), published_at = NULL,
                      lease_until = NULL, last_error = 'worker lost (lease expired)', updated_at = now()
@@ -739,7 +757,7 @@ pub async fn reap_expired(client: &impl GenericClient) -> Result<Vec<Uuid>, DbEr
 /// Counts per state, for progress displays and the dashboard.
 pub async fn count_by_state(client: &impl GenericClient) -> Result<Vec<(String, i64)>, DbError> {
     let rows = client
-        .query("SELECT state, count(*) FROM jobs GROUP BY state", &[])
+        .query_prepared("SELECT state, count(*) FROM jobs GROUP BY state", &[])
         .await?;
     rows.iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -762,7 +780,7 @@ pub async fn side_effect(
     key: &str,
 ) -> Result<Option<SideEffect>, DbError> {
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "SELECT state, value FROM job_side_effects WHERE job_id = $1 AND key = $2",
             &[&id, &key],
         )
@@ -791,7 +809,7 @@ pub async fn side_effect_started(
     // FOR SHARE makes a concurrent reaper wait for this statement, or this statement see
     // the reaper's change: either way, no marker of an attempt that no longer owns the job.
     let row = client
-        .query_one(
+        .query_one_prepared(
             "WITH owner AS (
                  SELECT id, attempt FROM jobs
                  WHERE id = $1 AND attempt = $2 AND state = 'running' AND lease_until > now()
@@ -819,7 +837,7 @@ pub async fn side_effect_done(
     value: &Value,
 ) -> Result<bool, DbError> {
     let row = client
-        .query_one(
+        .query_one_prepared(
             "WITH owner AS (
                  SELECT id, attempt FROM jobs WHERE id = $1 AND attempt = $2 FOR SHARE
              ), ins AS (

@@ -4,12 +4,14 @@ mod migrate;
 pub mod ops;
 pub mod portal_limits;
 pub mod portals;
+mod prepared;
 pub mod registrations;
 pub mod rest_calls;
 pub mod revoked_sessions;
 
 pub use deadpool_postgres::{GenericClient, Pool, PoolError};
 pub use migrate::{drop_database, ensure_database, migrate, prepare, scratch_database_url};
+pub use prepared::Prepared;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{DbError, GenericClient};
+use super::{DbError, GenericClient, Prepared};
 
 /// Where a plan change is announced to every process.
 pub const LIMITS_CHANGED_CHANNEL: &str = "b24flow_portal_limits_changed";
@@ -109,9 +109,14 @@ pub async fn acquire(
     portal_id: i64,
     headroom: i32,
 ) -> Result<Acquired, DbError> {
+    // Committed without waiting for the WAL flush (`synchronous_commit` off for this one
+    // transaction): a grant lost in a Postgres crash only forgets one request, and the
+    // headroom and the portal's own `QUERY_LIMIT_EXCEEDED` answer cover that.
     let row = client
-        .query_one(
-            "SELECT granted, wait_secs, parked FROM portal_limit_acquire($1, $2)",
+        .query_one_prepared(
+            "SELECT granted, wait_secs, parked
+             FROM portal_limit_acquire($1, $2),
+                  set_config('synchronous_commit', 'off', true)",
             &[&portal_id, &headroom],
         )
         .await?;
@@ -126,7 +131,7 @@ pub async fn acquire(
 /// we thought; nothing more until it has drained a full burst's worth.
 pub async fn note_throttled(client: &impl GenericClient, portal_id: i64) -> Result<(), DbError> {
     client
-        .execute(
+        .execute_prepared(
             "UPDATE portal_limits
                 SET tat = greatest(tat, clock_timestamp() + make_interval(secs => burst / rate_per_sec)),
                     throttled = throttled + 1, last_throttled_at = now(), updated_at = now()
@@ -146,13 +151,13 @@ pub async fn park_method(
     until_unix: i64,
 ) -> Result<(), DbError> {
     client
-        .execute(
+        .execute_prepared(
             "INSERT INTO portal_limits (portal_id) VALUES ($1) ON CONFLICT DO NOTHING",
             &[&portal_id],
         )
         .await?;
     client
-        .execute(
+        .execute_prepared(
             "UPDATE portal_limits
                 SET parked = jsonb_set(parked, ARRAY[$2::text],
                         to_jsonb(greatest(coalesce((parked->>$2)::bigint, 0), $3::bigint))),
@@ -178,7 +183,7 @@ pub async fn set_plan(
         )));
     }
     let exists = client
-        .query_opt("SELECT 1 FROM portals WHERE id = $1", &[&portal_id])
+        .query_opt_prepared("SELECT 1 FROM portals WHERE id = $1", &[&portal_id])
         .await?
         .is_some();
     if !exists {
@@ -187,7 +192,7 @@ pub async fn set_plan(
     // Every acquire reads the row, so the next request of any process follows the new plan;
     // the notice wakes requests already waiting for the old one (`bitrix::portal_changes`).
     client
-        .query(
+        .query_prepared(
             "WITH up AS (
                  INSERT INTO portal_limits (portal_id, plan, rate_per_sec, burst) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (portal_id) DO UPDATE
@@ -241,7 +246,7 @@ async fn states(
     portal_id: Option<i64>,
 ) -> Result<Vec<LimitState>, DbError> {
     let rows = client
-        .query(
+        .query_prepared(
             "SELECT p.id, coalesce(l.plan, 'standard'), coalesce(l.rate_per_sec, 2),
                     coalesce(l.burst, 50),
                     coalesce(greatest(extract(epoch FROM (l.tat - clock_timestamp())), 0)
@@ -285,7 +290,7 @@ pub async fn portals_of_jobs(
     job_ids: &[uuid::Uuid],
 ) -> Result<Vec<(uuid::Uuid, JobPortal)>, DbError> {
     let rows = client
-        .query(
+        .query_prepared(
             "SELECT j.id, j.portal_id, coalesce(l.rate_per_sec, 2)
                FROM jobs j LEFT JOIN portal_limits l ON l.portal_id = j.portal_id
               WHERE j.id = ANY($1)",

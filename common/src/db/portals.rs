@@ -2,7 +2,7 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
-use super::DbError;
+use super::{DbError, Prepared};
 use crate::crypto::SecretBox;
 
 #[derive(Clone, Debug)]
@@ -109,7 +109,7 @@ pub async fn upsert_installed(
          RETURNING {COLUMNS}"
     );
     let row = client
-        .query_one(
+        .query_one_prepared(
             &sql,
             &[
                 &inst.member_id,
@@ -133,7 +133,7 @@ pub async fn find_by_member_id(
 ) -> Result<Option<Portal>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM portals WHERE member_id = $1");
     client
-        .query_opt(&sql, &[&member_id])
+        .query_opt_prepared(&sql, &[&member_id])
         .await?
         .map(|r| from_row(&r))
         .transpose()
@@ -142,7 +142,7 @@ pub async fn find_by_member_id(
 pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Portal>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM portals WHERE id = $1");
     client
-        .query_opt(&sql, &[&id])
+        .query_opt_prepared(&sql, &[&id])
         .await?
         .map(|r| from_row(&r))
         .transpose()
@@ -151,7 +151,7 @@ pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Portal>,
 pub async fn list(client: &impl GenericClient) -> Result<Vec<Portal>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM portals ORDER BY id");
     client
-        .query(&sql, &[])
+        .query_prepared(&sql, &[])
         .await?
         .iter()
         .map(from_row)
@@ -164,7 +164,7 @@ pub async fn load_tokens(
     id: i64,
 ) -> Result<Option<PortalTokens>, DbError> {
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "SELECT access_token_enc, refresh_token_enc, token_expires_at, token_version,
                     install_generation
              FROM portals WHERE id = $1 AND access_token_enc IS NOT NULL",
@@ -191,7 +191,7 @@ pub async fn lock_tokens(
     id: i64,
 ) -> Result<Option<PortalTokens>, DbError> {
     let row = tx
-        .query_opt(
+        .query_opt_prepared(
             "SELECT access_token_enc, refresh_token_enc, token_expires_at, token_version,
                     install_generation
              FROM portals WHERE id = $1 AND access_token_enc IS NOT NULL FOR UPDATE",
@@ -220,7 +220,7 @@ pub async fn save_tokens(
     expires_in: i64,
 ) -> Result<i64, DbError> {
     let row = client
-        .query_one(
+        .query_one_prepared(
             "UPDATE portals SET access_token_enc = $2, refresh_token_enc = $3,
                  token_expires_at = now() + make_interval(secs => $4),
                  token_version = token_version + 1, updated_at = now()
@@ -239,7 +239,7 @@ pub async fn save_tokens(
 /// The portal removed the app: its tokens no longer work (protocol.md §1.3) and are erased.
 pub async fn mark_uninstalled(client: &impl GenericClient, id: i64) -> Result<(), DbError> {
     client
-        .execute(
+        .execute_prepared(
             "UPDATE portals SET status = 'uninstalled', access_token_enc = NULL,
                  refresh_token_enc = NULL, token_expires_at = NULL,
                  token_version = token_version + 1, install_generation = install_generation + 1,
@@ -254,7 +254,7 @@ pub async fn mark_uninstalled(client: &impl GenericClient, id: i64) -> Result<()
 /// Jobs of a portal that have not ended yet (queued, waiting to retry, or running).
 pub async fn unfinished_jobs(client: &impl GenericClient, id: i64) -> Result<i64, DbError> {
     let row = client
-        .query_one(
+        .query_one_prepared(
             "SELECT count(*) FROM jobs WHERE portal_id = $1 AND state IN ('queued', 'running')",
             &[&id],
         )

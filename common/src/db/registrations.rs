@@ -3,7 +3,7 @@
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
 
-use super::DbError;
+use super::{DbError, Prepared};
 
 /// Stores the registration of `code` (or its robot twin) as sent.
 pub async fn save(
@@ -14,7 +14,7 @@ pub async fn save(
     registration: &Value,
 ) -> Result<(), DbError> {
     client
-        .execute(
+        .execute_prepared(
             "INSERT INTO portal_registrations (portal_id, code, is_robot, registration)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (portal_id, code, is_robot)
@@ -32,7 +32,7 @@ pub async fn remove(
     is_robot: bool,
 ) -> Result<(), DbError> {
     client
-        .execute(
+        .execute_prepared(
             "DELETE FROM portal_registrations WHERE portal_id = $1 AND code = $2 AND is_robot = $3",
             &[&portal_id, &code, &is_robot],
         )
@@ -48,7 +48,7 @@ pub async fn find(
     is_robot: bool,
 ) -> Result<Option<Value>, DbError> {
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "SELECT registration FROM portal_registrations
              WHERE portal_id = $1 AND code = $2 AND is_robot = $3",
             &[&portal_id, &code, &is_robot],
@@ -72,13 +72,13 @@ pub async fn publish_catalogue(
 ) -> Result<(), DbError> {
     let tx = client.transaction().await?;
     let codes: Vec<&str> = entries.iter().map(|e| e.code.as_str()).collect();
-    tx.execute(
+    tx.execute_prepared(
         "DELETE FROM activity_catalogue WHERE NOT (code = ANY($1))",
         &[&codes],
     )
     .await?;
     for (position, e) in entries.iter().enumerate() {
-        tx.execute(
+        tx.execute_prepared(
             "INSERT INTO activity_catalogue (code, position, name, description)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (code) DO UPDATE SET position = EXCLUDED.position,
@@ -93,7 +93,7 @@ pub async fn publish_catalogue(
 
 pub async fn catalogue(client: &impl GenericClient) -> Result<Vec<CatalogueEntry>, DbError> {
     let rows = client
-        .query(
+        .query_prepared(
             "SELECT code, name, description FROM activity_catalogue ORDER BY position",
             &[],
         )
@@ -116,7 +116,7 @@ pub async fn last_refresh(
     portal_id: i64,
 ) -> Result<Option<(chrono::DateTime<chrono::Utc>, Value)>, DbError> {
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "SELECT finished_at, result FROM jobs
              WHERE portal_id = $1 AND kind = 'register' AND state = 'succeeded'
                AND result->>'action' = 'refresh'

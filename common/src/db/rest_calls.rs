@@ -1,7 +1,7 @@
 //! Each job attempt's REST call log (migration V10), one row per attempt.
 use uuid::Uuid;
 
-use super::{DbError, GenericClient};
+use super::{DbError, GenericClient, Prepared};
 use crate::bitrix::call_log::RestCalls;
 
 /// Stores an attempt's log in one statement (a retried store of the same attempt replaces it).
@@ -13,7 +13,7 @@ pub async fn save(
 ) -> Result<(), DbError> {
     let (json, omitted) = encode(calls)?;
     client
-        .execute(
+        .execute_prepared(
             "INSERT INTO job_rest_calls (job_id, attempt, calls, omitted) VALUES ($1, $2, $3, $4)
              ON CONFLICT (job_id, attempt) DO UPDATE
                SET calls = EXCLUDED.calls, omitted = EXCLUDED.omitted, recorded_at = now()",
@@ -37,7 +37,7 @@ pub async fn for_job(
     job_id: Uuid,
 ) -> Result<Vec<(i32, RestCalls)>, DbError> {
     let rows = client
-        .query(
+        .query_prepared(
             "SELECT attempt, calls, omitted FROM job_rest_calls WHERE job_id = $1 ORDER BY attempt",
             &[&job_id],
         )

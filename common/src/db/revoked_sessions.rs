@@ -2,7 +2,7 @@
 //! cookie itself is signed and stateless; this list is what makes a logout final.
 use chrono::{DateTime, Utc};
 
-use super::{DbError, GenericClient};
+use super::{DbError, GenericClient, Prepared};
 
 /// Lists a session as ended until `expires_at`, and forgets sessions that expired anyway.
 pub async fn revoke(
@@ -11,7 +11,7 @@ pub async fn revoke(
     expires_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
     client
-        .execute(
+        .execute_prepared(
             "WITH gone AS (DELETE FROM revoked_sessions WHERE expires_at < now())
              INSERT INTO revoked_sessions (nonce, expires_at) VALUES ($1, $2)
              ON CONFLICT (nonce) DO NOTHING",
@@ -23,7 +23,7 @@ pub async fn revoke(
 
 pub async fn is_revoked(client: &impl GenericClient, nonce: &str) -> Result<bool, DbError> {
     Ok(client
-        .query_opt("SELECT 1 FROM revoked_sessions WHERE nonce = $1", &[&nonce])
+        .query_opt_prepared("SELECT 1 FROM revoked_sessions WHERE nonce = $1", &[&nonce])
         .await?
         .is_some())
 }

@@ -156,7 +156,7 @@ async fn accept_inner(
             })?,
     };
 
-    // Held until the job is stored and published.
+    // Held until the job is stored.
     let _pass = state.portal_gate.enter(&member_id).await;
     let portal = match state.portals.find(&state.db, &member_id).await? {
         Found::Current(portal) => portal,

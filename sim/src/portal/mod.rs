@@ -233,6 +233,11 @@ impl Portal {
     pub fn event_sends(&self) -> Vec<EventSend> {
         self.lock().event_sends.clone()
     }
+    /// How many `bizproc.event.send` calls were accepted, without copying them (a bench
+    /// counting answers while the portal serves must not hold its lock for long).
+    pub fn event_send_count(&self) -> usize {
+        self.lock().event_sends.len()
+    }
     /// Later `bizproc.event.send` calls for an instance already closed (answered `true`).
     pub fn duplicate_event_sends(&self) -> usize {
         self.lock().duplicate_event_sends
