@@ -2,6 +2,7 @@
 //! Postgres, publishes its id to RabbitMQ and acknowledges. It also serves the install
 //! handler, app events, the operators' console (`/api`, `/dashboard`), `/metrics` and
 //! health checks.
+mod console;
 mod enqueue;
 mod error;
 mod group_commit;

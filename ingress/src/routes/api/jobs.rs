@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::actions::{self, JobAction};
-use super::query::{error_text, FilterQuery, PageQuery};
+use crate::console::actions::{self, JobAction};
+use crate::console::query::{error_text, FilterQuery, PageQuery};
 use crate::error::ApiError;
 use crate::operator::Operator;
 use crate::AppState;

@@ -1,9 +1,7 @@
 //! `/api`: the operators' JSON API (bearer token; see `crate::operator`). The dashboard and
-//! `b24flow jobs` use the same handlers' logic through [`actions`] and the `ops` repository.
-pub mod actions;
+//! `b24flow jobs` use the same logic through `crate::console` and the `ops` repository.
 mod jobs;
 mod portals;
-pub mod query;
 mod stats;
 
 use axum::routing::{get, post};

@@ -7,7 +7,7 @@ use b24flow_common::db::ops::{self, PortalDetail, PortalSummary};
 use b24flow_common::db::portal_limits::{self, LimitState, Plan};
 use serde::Deserialize;
 
-use super::actions;
+use crate::console::actions;
 use crate::error::ApiError;
 use crate::operator::Operator;
 use crate::AppState;

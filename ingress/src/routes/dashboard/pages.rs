@@ -1,5 +1,5 @@
 //! The dashboard's pages and the actions their forms post. Reads and actions go through the
-//! same code as `/api` (the `ops` repository and `api::actions`).
+//! same code as `/api` (the `ops` repository and `console::actions`).
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, RawQuery, State};
@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::render;
 use super::session::DashboardUser;
+use crate::console::actions::{self as act, JobAction};
+use crate::console::query::{error_text, FilterQuery, PageQuery};
 use crate::error::ApiError;
-use crate::routes::api::actions::{self as act, JobAction};
-use crate::routes::api::query::{error_text, FilterQuery, PageQuery};
 use crate::AppState;
 
 /// Rows per page of the job list.
