@@ -608,7 +608,8 @@ pub async fn finish_many(
     }
     let rows = client
         .query_prepared(
-            "WITH input AS (
+            concat!(
+                "WITH input AS (
                  SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[],
                                       $6::text[], $7::jsonb[], $8::jsonb[], $9::int4[])
                      WITH ORDINALITY AS t(id, attempt, state, result, error, message, outcome,
@@ -636,14 +637,15 @@ pub async fn finish_many(
                  ) rows ORDER BY n, step
              ), sec AS (
                  DELETE FROM job_secrets WHERE job_id IN (SELECT id FROM upd)
-             ), log AS (
-                 INSERT INTO job_rest_calls (job_id, attempt, calls, omitted)
-                 SELECT id, attempt, calls, omitted FROM input WHERE calls IS NOT NULL
-                 ON CONFLICT (job_id, attempt) DO UPDATE
-                   SET calls = EXCLUDED.calls, omitted = EXCLUDED.omitted, recorded_at = now()
+             ), log AS (",
+                super::rest_calls::store_rest_calls!(
+                    "SELECT id, attempt, calls, omitted FROM input WHERE calls IS NOT NULL"
+                ),
+                "
              )
              SELECT i.n, upd.id IS NOT NULL AS ended
              FROM input i LEFT JOIN upd USING (id) ORDER BY i.n",
+            ),
             &[
                 &ids, &attempts, &states, &results, &errors, &messages, &outcomes, &call_logs,
                 &omitted,

@@ -4,6 +4,21 @@ use uuid::Uuid;
 use super::{DbError, GenericClient, Prepared};
 use crate::bitrix::call_log::RestCalls;
 
+/// The statement storing attempts' logs from `$rows` (a query giving `job_id, attempt,
+/// calls, omitted`); a retried store of the same attempt replaces its log. [`save`] and the
+/// grouped job ends (`jobs::finish_many`) both store logs with it.
+macro_rules! store_rest_calls {
+    ($rows:literal) => {
+        concat!(
+            "INSERT INTO job_rest_calls (job_id, attempt, calls, omitted) ",
+            $rows,
+            " ON CONFLICT (job_id, attempt) DO UPDATE",
+            " SET calls = EXCLUDED.calls, omitted = EXCLUDED.omitted, recorded_at = now()"
+        )
+    };
+}
+pub(crate) use store_rest_calls;
+
 /// Stores an attempt's log in one statement (a retried store of the same attempt replaces it).
 pub async fn save(
     client: &impl GenericClient,
@@ -14,9 +29,7 @@ pub async fn save(
     let (json, omitted) = encode(calls)?;
     client
         .execute_prepared(
-            "INSERT INTO job_rest_calls (job_id, attempt, calls, omitted) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (job_id, attempt) DO UPDATE
-               SET calls = EXCLUDED.calls, omitted = EXCLUDED.omitted, recorded_at = now()",
+            store_rest_calls!("VALUES ($1, $2, $3, $4)"),
             &[&job_id, &attempt, &json, &omitted],
         )
         .await?;
