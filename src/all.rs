@@ -26,10 +26,18 @@ pub async fn run_roles(
     let worker = tokio::spawn(b24flow_worker::run(config.clone(), shutdown.clone()));
     let ingress_result = match listener {
         Some(listener) => {
-            let state = b24flow_ingress::AppState::new(config)?;
+            let state =
+                b24flow_ingress::AppState::new(config, b24flow_worker::activities::codes())?;
             b24flow_ingress::serve(listener, state, shutdown.clone()).await
         }
-        None => b24flow_ingress::run(config, shutdown.clone()).await,
+        None => {
+            b24flow_ingress::run(
+                config,
+                b24flow_worker::activities::codes(),
+                shutdown.clone(),
+            )
+            .await
+        }
     };
     // Whatever stopped the ingress stops the worker too.
     shutdown.cancel();

@@ -97,7 +97,8 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     let secret_key = crate::bench_procs::prepare_installation(&mut config).await?;
 
     let shutdown = CancellationToken::new();
-    let state = b24flow_ingress::AppState::new(config.clone())?;
+    let state =
+        b24flow_ingress::AppState::new(config.clone(), b24flow_worker::activities::codes())?;
     let ingress = tokio::spawn(b24flow_ingress::serve(listener, state, shutdown.clone()));
     let spawn_worker = {
         let config = config.clone();

@@ -521,7 +521,10 @@ impl Stack {
                 shutdown.clone(),
             ))
         } else {
-            let state = b24flow_ingress::AppState::new(config.clone())?;
+            let state = b24flow_ingress::AppState::new(
+                config.clone(),
+                b24flow_worker::activities::codes(),
+            )?;
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 b24flow_ingress::serve(listener, state, stop).await?;

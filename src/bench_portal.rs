@@ -86,7 +86,8 @@ impl Rig {
         config.client_secret = Some(cloud.client_secret().to_string());
         let secret_key = crate::bench_procs::prepare_installation(&mut config).await?;
         let shutdown = CancellationToken::new();
-        let state = b24flow_ingress::AppState::new(config.clone())?;
+        let state =
+            b24flow_ingress::AppState::new(config.clone(), b24flow_worker::activities::codes())?;
         let ingress = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {

@@ -59,7 +59,8 @@ async fn main() -> anyhow::Result<()> {
         Command::All => all::run(config).await,
         Command::Ingress => {
             let shutdown = all::shutdown_on_signal();
-            b24flow_ingress::run(config, shutdown).await?;
+            // The ingress refuses codes the worker does not implement; only this binary links both.
+            b24flow_ingress::run(config, b24flow_worker::activities::codes(), shutdown).await?;
             Ok(())
         }
         Command::Worker => {

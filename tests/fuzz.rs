@@ -1,5 +1,5 @@
-//! Property-based tests (issue 15) of what portal users and portals send us: every one of
-//! the 14 activities runs with random values for its declared properties against a
+//! Property-based tests (issue 15) of what portal users and portals send us: every activity
+//! of the catalogue runs with random values for its declared properties against a
 //! "portal" that answers every request with a random shape (a random `result`, a batch of
 //! random results, an error, a non-JSON page, any status). Each run must end in an output
 //! or an error, never a panic. The case count is fixed (PROPTEST_CASES overrides it).

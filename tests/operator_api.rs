@@ -575,7 +575,8 @@ async fn metrics_carry_the_alerting_series_and_can_be_served_on_a_private_addres
     config.metrics_listen = Some(metrics_addr);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    let state = b24flow_ingress::AppState::new(config).unwrap();
+    let state =
+        b24flow_ingress::AppState::new(config, b24flow_worker::activities::codes()).unwrap();
     let server = tokio::spawn(b24flow_ingress::serve(listener, state, stop.clone()));
     let url = format!("http://{metrics_addr}/metrics");
     wait_until(|| async {

@@ -1,23 +1,8 @@
-//! The activity codes b24flow implements (ACTIVITIES.md). The ingress refuses calls for
-//! any other code, and only these (and `register`) become metric labels, so a caller that
-//! invents codes cannot grow the number of series. The worker's catalogue
-//! (`worker/src/activities/mod.rs`) is the source: its unit test keeps this list equal.
-pub const ACTIVITY_CODES: &[&str] = &[
-    "user_info",
-    "smtp_send",
-    "callback_call",
-    "booking_info",
-    "booking_rename",
-    "company_update",
-    "contact_update",
-    "lead_update",
-    "deal_update",
-    "crm_activity_add",
-    "crm_activity_delete",
-    "crm_feed_post",
-    "invoice_status",
-    "invoice_from_deal",
-];
+//! The activity codes a process accepts (ACTIVITIES.md). The ingress refuses calls for any
+//! other code, and only these (and `register`) become metric labels, so a caller that
+//! invents codes cannot grow the number of series. The list itself is the worker's
+//! (`worker/src/activities/mod.rs`); the ingress imports only `common`, so the `b24flow`
+//! binary, which links both, builds [`Codes`] from the worker's catalogue and hands it over.
 
 /// Robots are registered as `robot_<code>` and called with that code.
 pub const ROBOT_PREFIX: &str = "robot_";
@@ -25,18 +10,39 @@ pub const ROBOT_PREFIX: &str = "robot_";
 /// The code of a portal's registration job.
 pub const REGISTER_CODE: &str = "register";
 
-/// True for an activity code of the catalogue, as an activity or as a robot.
-pub fn is_activity(code: &str) -> bool {
-    let plain = code.strip_prefix(ROBOT_PREFIX).unwrap_or(code);
-    ACTIVITY_CODES.contains(&plain)
+/// The activity codes of one catalogue, in registration order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Codes {
+    // A list, not a set: a catalogue is a few dozen codes at most, and comparing that many
+    // short strings costs less than hashing the code on every call.
+    codes: Vec<&'static str>,
 }
 
-/// `code` as a metric label: itself when it is ours, `unknown` otherwise.
-pub fn label(code: &str) -> &str {
-    if code == REGISTER_CODE || is_activity(code) {
-        code
-    } else {
-        "unknown"
+impl Codes {
+    pub fn new(codes: impl IntoIterator<Item = &'static str>) -> Self {
+        Self {
+            codes: codes.into_iter().collect(),
+        }
+    }
+
+    /// True for a code of the catalogue, as an activity or as a robot.
+    pub fn is_activity(&self, code: &str) -> bool {
+        let plain = code.strip_prefix(ROBOT_PREFIX).unwrap_or(code);
+        self.codes.contains(&plain)
+    }
+
+    /// `code` as a metric label: itself when it is ours, `unknown` otherwise.
+    pub fn label<'a>(&self, code: &'a str) -> &'a str {
+        if code == REGISTER_CODE || self.is_activity(code) {
+            code
+        } else {
+            "unknown"
+        }
+    }
+
+    /// Every code that may be a label: the activities, then `register`.
+    pub fn labels(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.codes.iter().copied().chain([REGISTER_CODE])
     }
 }
 
@@ -46,10 +52,15 @@ mod tests {
 
     #[test]
     fn only_catalogue_codes_are_labels() {
-        assert!(is_activity("smtp_send") && is_activity("robot_smtp_send"));
-        assert!(!is_activity("robot_") && !is_activity("smtp_send2"));
-        assert_eq!(label("deal_update"), "deal_update");
-        assert_eq!(label("register"), "register");
-        assert_eq!(label("invented_42"), "unknown");
+        let codes = Codes::new(["smtp_send", "deal_update"]);
+        assert!(codes.is_activity("smtp_send") && codes.is_activity("robot_smtp_send"));
+        assert!(!codes.is_activity("robot_") && !codes.is_activity("smtp_send2"));
+        assert!(!codes.is_activity(REGISTER_CODE));
+        assert_eq!(codes.label("deal_update"), "deal_update");
+        assert_eq!(codes.label("robot_deal_update"), "robot_deal_update");
+        assert_eq!(codes.label("register"), "register");
+        assert_eq!(codes.label("invented_42"), "unknown");
+        let labels: Vec<&str> = codes.labels().collect();
+        assert_eq!(labels, ["smtp_send", "deal_update", "register"]);
     }
 }

@@ -115,7 +115,8 @@ pub static REST_THROTTLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Jobs waiting or running now, by state (`queued`, `retrying`, `paused`, `running`) and
-/// activity code (a `catalogue::label`); refreshed from Postgres when `/metrics` is scraped.
+/// activity code (`catalogue::Codes::label`); refreshed from Postgres when `/metrics` is
+/// scraped.
 pub static JOBS_CURRENT: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
     prometheus::register_int_gauge_vec!(
         "b24flow_jobs_current",

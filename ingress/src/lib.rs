@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use b24flow_common::amqp::{Publisher, Topology};
 use b24flow_common::bitrix::{follow_portal_changes, Bitrix};
+use b24flow_common::catalogue::Codes;
 use b24flow_common::db::{self, Pool};
 use b24flow_common::Config;
 use tokio::net::TcpListener;
@@ -52,10 +53,13 @@ pub struct AppState {
     /// Stores activity calls and registrations durably, many per commit.
     pub group_commit: group_commit::GroupCommit,
     pub portals: portal_cache::PortalCache,
+    /// The activity codes calls may carry: the worker's catalogue, handed over by whoever
+    /// starts the ingress (this crate does not import the worker).
+    pub activity_codes: Arc<Codes>,
 }
 
 impl AppState {
-    pub fn new(mut config: Config) -> Result<Self, IngressError> {
+    pub fn new(mut config: Config, activity_codes: Codes) -> Result<Self, IngressError> {
         let token = match &config.operator_token {
             Some(token) => token.clone(),
             None => {
@@ -91,17 +95,22 @@ impl AppState {
             portal_gate: Arc::default(),
             group_commit,
             portals: portal_cache::PortalCache::default(),
+            activity_codes: Arc::new(activity_codes),
         })
     }
 }
 
-/// Binds `B24FLOW_LISTEN` and serves until `shutdown`.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), IngressError> {
+/// Binds `B24FLOW_LISTEN` and serves calls for `activity_codes` until `shutdown`.
+pub async fn run(
+    config: Config,
+    activity_codes: Codes,
+    shutdown: CancellationToken,
+) -> Result<(), IngressError> {
     let addr = config.listen;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| IngressError::Bind { addr, source })?;
-    serve(listener, AppState::new(config)?, shutdown).await
+    serve(listener, AppState::new(config, activity_codes)?, shutdown).await
 }
 
 /// Serves on an already bound listener (tests bind port 0 first).

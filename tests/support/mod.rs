@@ -152,7 +152,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             .database_url
             .replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"));
     }
-    let state = b24flow_ingress::AppState::new(ingress_config).expect("ingress state");
+    let state = b24flow_ingress::AppState::new(ingress_config, b24flow_worker::activities::codes())
+        .expect("ingress state");
     {
         let shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {

@@ -9,7 +9,7 @@ use b24flow_common::bitrix::{B24Error, Bitrix, ErrorKind, PortalClient};
 use b24flow_common::crypto::SecretBox;
 use b24flow_common::db::jobs::{self, Finish, Job, JobKind, JobState, Outcome};
 use b24flow_common::db::{rest_calls, DbError, Pool};
-use b24flow_common::{catalogue, metrics, secrets};
+use b24flow_common::{metrics, secrets};
 use chrono::Utc;
 use futures::FutureExt;
 use serde_json::Value;
@@ -471,7 +471,7 @@ impl Runner {
     ) -> Result<(), DbError> {
         tracing::info!(%error, retry_at = %at, "transient failure; retrying later");
         metrics::JOB_RETRIES
-            .with_label_values(&[catalogue::label(&job.code), "transient"])
+            .with_label_values(&[self.catalogue.codes().label(&job.code), "transient"])
             .inc();
         let client = self.db.get().await?;
         jobs::schedule_retry(&client, job.id, job.attempt, at, error).await?;
@@ -517,15 +517,16 @@ impl Runner {
             log.mark_stored();
         }
         if ended {
+            let code = self.catalogue.codes().label(&job.code);
             metrics::JOBS_FINISHED
-                .with_label_values(&[catalogue::label(&job.code), state.as_str()])
+                .with_label_values(&[code, state.as_str()])
                 .inc();
             let seconds = (Utc::now() - job.created_at).num_milliseconds() as f64 / 1000.0;
             metrics::JOB_LATENCY
-                .with_label_values(&[catalogue::label(&job.code)])
+                .with_label_values(&[code])
                 .observe(seconds.max(0.0));
             metrics::JOB_ATTEMPTS
-                .with_label_values(&[catalogue::label(&job.code)])
+                .with_label_values(&[code])
                 .observe(f64::from(job.attempt));
             tracing::info!(state = state.as_str(), %message, "job finished");
         } else {

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use b24flow_common::bitrix::form;
 use b24flow_common::db::jobs::{Inserted, JobKind, NewJob, DEFAULT_MAX_ATTEMPTS};
-use b24flow_common::{catalogue, metrics, secrets};
+use b24flow_common::{metrics, secrets};
 use serde_json::{json, Value};
 
 use super::body::read_form;
@@ -118,7 +118,7 @@ async fn accept_inner(
             "code is not an activity code",
         ));
     }
-    if !catalogue::is_activity(&code) {
+    if !state.activity_codes.is_activity(&code) {
         // Refused before anything is stored or counted under its name: a caller inventing
         // codes costs one counter increment under `unknown_activity`.
         return Err(ApiError::bad_request(

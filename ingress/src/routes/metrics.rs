@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::IntoResponse;
+use b24flow_common::catalogue::Codes;
 use b24flow_common::db::ops;
-use b24flow_common::{catalogue, metrics};
+use b24flow_common::metrics;
 
 use crate::operator::Operator;
 use crate::AppState;
@@ -35,7 +36,7 @@ async fn refresh_jobs(state: &AppState) {
     let Ok(rows) = ops::current_by_status_and_code(&client).await else {
         return;
     };
-    for ((status, code), count) in bounded(rows) {
+    for ((status, code), count) in bounded(&state.activity_codes, rows) {
         metrics::JOBS_CURRENT
             .with_label_values(&[&status, &code])
             .set(count);
@@ -45,20 +46,16 @@ async fn refresh_jobs(state: &AppState) {
 /// Sums by `(status, catalogue label)`: unknown codes share `unknown`, so the label set is
 /// bounded by the catalogue. Every status of every catalogue code is present (zero when
 /// idle) so alerts see a value rather than a gap.
-fn bounded(rows: Vec<(String, String, i64)>) -> HashMap<(String, String), i64> {
+fn bounded(codes: &Codes, rows: Vec<(String, String, i64)>) -> HashMap<(String, String), i64> {
     metrics::JOBS_CURRENT.reset();
     let mut out: HashMap<(String, String), i64> = HashMap::new();
-    let codes = catalogue::ACTIVITY_CODES
-        .iter()
-        .copied()
-        .chain([catalogue::REGISTER_CODE]);
-    for code in codes {
+    for code in codes.labels() {
         for status in ["queued", "retrying", "paused", "running"] {
             out.insert((status.to_string(), code.to_string()), 0);
         }
     }
     for (status, code, n) in rows {
-        *out.entry((status, catalogue::label(&code).to_string()))
+        *out.entry((status, codes.label(&code).to_string()))
             .or_default() += n;
     }
     out
@@ -95,10 +92,12 @@ mod tests {
             ("queued".to_string(), "made_up_2".to_string(), 3),
             ("running".to_string(), "user_info".to_string(), 1),
         ];
-        let out = bounded(rows);
+        let codes = Codes::new(["user_info", "smtp_send"]);
+        let out = bounded(&codes, rows);
         assert_eq!(out[&("queued".to_string(), "unknown".to_string())], 5);
         assert_eq!(out[&("running".to_string(), "user_info".to_string())], 1);
         assert_eq!(out[&("paused".to_string(), "smtp_send".to_string())], 0);
+        assert_eq!(out[&("retrying".to_string(), "register".to_string())], 0);
         assert!(!out.keys().any(|(_, code)| code.starts_with("made_up")));
     }
 }

@@ -2,6 +2,7 @@
 //! interval, service) from one batch of `calendar.resource.booking.list` +
 //! `calendar.resource.list` (methods.md §4).
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use b24flow_common::bitrix::Batch;
@@ -13,6 +14,10 @@ use crate::schema::{ActivityDef, PropType, Property, Text};
 use crate::values::{id_of, text_of};
 
 pub struct BookingInfo;
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(BookingInfo)
+}
 
 /// What the booking holds, joined from its events and the written entries.
 #[derive(Debug, Default, PartialEq)]

@@ -4,6 +4,7 @@
 //! one batch updates them all with `calendar.event.update`. Renaming twice is harmless, so
 //! a retry needs no idempotency marker.
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use b24flow_common::bitrix::{Batch, ErrorKind};
@@ -17,6 +18,10 @@ use crate::text;
 use crate::values::{id_of, text_of};
 
 pub struct BookingRename;
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(BookingRename)
+}
 
 /// The contract's limit (ACTIVITIES.md #5): longer names are an error, not cut.
 const MAX_NAME_CHARS: usize = 255;

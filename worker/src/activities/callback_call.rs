@@ -2,6 +2,8 @@
 //! line, speaks the text, then dials the client (methods.md §3). One request per run. The
 //! line and voice options are read from the portal at registration, so re-running the
 //! registration refreshes them (`bizproc.activity.update`) without a reinstall.
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use b24flow_common::bitrix::{B24Error, Batch};
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,10 @@ use crate::schema::{ActivityDef, Choice, PropType, Property, Text};
 use crate::text;
 
 pub struct CallbackCall;
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(CallbackCall)
+}
 
 /// Option value resolved at run time to the portal's current default outgoing line.
 const DEFAULT_LINE: &str = "default";

@@ -2,10 +2,13 @@
 //! `crm.item.update` (entity type 4); addresses, which `crm.item` no longer writes for
 //! companies, go through `crm.company.update` in the same batch (methods.md §7–10).
 
-use crate::crm::options::OptionSource;
-use crate::crm::update::{field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS, EMAIL, IM, PHONE};
+use std::sync::Arc;
 
-pub const SPEC: UpdateSpec = UpdateSpec {
+use crate::activity::Activity;
+use crate::crm::options::OptionSource;
+use crate::crm::update::{field, CrmUpdate, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS, EMAIL, IM, PHONE};
+
+const SPEC: UpdateSpec = UpdateSpec {
     code: "company_update",
     name: ("Update a company", "Изменение Компании"),
     description: (
@@ -85,6 +88,10 @@ pub const SPEC: UpdateSpec = UpdateSpec {
     )),
     manual_opportunity: false,
 };
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(CrmUpdate(&SPEC))
+}
 
 const OPTIONS: &[(&str, OptionSource)] = &[
     ("industry", OptionSource::Status("INDUSTRY")),

@@ -1,9 +1,12 @@
 //! `contact_update` (ACTIVITIES.md #8): writes the set properties of a contact with one
 //! `crm.item.update` (entity type 3, methods.md §7–10).
-use crate::crm::options::OptionSource;
-use crate::crm::update::{field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS, EMAIL, IM, PHONE, WEB};
+use std::sync::Arc;
 
-pub const SPEC: UpdateSpec = UpdateSpec {
+use crate::activity::Activity;
+use crate::crm::options::OptionSource;
+use crate::crm::update::{field, CrmUpdate, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS, EMAIL, IM, PHONE, WEB};
+
+const SPEC: UpdateSpec = UpdateSpec {
     code: "contact_update",
     name: ("Update a contact", "Изменение Контакта"),
     description: (
@@ -59,6 +62,10 @@ pub const SPEC: UpdateSpec = UpdateSpec {
     legacy: None,
     manual_opportunity: false,
 };
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(CrmUpdate(&SPEC))
+}
 
 const OPTIONS: &[(&str, OptionSource)] = &[
     ("contact_type", OptionSource::Status("CONTACT_TYPE")),

@@ -1,6 +1,8 @@
 //! `crm_activity_add` (ACTIVITIES.md #12): a to-do through `crm.activity.todo.add`; a call,
 //! meeting or e-mail through `crm.activity.add`, which alone keeps priority and the
 //! communication (methods.md §12). One request; a retry never creates a second activity.
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -13,6 +15,10 @@ use crate::{text, texts};
 use crate::crm::{self, id_of, portal_error, Owner};
 
 pub struct CrmActivityAdd;
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(CrmActivityAdd)
+}
 
 const MARKER: &str = "crm.activity";
 

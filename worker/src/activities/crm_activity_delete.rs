@@ -1,5 +1,7 @@
 //! `crm_activity_delete` (ACTIVITIES.md #13): one `crm.activity.delete`, which removes
 //! activities of every type, to-dos included (methods.md §13).
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
@@ -11,6 +13,10 @@ use crate::text;
 use crate::crm::{self, portal_error, result_values};
 
 pub struct CrmActivityDelete;
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(CrmActivityDelete)
+}
 
 const MARKER: &str = "crm.activity.delete";
 

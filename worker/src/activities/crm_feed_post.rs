@@ -1,6 +1,8 @@
 //! `crm_feed_post` (ACTIVITIES.md #14): a timeline comment on a lead, deal, contact or
 //! company, the title in bold above the message: one `crm.timeline.comment.add`
 //! (the live feed method is gone, methods.md §14).
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -13,6 +15,10 @@ use crate::text;
 use crate::crm::{self, id_of, portal_error, result_values, text_of, Owner};
 
 pub struct CrmFeedPost;
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(CrmFeedPost)
+}
 
 const MARKER: &str = "crm.timeline.comment";
 

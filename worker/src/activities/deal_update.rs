@@ -2,10 +2,13 @@
 //! `crm.item.update` (entity type 2), which also moves a deal between pipelines
 //! (methods.md §7–10).
 
-use crate::crm::options::OptionSource;
-use crate::crm::update::{field, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS};
+use std::sync::Arc;
 
-pub const SPEC: UpdateSpec = UpdateSpec {
+use crate::activity::Activity;
+use crate::crm::options::OptionSource;
+use crate::crm::update::{field, CrmUpdate, Kind, UpdateSpec, ASSIGNED_BY, COMMENTS};
+
+const SPEC: UpdateSpec = UpdateSpec {
     code: "deal_update",
     name: ("Update a deal", "Изменение Сделки"),
     description: (
@@ -84,6 +87,10 @@ pub const SPEC: UpdateSpec = UpdateSpec {
     legacy: None,
     manual_opportunity: true,
 };
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(CrmUpdate(&SPEC))
+}
 
 const OPTIONS: &[(&str, OptionSource)] = &[
     ("deal_type", OptionSource::Status("DEAL_TYPE")),

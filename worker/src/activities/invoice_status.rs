@@ -3,6 +3,8 @@
 //! `crm.status.list` by the stage ID the same batch read; legacy invoices: `crm.invoice.get`
 //! and the `INVOICE_STATUS` entry (methods.md §11). The status lookups ride in the batch,
 //! so no status cache is needed and names are never stale.
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use b24flow_common::bitrix::{B24Error, Batch, BatchResult};
 use serde_json::{json, Map, Value};
@@ -14,6 +16,10 @@ use crate::{text, texts};
 use crate::crm::{self, portal_error, text_of};
 
 pub struct InvoiceStatus;
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(InvoiceStatus)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {

@@ -1,9 +1,12 @@
 //! `lead_update` (ACTIVITIES.md #9): writes the set properties of a lead with one
 //! `crm.item.update` (entity type 1; the lead status is `stageId` there, methods.md §7–10).
-use crate::crm::options::OptionSource;
-use crate::crm::update::{field, Kind, UpdateSpec, COMMENTS, EMAIL, PHONE};
+use std::sync::Arc;
 
-pub const SPEC: UpdateSpec = UpdateSpec {
+use crate::activity::Activity;
+use crate::crm::options::OptionSource;
+use crate::crm::update::{field, CrmUpdate, Kind, UpdateSpec, COMMENTS, EMAIL, PHONE};
+
+const SPEC: UpdateSpec = UpdateSpec {
     code: "lead_update",
     name: ("Update a lead", "Изменение Лида"),
     description: (
@@ -73,6 +76,10 @@ pub const SPEC: UpdateSpec = UpdateSpec {
     legacy: None,
     manual_opportunity: true,
 };
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(CrmUpdate(&SPEC))
+}
 
 const OPTIONS: &[(&str, OptionSource)] = &[
     ("status", OptionSource::Status("STATUS")),

@@ -1,44 +1,48 @@
-//! One module per activity; [`all`] lists them and [`Catalogue`] is the map by code that
-//! the runner, registration and the app page read, built once per process.
-mod booking_info;
-mod booking_rename;
-mod callback_call;
-mod company_update;
-mod contact_update;
-mod crm_activity_add;
-mod crm_activity_delete;
-mod crm_feed_post;
-mod deal_update;
-mod invoice_from_deal;
-mod invoice_status;
-mod lead_update;
-mod smtp_send;
-mod user_info;
-
+//! One module per activity, each with a `pub(super) fn activity()` building it. The list in
+//! `catalogue!` below is the only place activities are named; from it come [`all`], the
+//! [`Catalogue`] (the map by code that the runner, registration and the app page read, built
+//! once per process) and the [`codes`] the ingress accepts.
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use b24flow_common::catalogue::Codes;
 
 use crate::activity::Activity;
 use crate::schema::{ActivityDef, ROBOT_PREFIX};
 
-/// Every implemented activity, in registration order.
-pub fn all() -> Vec<Arc<dyn Activity>> {
-    vec![
-        Arc::new(user_info::UserInfo),
-        Arc::new(smtp_send::SmtpSend),
-        Arc::new(callback_call::CallbackCall),
-        Arc::new(booking_info::BookingInfo),
-        Arc::new(booking_rename::BookingRename),
-        Arc::new(crate::crm::update::CrmUpdate(&company_update::SPEC)),
-        Arc::new(crate::crm::update::CrmUpdate(&contact_update::SPEC)),
-        Arc::new(crate::crm::update::CrmUpdate(&lead_update::SPEC)),
-        Arc::new(crate::crm::update::CrmUpdate(&deal_update::SPEC)),
-        Arc::new(crm_activity_add::CrmActivityAdd),
-        Arc::new(crm_activity_delete::CrmActivityDelete),
-        Arc::new(crm_feed_post::CrmFeedPost),
-        Arc::new(invoice_status::InvoiceStatus),
-        Arc::new(invoice_from_deal::InvoiceFromDeal),
-    ]
+/// Declares each activity module and lists its `activity()` in [`all`], so that adding an
+/// activity is one line here.
+macro_rules! catalogue {
+    ($($module:ident),+ $(,)?) => {
+        $(mod $module;)+
+
+        /// Every implemented activity, in registration order.
+        pub fn all() -> Vec<Arc<dyn Activity>> {
+            vec![$($module::activity()),+]
+        }
+    };
+}
+
+catalogue! {
+    user_info,
+    smtp_send,
+    callback_call,
+    booking_info,
+    booking_rename,
+    company_update,
+    contact_update,
+    lead_update,
+    deal_update,
+    crm_activity_add,
+    crm_activity_delete,
+    crm_feed_post,
+    invoice_status,
+    invoice_from_deal,
+}
+
+/// The codes of every implemented activity, for the ingress (which cannot import this crate).
+pub fn codes() -> Codes {
+    Codes::new(all().iter().map(|activity| activity.definition().code))
 }
 
 /// The activities a worker runs, by code. Definitions are built once here, not per job.
@@ -46,6 +50,7 @@ pub struct Catalogue {
     activities: Vec<Arc<dyn Activity>>,
     definitions: Vec<ActivityDef>,
     by_code: HashMap<&'static str, usize>,
+    codes: Codes,
 }
 
 impl Catalogue {
@@ -57,10 +62,12 @@ impl Catalogue {
             .enumerate()
             .map(|(i, def)| (def.code, i))
             .collect();
+        let codes = Codes::new(definitions.iter().map(|def| def.code));
         Self {
             activities,
             definitions,
             by_code,
+            codes,
         }
     }
 
@@ -89,8 +96,9 @@ impl Catalogue {
         &self.definitions
     }
 
-    pub fn codes(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.definitions.iter().map(|def| def.code)
+    /// Their codes, which also label this worker's metrics.
+    pub fn codes(&self) -> &Codes {
+        &self.codes
     }
 
     /// The keys of properties flagged secret, each once.
@@ -110,18 +118,26 @@ impl Catalogue {
 
 #[cfg(test)]
 mod tests {
-    use super::Catalogue;
-    use b24flow_common::{catalogue, secrets};
+    use super::{codes, Catalogue};
+    use b24flow_common::secrets;
 
-    // The ingress imports only `common`, so it keeps its own copy of what it must know
-    // before any worker runs; this catalogue is the source and these tests keep them equal.
     #[test]
-    fn the_codes_the_ingress_accepts_are_this_catalogue() {
-        let mut ours: Vec<&str> = Catalogue::standard().codes().collect();
-        let mut accepted = catalogue::ACTIVITY_CODES.to_vec();
-        ours.sort_unstable();
-        accepted.sort_unstable();
-        assert_eq!(ours, accepted);
+    fn every_activity_has_a_code_of_its_own() {
+        let catalogue = Catalogue::standard();
+        let mut seen = std::collections::HashSet::new();
+        for def in catalogue.definitions() {
+            assert!(seen.insert(def.code), "{} is listed twice", def.code);
+        }
+    }
+
+    #[test]
+    fn the_ingress_accepts_every_code_of_this_catalogue_and_no_other() {
+        let accepted = codes();
+        for def in Catalogue::standard().definitions() {
+            assert!(accepted.is_activity(def.code), "{}", def.code);
+            assert!(accepted.is_activity(&format!("robot_{}", def.code)));
+        }
+        assert!(!accepted.is_activity("register") && !accepted.is_activity("smtp_send2"));
     }
 
     #[test]

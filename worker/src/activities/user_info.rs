@@ -3,6 +3,7 @@
 //! reference. Department names are then kept per portal for a minute, so a busy portal pays
 //! one command per job for the profile and one for the answer, not three (issue 9: at
 //! 2 requests/s × 50 commands that is the difference between 33 and 50 jobs/s).
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +16,10 @@ use crate::text;
 use crate::values::{id_of, is_yes, text_of, yes_no};
 
 pub struct UserInfo;
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(UserInfo)
+}
 
 /// How long a department's name is reused without asking the portal again.
 const DEPARTMENT_NAME_TTL: Duration = Duration::from_secs(60);

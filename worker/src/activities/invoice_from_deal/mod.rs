@@ -7,6 +7,8 @@ mod legacy;
 mod read;
 mod smart;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map};
@@ -20,6 +22,10 @@ use crate::crm;
 use read::InvoiceKind;
 
 pub struct InvoiceFromDeal;
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(InvoiceFromDeal)
+}
 
 const MARKER: &str = "invoice";
 

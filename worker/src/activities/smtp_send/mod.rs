@@ -10,6 +10,8 @@ mod settings;
 mod ssrf;
 mod transport;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use b24flow_common::bitrix::ErrorKind;
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,10 @@ use settings::{quoted, Settings};
 use transport::{Delivery, Session, Timeouts, Trust};
 
 pub struct SmtpSend;
+
+pub(super) fn activity() -> Arc<dyn Activity> {
+    Arc::new(SmtpSend)
+}
 
 /// Marker of the accepted message; its value is the run's log line.
 const ACCEPTED: &str = "smtp.accepted";
