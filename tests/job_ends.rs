@@ -134,6 +134,17 @@ fn end(id: Uuid, attempt: i32, state: JobState, message: &str) -> Finish {
     }
 }
 
+/// Jobs of accepted calls, one per event token, left queued (the app runs no worker).
+async fn queued_jobs(app: &TestApp, tokens: &[&str]) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for token in tokens {
+        let call = raw_call(app, "user_info", token);
+        assert_eq!(app.post_form("/b24/activity", call).await.status(), 200);
+        ids.push(app.job_id_of(token).await);
+    }
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_attempts_end_in_a_group_changes_nothing_and_the_others_end() {
     let app = spawn_app_with(AppOptions {
@@ -141,12 +152,7 @@ async fn a_stale_attempts_end_in_a_group_changes_nothing_and_the_others_end() {
         ..Default::default()
     })
     .await;
-    let mut ids = Vec::new();
-    for token in ["e-end-a", "e-end-b", "e-end-c"] {
-        let call = raw_call(&app, "user_info", token);
-        assert_eq!(app.post_form("/b24/activity", call).await.status(), 200);
-        ids.push(app.job_id_of(token).await);
-    }
+    let ids = queued_jobs(&app, &["e-end-a", "e-end-b", "e-end-c"]).await;
     let client = app.pool.get().await.expect("db");
     let lease = Duration::from_secs(30);
     for &id in &ids {
@@ -229,12 +235,7 @@ async fn jobs_taken_together_each_get_one_attempt_in_their_order_and_a_repeated_
         ..Default::default()
     })
     .await;
-    let mut ids = Vec::new();
-    for token in ["e-claim-a", "e-claim-b", "e-claim-c"] {
-        let call = raw_call(&app, "user_info", token);
-        assert_eq!(app.post_form("/b24/activity", call).await.status(), 200);
-        ids.push(app.job_id_of(token).await);
-    }
+    let ids = queued_jobs(&app, &["e-claim-a", "e-claim-b", "e-claim-c"]).await;
     let client = app.pool.get().await.expect("db");
     let lease = Duration::from_secs(30);
     // Job c is already taken by someone else; job a is asked for twice in the group.
