@@ -1,6 +1,7 @@
-//! The activity codes a process accepts (ACTIVITIES.md). The ingress refuses calls for any
-//! other code, and only these (and `register`) become metric labels, so a caller that
-//! invents codes cannot grow the number of series. The list itself is the worker's
+//! The activity codes a process accepts (ACTIVITIES.md), and which of their properties are
+//! secret. The ingress refuses calls for any other code, and only these (and `register`)
+//! become metric labels, so a caller that invents codes cannot grow the number of series;
+//! the secret properties it seals away before a call is stored. The list itself is the worker's
 //! (`worker/src/activities/mod.rs`); the ingress imports only `common`, so the `b24flow`
 //! binary, which links both, builds [`Codes`] from the worker's catalogue and hands it over.
 
@@ -10,19 +11,33 @@ pub const ROBOT_PREFIX: &str = "robot_";
 /// The code of a portal's registration job.
 pub const REGISTER_CODE: &str = "register";
 
-/// The activity codes of one catalogue, in registration order.
+/// The activity codes of one catalogue, in registration order, and the keys of the
+/// properties its schema flags secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Codes {
     // A list, not a set: a catalogue is a few dozen codes at most, and comparing that many
     // short strings costs less than hashing the code on every call.
     codes: Vec<&'static str>,
+    secret_properties: Vec<&'static str>,
 }
 
 impl Codes {
     pub fn new(codes: impl IntoIterator<Item = &'static str>) -> Self {
         Self {
             codes: codes.into_iter().collect(),
+            secret_properties: Vec::new(),
         }
+    }
+
+    /// The same codes, whose properties named `keys` are secret.
+    pub fn with_secret_properties(mut self, keys: impl IntoIterator<Item = &'static str>) -> Self {
+        self.secret_properties = keys.into_iter().collect();
+        self
+    }
+
+    /// Property keys whose values never reach the job row, logs or operators.
+    pub fn secret_properties(&self) -> &[&'static str] {
+        &self.secret_properties
     }
 
     /// True for a code of the catalogue, as an activity or as a robot.

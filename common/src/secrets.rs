@@ -10,10 +10,6 @@ use serde_json::{Map, Value};
 
 use crate::crypto::{CryptoError, SecretBox};
 
-/// Property keys whose values never reach the job row, logs or operators. The worker's
-/// schema flags them (`Property::secret`); its unit test keeps this list equal to the flags.
-pub const SECRET_PROPERTIES: &[&str] = &["smtp_password"];
-
 /// Where the run-as token sits in the sealed object.
 const RUN_AS_KEY: &str = "$run_as";
 
@@ -68,16 +64,18 @@ impl RunAs {
     }
 }
 
-/// Removes secret properties from `properties` and seals them with the run-as token;
-/// `None` when there is nothing to keep.
+/// Removes the properties named by `secret_keys` (the catalogue's secret flags,
+/// `catalogue::Codes::secret_properties`) from `properties` and seals them with the run-as
+/// token; `None` when there is nothing to keep.
 pub fn split_secrets(
     properties: &mut Value,
+    secret_keys: &[&str],
     run_as: Option<&RunAs>,
     secrets: &SecretBox,
 ) -> Option<Vec<u8>> {
     let mut taken = Map::new();
     if let Some(map) = properties.as_object_mut() {
-        for key in SECRET_PROPERTIES {
+        for key in secret_keys {
             if let Some(v) = map.remove(*key) {
                 taken.insert((*key).to_string(), v);
             }
@@ -175,7 +173,13 @@ mod tests {
     fn the_run_as_token_is_sealed_apart_from_the_properties() {
         let secrets = secret_box();
         let mut properties = json!({"smtp_password": "pw", "subject": "Hi"});
-        let sealed = split_secrets(&mut properties, Some(&token()), &secrets).expect("sealed");
+        let sealed = split_secrets(
+            &mut properties,
+            &["smtp_password"],
+            Some(&token()),
+            &secrets,
+        )
+        .expect("sealed");
         assert_eq!(properties, json!({"subject": "Hi"}));
         let merged = merge_secrets(&properties, Some(&sealed), &secrets).unwrap();
         assert_eq!(merged, json!({"subject": "Hi", "smtp_password": "pw"}));
@@ -191,7 +195,13 @@ mod tests {
     fn a_rotated_token_replaces_the_old_one_and_keeps_the_properties() {
         let secrets = secret_box();
         let mut properties = json!({"smtp_password": "pw"});
-        let sealed = split_secrets(&mut properties, Some(&token()), &secrets).unwrap();
+        let sealed = split_secrets(
+            &mut properties,
+            &["smtp_password"],
+            Some(&token()),
+            &secrets,
+        )
+        .unwrap();
         let rotated = RunAs {
             access_token: "access-2".into(),
             refresh_token: Some("refresh-2".into()),
@@ -210,7 +220,7 @@ mod tests {
         assert_eq!(run_as(Some(&old), &secrets).unwrap(), None);
         assert_eq!(run_as(None, &secrets).unwrap(), None);
         let mut nothing = json!({"subject": "Hi"});
-        assert!(split_secrets(&mut nothing, None, &secrets).is_none());
+        assert!(split_secrets(&mut nothing, &["smtp_password"], None, &secrets).is_none());
         assert!(RunAs::from_call(Some(" "), None, None, None, None, 0).is_none());
     }
 }

@@ -190,7 +190,12 @@ async fn accept_inner(
         raw("user_id"),
         chrono::Utc::now().timestamp(),
     );
-    let sealed = secrets::split_secrets(&mut properties, run_as.as_ref(), &state.config.secrets);
+    let sealed = secrets::split_secrets(
+        &mut properties,
+        state.activity_codes.secret_properties(),
+        run_as.as_ref(),
+        &state.config.secrets,
+    );
     let job = NewJob {
         portal_id: portal.id,
         kind: JobKind::Activity,

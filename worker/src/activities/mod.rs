@@ -40,9 +40,10 @@ catalogue! {
     invoice_from_deal,
 }
 
-/// The codes of every implemented activity, for the ingress (which cannot import this crate).
+/// The codes and secret properties of every implemented activity, for the ingress (which
+/// cannot import this crate).
 pub fn codes() -> Codes {
-    Codes::new(all().iter().map(|activity| activity.definition().code))
+    Catalogue::standard().codes().clone()
 }
 
 /// The activities a worker runs, by code. Definitions are built once here, not per job.
@@ -62,7 +63,8 @@ impl Catalogue {
             .enumerate()
             .map(|(i, def)| (def.code, i))
             .collect();
-        let codes = Codes::new(definitions.iter().map(|def| def.code));
+        let codes = Codes::new(definitions.iter().map(|def| def.code))
+            .with_secret_properties(secret_properties(&definitions));
         Self {
             activities,
             definitions,
@@ -100,26 +102,24 @@ impl Catalogue {
     pub fn codes(&self) -> &Codes {
         &self.codes
     }
+}
 
-    /// The keys of properties flagged secret, each once.
-    pub fn secret_properties(&self) -> Vec<&'static str> {
-        let mut keys: Vec<&'static str> = self
-            .definitions
-            .iter()
-            .flat_map(|def| def.properties.iter())
-            .filter(|p| p.secret)
-            .map(|p| p.key)
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys
-    }
+/// The keys of properties flagged secret (`Property::secret`), each once.
+fn secret_properties(definitions: &[ActivityDef]) -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = definitions
+        .iter()
+        .flat_map(|def| def.properties.iter())
+        .filter(|p| p.secret)
+        .map(|p| p.key)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 #[cfg(test)]
 mod tests {
     use super::{codes, Catalogue};
-    use b24flow_common::secrets;
 
     #[test]
     fn every_activity_has_a_code_of_its_own() {
@@ -141,10 +141,8 @@ mod tests {
     }
 
     #[test]
-    fn the_properties_the_ingress_seals_are_the_ones_flagged_secret() {
-        let mut sealed = secrets::SECRET_PROPERTIES.to_vec();
-        sealed.sort_unstable();
-        assert_eq!(Catalogue::standard().secret_properties(), sealed);
+    fn the_ingress_seals_the_smtp_password_and_no_other_property() {
+        assert_eq!(codes().secret_properties(), ["smtp_password"]);
     }
 
     #[test]
