@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use b24flow_common::db::portals;
 use b24flow_sim::{ActivityCall, PortalConfig};
 use serde_json::{json, Value};
 
@@ -173,6 +174,46 @@ async fn calls_arriving_together_are_stored_together_and_a_repeated_call_stays_o
         tokens.len()
     );
     assert_each_answered_once(&app, &tokens).await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_committed_while_its_portals_token_is_being_refreshed() {
+    let app = spawn_app_with(AppOptions {
+        worker: false,
+        ..Default::default()
+    })
+    .await;
+    let mut refresher = app.pool.get().await.expect("db");
+    let portal_id: i64 = refresher
+        .query_one(
+            "SELECT id FROM portals WHERE member_id = $1",
+            &[&app.portal.member_id()],
+        )
+        .await
+        .expect("portal")
+        .get(0);
+    // A refresh holds the portal's token row for as long as the OAuth server takes.
+    let refresh = refresher.transaction().await.expect("tx");
+    portals::lock_tokens(&refresh, &app.config.secrets, portal_id)
+        .await
+        .expect("lock")
+        .expect("tokens");
+    let call = raw_call(&app, "user_info", "e-during-refresh");
+    assert_eq!(app.post_form("/b24/activity", call).await.status(), 200);
+    // Committed, not handed to the broker because the insert waited on the row lock (no
+    // worker runs here, so a handed-off call would not be in `jobs`).
+    let client = app.pool.get().await.expect("db");
+    let stored: i64 = client
+        .query_one(
+            "SELECT count(*) FROM jobs WHERE event_token = 'e-during-refresh'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(stored, 1);
+    refresh.rollback().await.expect("rollback");
     app.cleanup().await;
 }
 

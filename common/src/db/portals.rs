@@ -184,7 +184,10 @@ pub async fn load_tokens(
 }
 
 /// Locks the portal's token row for a refresh (the caller holds the transaction) and
-/// returns the tokens as they are now.
+/// returns the tokens as they are now. `FOR NO KEY UPDATE`, not `FOR UPDATE`: the lock spans
+/// the OAuth call, and a full row lock would also stop every insert of a job for the portal
+/// (its foreign key check takes `FOR KEY SHARE`), holding up the portal's calls for as long
+/// as the OAuth server takes.
 pub async fn lock_tokens(
     tx: &impl GenericClient,
     secrets: &SecretBox,
@@ -194,7 +197,7 @@ pub async fn lock_tokens(
         .query_opt_prepared(
             "SELECT access_token_enc, refresh_token_enc, token_expires_at, token_version,
                     install_generation
-             FROM portals WHERE id = $1 AND access_token_enc IS NOT NULL FOR UPDATE",
+             FROM portals WHERE id = $1 AND access_token_enc IS NOT NULL FOR NO KEY UPDATE",
             &[&id],
         )
         .await?;
