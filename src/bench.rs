@@ -158,6 +158,7 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     };
 
     let accepted = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
     let answered = Arc::new(AtomicUsize::new(0));
     let fired = Arc::new(AtomicUsize::new(0));
     let answered_in_storm = Arc::new(AtomicUsize::new(usize::MAX));
@@ -208,7 +209,8 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     let results: Vec<Option<(String, Duration)>> = stream::iter(0..args.calls)
         .map(|i| {
             let portal = portal.clone();
-            let (accepted, answered) = (accepted.clone(), answered.clone());
+            let (accepted, answered, refused) =
+                (accepted.clone(), answered.clone(), refused.clone());
             let fired_count = fired.clone();
             let storm_over_at = storm_over_at.clone();
             let user = users[i % users.len()];
@@ -226,7 +228,12 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
                 };
                 let fired = portal.fire(call).await;
                 fired_count.fetch_add(1, Ordering::Relaxed);
-                let fired = fired.ok().filter(|f| f.status.is_success())?;
+                if let Some(reason) = crate::bench_answers::refusal(&fired) {
+                    let mut refused = refused.lock().unwrap_or_else(|e| e.into_inner());
+                    *refused.entry(reason).or_insert(0usize) += 1;
+                    return None;
+                }
+                let fired = fired.ok()?;
                 accepted.fetch_add(1, Ordering::Relaxed);
                 // However long the storm lasts, each call has ANSWER_WAIT after it ends.
                 let send = loop {
@@ -290,6 +297,9 @@ async fn chaos(mut config: Config, args: ChaosArgs) -> anyhow::Result<()> {
     println!();
     println!("calls                 {}", args.calls);
     println!("accepted (200)        {accepted}");
+    for (reason, count) in refused.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        println!("  refused: {reason:<12} {count}");
+    }
     println!("answered              {}", latencies.len());
     println!("  during the storm    {answered_in_storm}");
     println!("  of them successful  {answered_ok}");

@@ -80,3 +80,19 @@ pub(crate) async fn wait_for_answers(
         tokio::time::sleep(LOOK_EVERY).await;
     }
 }
+
+/// Why the ingress did not accept a fired call (its status and error code, or why it was
+/// not sent); `None` when it was accepted.
+pub(crate) fn refusal(fired: &anyhow::Result<b24flow_sim::FiredCall>) -> Option<String> {
+    match fired {
+        Ok(fired) if fired.status.is_success() => None,
+        Ok(fired) => {
+            let code = serde_json::from_str::<serde_json::Value>(&fired.body)
+                .ok()
+                .and_then(|b| b["error"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            Some(format!("{} {code}", fired.status.as_u16()))
+        }
+        Err(error) => Some(format!("not sent: {}", error.root_cause())),
+    }
+}

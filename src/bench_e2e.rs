@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::process::Child;
 
-use crate::bench_answers::{answered_count, wait_for_answers};
+use crate::bench_answers::{answered_count, refusal, wait_for_answers};
 use crate::bench_pipeline::UNLIMITED;
 use crate::bench_portal::percentile;
 use crate::bench_procs::{free_loopback_address, role_process, wait_healthy, Role, Watched};
@@ -356,19 +356,9 @@ async fn fire_all(
                 let call =
                     ActivityCall::new("user_info", json!({ "user_id": format!("user_{user}") }))
                         .run_as(user);
-                let reason = match portal.fire(call).await {
-                    Ok(fired) if fired.status.is_success() => {
-                        accepted.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    Ok(fired) => {
-                        let code = serde_json::from_str::<serde_json::Value>(&fired.body)
-                            .ok()
-                            .and_then(|b| b["error"].as_str().map(str::to_string))
-                            .unwrap_or_default();
-                        format!("{} {code}", fired.status.as_u16())
-                    }
-                    Err(error) => format!("not sent: {}", error.root_cause()),
+                let Some(reason) = refusal(&portal.fire(call).await) else {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    return;
                 };
                 let mut refused = refused.lock().unwrap_or_else(|e| e.into_inner());
                 *refused.entry(reason).or_default() += 1;
