@@ -51,6 +51,16 @@ pub fn yes_no(b: bool) -> &'static str {
     }
 }
 
+/// The `result` return value (`OK`/`ERROR`) of activities that report their outcome so.
+pub fn result_property() -> crate::schema::Property {
+    crate::schema::Property::new(
+        "result",
+        crate::schema::PropType::String,
+        "Result (OK/ERROR)",
+        "Результат (OK/ERROR)",
+    )
+}
+
 /// Return values that mark a failure in activities with a `result` of `OK`/`ERROR`.
 pub fn result_error() -> Map<String, Value> {
     let mut values = Map::new();

@@ -163,24 +163,7 @@ pub async fn load_tokens(
     secrets: &SecretBox,
     id: i64,
 ) -> Result<Option<PortalTokens>, DbError> {
-    let row = client
-        .query_opt_prepared(
-            "SELECT access_token_enc, refresh_token_enc, token_expires_at, token_version,
-                    install_generation
-             FROM portals WHERE id = $1 AND access_token_enc IS NOT NULL",
-            &[&id],
-        )
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let access: Vec<u8> = row.try_get(0)?;
-    let refresh: Vec<u8> = row.try_get(1)?;
-    Ok(Some(PortalTokens {
-        access_token: secrets.decrypt_str(&access)?,
-        refresh_token: secrets.decrypt_str(&refresh)?,
-        expires_at: row.try_get(2)?,
-        version: row.try_get(3)?,
-        install_generation: row.try_get(4)?,
-    }))
+    read_tokens(client, secrets, TOKENS_SQL, id).await
 }
 
 /// Locks the portal's token row for a refresh (the caller holds the transaction) and
@@ -193,15 +176,24 @@ pub async fn lock_tokens(
     secrets: &SecretBox,
     id: i64,
 ) -> Result<Option<PortalTokens>, DbError> {
-    let row = tx
-        .query_opt_prepared(
-            "SELECT access_token_enc, refresh_token_enc, token_expires_at, token_version,
-                    install_generation
-             FROM portals WHERE id = $1 AND access_token_enc IS NOT NULL FOR NO KEY UPDATE",
-            &[&id],
-        )
-        .await?;
-    let Some(row) = row else { return Ok(None) };
+    let sql = format!("{TOKENS_SQL} FOR NO KEY UPDATE");
+    read_tokens(tx, secrets, &sql, id).await
+}
+
+/// The stored token pair of a portal that has one.
+const TOKENS_SQL: &str = "SELECT access_token_enc, refresh_token_enc, token_expires_at,
+                                 token_version, install_generation
+                          FROM portals WHERE id = $1 AND access_token_enc IS NOT NULL";
+
+async fn read_tokens(
+    client: &impl GenericClient,
+    secrets: &SecretBox,
+    sql: &str,
+    id: i64,
+) -> Result<Option<PortalTokens>, DbError> {
+    let Some(row) = client.query_opt_prepared(sql, &[&id]).await? else {
+        return Ok(None);
+    };
     let access: Vec<u8> = row.try_get(0)?;
     let refresh: Vec<u8> = row.try_get(1)?;
     Ok(Some(PortalTokens {

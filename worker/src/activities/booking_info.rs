@@ -109,20 +109,7 @@ impl Activity for BookingInfo {
                 "Reads the resources, users, time and service of a resource booking",
                 "Получает ресурсы, пользователей, время и услугу бронирования",
             ),
-            properties: vec![Property::new(
-                "booking",
-                PropType::String,
-                "Booking (field value)",
-                "Бронирование (значение поля)",
-            )
-            .required()
-            .multiple()
-            .help(
-                "The booking field's value, e.g. {=Document:UF_CRM_…}: booking IDs, or \
-                 user|5|01.05.2026 10:00:00|3600|Service strings (type|id|start|seconds|service).",
-                "Значение поля бронирования, например {=Document:UF_CRM_…}: ID бронирований \
-                 или строки user|5|01.05.2026 10:00:00|3600|Услуга (тип|ID|начало|секунды|услуга).",
-            )],
+            properties: vec![crate::calendar::booking::booking_property()],
             returns: vec![
                 Property::new("resource_names", PropType::String, "Resources", "Ресурсы")
                     .multiple(),

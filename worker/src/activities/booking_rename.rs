@@ -58,20 +58,7 @@ impl Activity for BookingRename {
                 "Переименовывает события бронирования в календарях всех пользователей",
             ),
             properties: vec![
-                Property::new(
-                    "booking",
-                    PropType::String,
-                    "Booking (field value)",
-                    "Бронирование (значение поля)",
-                )
-                .required()
-                .multiple()
-                .help(
-                    "The booking field's value, e.g. {=Document:UF_CRM_…}: booking IDs, or \
-                 user|5|01.05.2026 10:00:00|3600|Service strings (type|id|start|seconds|service).",
-                    "Значение поля бронирования, например {=Document:UF_CRM_…}: ID бронирований \
-                 или строки user|5|01.05.2026 10:00:00|3600|Услуга (тип|ID|начало|секунды|услуга).",
-                ),
+                crate::calendar::booking::booking_property(),
                 Property::new(
                     "name",
                     PropType::String,
@@ -89,12 +76,7 @@ impl Activity for BookingRename {
                     "Новое описание событий. Пусто — описание не меняется.",
                 ),
             ],
-            returns: vec![Property::new(
-                "result",
-                PropType::String,
-                "Result (OK/ERROR)",
-                "Результат (OK/ERROR)",
-            )],
+            returns: vec![crate::values::result_property()],
         }
     }
 

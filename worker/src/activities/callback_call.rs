@@ -149,12 +149,7 @@ impl Activity for CallbackCall {
                 voice,
             ],
             returns: vec![
-                Property::new(
-                    "result",
-                    PropType::String,
-                    "Result (OK/ERROR)",
-                    "Результат (OK/ERROR)",
-                ),
+                crate::values::result_property(),
                 Property::new("call_id", PropType::String, "Call ID", "ID звонка"),
             ],
         }

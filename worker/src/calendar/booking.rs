@@ -8,6 +8,24 @@ use crate::activity::{ActivityError, Input};
 use crate::schema::Text;
 use crate::{text, texts};
 
+/// The `booking` property both booking activities take: the booking field's value.
+pub fn booking_property() -> crate::schema::Property {
+    crate::schema::Property::new(
+        "booking",
+        crate::schema::PropType::String,
+        "Booking (field value)",
+        "Бронирование (значение поля)",
+    )
+    .required()
+    .multiple()
+    .help(
+        "The booking field's value, e.g. {=Document:UF_CRM_…}: booking IDs, or \
+         user|5|01.05.2026 10:00:00|3600|Service strings (type|id|start|seconds|service).",
+        "Значение поля бронирования, например {=Document:UF_CRM_…}: ID бронирований \
+         или строки user|5|01.05.2026 10:00:00|3600|Услуга (тип|ID|начало|секунды|услуга).",
+    )
+}
+
 /// A booking as the workflow gave it: IDs, written entries, or both.
 #[derive(Debug, Default, PartialEq)]
 pub struct BookingValue {

@@ -188,12 +188,7 @@ impl Activity for SmtpSend {
                      виде и удаляется после выполнения.",
                 ),
             ],
-            returns: vec![Property::new(
-                "result",
-                PropType::String,
-                "Result (OK/ERROR)",
-                "Результат (OK/ERROR)",
-            )],
+            returns: vec![crate::values::result_property()],
         }
     }
 
