@@ -177,7 +177,7 @@ async fn consume_once(
         .basic_cancel(consumer.tag(), BasicCancelOptions::default())
         .await;
     finish_in_flight(tracker, hand_back, settings.shutdown_deadline).await;
-    let _ = conn.close(200, "shutdown".into()).await;
+    b24flow_common::amqp::close(&conn, "shutdown").await;
     outcome
 }
 

@@ -101,7 +101,7 @@ async fn consume_once(
             None => break Err(AmqpError::Nacked("intake consumer cancelled".into())),
         }
     };
-    let _ = conn.close(200, "shutdown".into()).await;
+    b24flow_common::amqp::close(&conn, "shutdown").await;
     outcome
 }
 

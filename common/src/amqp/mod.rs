@@ -22,6 +22,8 @@ pub enum AmqpError {
     ConfirmTimeout,
     #[error("rabbitmq did not answer the connect in time")]
     ConnectTimeout,
+    #[error("rabbitmq did not answer in time: {0}")]
+    Timeout(&'static str),
     #[error("rabbitmq is unreachable; not trying again for a moment")]
     Unavailable,
 }
@@ -52,4 +54,15 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, AmqpError> {
         .await
         .map_err(|_| AmqpError::ConnectTimeout)?
         .map_err(AmqpError::from)
+}
+
+/// How long a polite close may wait for the broker's `close-ok`. lapin can leave the close
+/// waiting forever when the socket went away first (seen: a test hung in its cleanup after
+/// the broker logged "client unexpectedly closed TCP connection"); past this the connection
+/// is simply dropped, which the broker handles like any lost client.
+pub const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes `conn` politely, waiting at most [`CLOSE_WAIT`].
+pub async fn close(conn: &Connection, why: &str) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, conn.close(200, why.into())).await;
 }

@@ -255,7 +255,7 @@ impl Publisher {
 
     pub async fn close(&self) {
         if let Some((conn, _)) = self.link.lock().await.take() {
-            let _ = conn.close(200, "bye".into()).await;
+            super::close(&conn, "bye").await;
         }
     }
 }

@@ -7,6 +7,10 @@ use lapin::{Channel, ExchangeKind};
 
 use super::{connect, AmqpError};
 
+/// How long declaring or deleting everything may take once connected: a broker that stops
+/// answering half-way must not hold a setup (or a test's cleanup) forever.
+const SETUP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Names of every exchange and queue, all under one prefix so test runs and deployments
 /// can share a broker.
 #[derive(Clone, Debug)]
@@ -49,11 +53,14 @@ impl Topology {
     /// publishes (`b24flow all`, the demo, benchmarks, tests).
     pub async fn declare_at(&self, amqp_url: &str) -> Result<(), AmqpError> {
         let conn = connect(amqp_url, "b24flow-setup").await?;
-        let declared = match conn.create_channel().await {
-            Ok(channel) => self.declare(&channel).await,
-            Err(e) => Err(e.into()),
+        let declare = async {
+            let channel = conn.create_channel().await?;
+            self.declare(&channel).await
         };
-        let _ = conn.close(200, "done".into()).await;
+        let declared = tokio::time::timeout(SETUP_WAIT, declare)
+            .await
+            .unwrap_or(Err(AmqpError::Timeout("declaring the queues")));
+        super::close(&conn, "done").await;
         declared
     }
 
@@ -61,11 +68,14 @@ impl Topology {
     /// benchmarks and tests).
     pub async fn delete_at(&self, amqp_url: &str) -> Result<(), AmqpError> {
         let conn = connect(amqp_url, "b24flow-cleanup").await?;
-        let deleted = match conn.create_channel().await {
-            Ok(channel) => self.delete(&channel).await,
-            Err(e) => Err(e.into()),
+        let delete = async {
+            let channel = conn.create_channel().await?;
+            self.delete(&channel).await
         };
-        let _ = conn.close(200, "done".into()).await;
+        let deleted = tokio::time::timeout(SETUP_WAIT, delete)
+            .await
+            .unwrap_or(Err(AmqpError::Timeout("deleting the queues")));
+        super::close(&conn, "done").await;
         deleted
     }
 
