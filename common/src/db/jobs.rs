@@ -311,26 +311,58 @@ pub async fn insert_many(
         .iter()
         .map(|row| row.try_get(0))
         .collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(rows.len());
-    for input in rows {
-        // A second copy of a call within the group carries the same id as its first.
-        out.push(if new.remove(&input.id) {
-            Inserted::New(input.id)
-        } else {
-            Inserted::Duplicate(existing_id(client, input).await?)
-        });
-    }
-    Ok(out)
+    // A second copy of a call within the group carries the same id as its first.
+    let is_new: Vec<bool> = rows.iter().map(|input| new.remove(&input.id)).collect();
+    let repeated: Vec<&NewRow> = rows
+        .iter()
+        .zip(&is_new)
+        .filter(|(_, new)| !**new)
+        .map(|(input, _)| input)
+        .collect();
+    let mut existing = existing_ids(client, &repeated).await?.into_iter();
+    rows.iter()
+        .zip(is_new)
+        .map(|(input, new)| match new {
+            true => Ok(Inserted::New(input.id)),
+            false => existing
+                .next()
+                .map(Inserted::Duplicate)
+                .ok_or_else(|| DbError::Config("a repeated call's job was not found".into())),
+        })
+        .collect()
 }
 
-async fn existing_id(client: &impl GenericClient, row: &NewRow<'_>) -> Result<Uuid, DbError> {
+/// The jobs that repeated calls are copies of (same portal and event token, or same id), in
+/// their order; one statement for all of them.
+async fn existing_ids(
+    client: &impl GenericClient,
+    rows: &[&NewRow<'_>],
+) -> Result<Vec<Uuid>, DbError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let portal_ids: Vec<i64> = rows.iter().map(|r| r.job.portal_id).collect();
+    let tokens: Vec<Option<&str>> = rows.iter().map(|r| r.job.event_token.as_deref()).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let found = client
-        .query_one_prepared(
-            "SELECT id FROM jobs WHERE (portal_id = $1 AND event_token = $2) OR id = $3 LIMIT 1",
-            &[&row.job.portal_id, &row.job.event_token, &row.id],
+        .query_prepared(
+            "SELECT j.id
+             FROM unnest($1::int8[], $2::text[], $3::uuid[]) WITH ORDINALITY AS i(portal_id, event_token, id, n)
+             CROSS JOIN LATERAL (
+                 SELECT id FROM jobs
+                 WHERE (portal_id = i.portal_id AND event_token = i.event_token) OR id = i.id
+                 LIMIT 1
+             ) j
+             ORDER BY i.n",
+            &[&portal_ids, &tokens, &ids],
         )
         .await?;
-    Ok(found.try_get(0)?)
+    if found.len() != rows.len() {
+        return Err(DbError::Config(
+            "a repeated call's job was not found".into(),
+        ));
+    }
+    found.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
 pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Job>, DbError> {
