@@ -105,7 +105,7 @@ async fn a_sigkilled_worker_process_loses_no_call_and_each_ends_once() {
     let app = spawn_app_with(AppOptions {
         worker: false,
         install: false,
-        portal: slow_portal(0.5, 400),
+        portal: slow_portal(1.0, 800),
         ..Default::default()
     })
     .await;
@@ -113,7 +113,21 @@ async fn a_sigkilled_worker_process_loses_no_call_and_each_ends_once() {
     app.install_only().await;
     app.wait_registered().await;
     let tokens = fire_many(&app, 40).await;
-    wait_until(|| async { app.portal.event_sends().len() >= 5 }).await;
+    // Killed while attempts are under way. Counting answers instead raced the worker: jobs
+    // claimed together are answered in one batch, so "5 answered" could mean all 40.
+    wait_until(|| async {
+        let client = app.pool.get().await.expect("db");
+        let running: i64 = client
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE kind = 'activity' AND state = 'running'",
+                &[],
+            )
+            .await
+            .expect("count running jobs")
+            .get(0);
+        running >= 5
+    })
+    .await;
     worker.start_kill().expect("SIGKILL");
     let _ = worker.wait().await;
     let answered_at_kill = app.portal.event_sends().len();
