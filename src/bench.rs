@@ -34,7 +34,8 @@ pub enum BenchCommand {
     /// The whole path over many portals without limits: jobs/s and p50/p99 from call to
     /// `event.send` with every job in flight at once, and each process's peak memory.
     E2e(crate::bench_e2e::E2eArgs),
-    /// The shared limiter's cost: one Postgres statement per request, over many portals.
+    /// The shared limiter's cost over many portals: one Postgres statement per request
+    /// side by side with requests gathered into shared statements.
     Limiter(crate::bench_portal::LimiterArgs),
     /// One worker process's jobs/s, CPU and memory per concurrency (no rate limit).
     Pipeline(crate::bench_pipeline::PipelineArgs),

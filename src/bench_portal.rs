@@ -49,7 +49,7 @@ pub struct LimiterArgs {
     portals: usize,
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Statements in flight at once (worker connections).
+    /// Requests asking for grants at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     #[arg(long)]
@@ -425,18 +425,92 @@ pub async fn limiter(mut config: Config, args: LimiterArgs) -> anyhow::Result<()
             )
             .await?;
     }
+    // Side by side in one run: each request its own statement, then this process's
+    // concurrent requests gathered into shared statements (what the worker does).
+    let requests_pool = pool_big.clone();
+    let single = limiter_round(&args, move |portal| {
+        let pool = requests_pool.clone();
+        async move {
+            let client = pool.get().await?;
+            db::portal_limits::acquire(&client, portal, 3).await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    let grants = db::portal_limits::GatheredGrants::start(pool_big.clone(), 3);
+    let gatherer = grants.clone();
+    let gathered = limiter_round(&args, move |portal| {
+        let grants = gatherer.clone();
+        async move {
+            grants.acquire(portal).await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
+    drop(grants);
+    let rows: Vec<Value> = [
+        ("one statement per request", single),
+        ("gathered", gathered),
+    ]
+    .into_iter()
+    .map(|(mode, mut took)| {
+        took.sort();
+        json!({
+            "mode": mode,
+            "portals": args.portals,
+            "requests_in_flight": args.concurrency,
+            "grants": took.len(),
+            "grants_per_sec": took.len() as f64 / args.seconds,
+            "p50_ms": percentile(&took, 0.50) * 1000.0,
+            "p99_ms": percentile(&took, 0.99) * 1000.0,
+            "needed_at_standard_rate_per_sec": args.portals as f64 * 2.0,
+        })
+    })
+    .collect();
+    drop(pool_big);
+    drop(pool);
+    b24flow_common::db::drop_database(&config.database_url).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("| mode | portals | requests in flight | grants/s | p50 | p99 | needed at 2 req/s per portal |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in &rows {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.0}/s |",
+            row["mode"].as_str().unwrap_or_default(),
+            row["portals"],
+            row["requests_in_flight"],
+            row["grants_per_sec"].as_f64().unwrap_or_default(),
+            row["p50_ms"].as_f64().unwrap_or_default(),
+            row["p99_ms"].as_f64().unwrap_or_default(),
+            row["needed_at_standard_rate_per_sec"]
+                .as_f64()
+                .unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+/// `concurrency` requesters asking for random portals' grants for `seconds`; how long
+/// each grant took.
+async fn limiter_round<F, Fut>(args: &LimiterArgs, grant: F) -> anyhow::Result<Vec<Duration>>
+where
+    F: Fn(i64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let tasks: Vec<_> = (0..args.concurrency.max(1))
         .map(|_| {
-            let pool = pool_big.clone();
+            let grant = grant.clone();
             let portals = args.portals as i64;
             tokio::spawn(async move {
                 let mut took = Vec::new();
-                let client = pool.get().await?;
                 while Instant::now() < deadline {
                     let portal = rand::random::<u32>() as i64 % portals + 1;
                     let t = Instant::now();
-                    db::portal_limits::acquire(&client, portal, 3).await?;
+                    grant(portal).await?;
                     took.push(t.elapsed());
                 }
                 anyhow::Ok(took)
@@ -447,35 +521,5 @@ pub async fn limiter(mut config: Config, args: LimiterArgs) -> anyhow::Result<()
     for t in tasks {
         all.extend(t.await??);
     }
-    all.sort();
-    let row = json!({
-        "portals": args.portals,
-        "concurrency": args.concurrency,
-        "statements": all.len(),
-        "statements_per_sec": all.len() as f64 / args.seconds,
-        "p50_ms": percentile(&all, 0.50) * 1000.0,
-        "p99_ms": percentile(&all, 0.99) * 1000.0,
-        "needed_at_standard_rate_per_sec": args.portals as f64 * 2.0,
-    });
-    drop(pool_big);
-    drop(pool);
-    b24flow_common::db::drop_database(&config.database_url).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&row)?);
-        return Ok(());
-    }
-    println!("| portals | statements in flight | acquires/s | p50 | p99 | needed at 2 req/s per portal |");
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.0}/s |",
-        row["portals"],
-        row["concurrency"],
-        row["statements_per_sec"].as_f64().unwrap_or_default(),
-        row["p50_ms"].as_f64().unwrap_or_default(),
-        row["p99_ms"].as_f64().unwrap_or_default(),
-        row["needed_at_standard_rate_per_sec"]
-            .as_f64()
-            .unwrap_or_default(),
-    );
-    Ok(())
+    Ok(all)
 }

@@ -493,7 +493,7 @@ async fn a_paused_portals_jobs_wait_without_spending_attempts_and_run_when_resum
         let client = app.pool.get().await.unwrap();
         client
             .query_one(
-                "SELECT published_at IS NOT NULL FROM jobs WHERE id = $1",
+                "SELECT NOT EXISTS (SELECT 1 FROM job_unconfirmed WHERE job_id = $1)",
                 &[&id],
             )
             .await

@@ -49,16 +49,7 @@ async fn claim(db: &Pool, ids: &[Uuid], lease: Duration) -> Vec<Result<Option<Jo
         Ok(jobs) => jobs.into_iter().map(Ok).collect(),
         Err(e) => {
             tracing::warn!(error = %e, jobs = ids.len(), "the claims were not stored");
-            ids.iter().map(|_| Err(copy_of(&e))).collect()
+            ids.iter().map(|_| Err(e.copy_for_group("claim"))).collect()
         }
-    }
-}
-
-/// The group's error for each of its jobs, of the same kind (`DbError` is not `Clone`).
-fn copy_of(e: &DbError) -> DbError {
-    if e.is_unreachable() {
-        DbError::Timeout("claim: Postgres did not answer")
-    } else {
-        DbError::Config(format!("claim: {e}"))
     }
 }

@@ -47,6 +47,7 @@ pub async fn sweep(db: &Pool, publisher: &Publisher) -> Result<usize, DbError> {
             "orphaned jobs handed back (their worker stopped)"
         );
     }
+    jobs::forget_settled_unconfirmed(&client, PUBLISH_GRACE).await?;
     let mut published = 0;
     loop {
         let due = jobs::due_for_publish(&client, PUBLISH_GRACE, STALE_PUBLISH, BATCH).await?;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::db::{portal_limits, DbError, Pool};
+use crate::db::portal_limits::{self, GatheredGrants};
+use crate::db::{DbError, Pool};
 use crate::metrics;
 
 /// Requests of the bucket we leave unused: our grant time and the portal's arrival time
@@ -28,6 +29,8 @@ const UNKNOWN_RESET_PARK_SECS: f64 = 60.0;
 #[derive(Clone)]
 pub(crate) struct Limiter {
     db: Pool,
+    /// Grants asked at the same moment by this process's requests share one statement.
+    grants: GatheredGrants,
     /// Woken when an operator changes a portal's plan, so nobody waits out the old rate.
     plans_changed: Arc<Notify>,
 }
@@ -35,6 +38,7 @@ pub(crate) struct Limiter {
 impl Limiter {
     pub(crate) fn new(db: Pool) -> Self {
         Self {
+            grants: GatheredGrants::start(db.clone(), HEADROOM),
             db,
             plans_changed: Arc::new(Notify::new()),
         }
@@ -53,10 +57,7 @@ impl Limiter {
             let changed = self.plans_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let answer = {
-                let client = self.db.get().await?;
-                portal_limits::acquire(&client, portal_id, HEADROOM).await?
-            };
+            let answer = self.grants.acquire(portal_id).await?;
             if answer.granted {
                 metrics::REST_LIMITER_WAIT.observe(started.elapsed().as_secs_f64());
                 return Ok(answer.parked);

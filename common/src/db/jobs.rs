@@ -239,7 +239,8 @@ pub struct NewRow<'a> {
 }
 
 /// Inserts many jobs, their history rows and their sealed secrets in one statement (one
-/// commit). Answers in input order: `New` for a row stored now, `Duplicate` with the
+/// commit). Each new job is in the outbox (`job_unconfirmed`) until its publish is
+/// confirmed ([`mark_published_many`]) or the sweeper publishes it. Answers in input order: `New` for a row stored now, `Duplicate` with the
 /// existing job's id for a repeated `(portal, event_token)`, within the group too, or for
 /// an id already stored.
 pub async fn insert_many(
@@ -276,12 +277,15 @@ pub async fn insert_many(
                                           max_attempts, secret_enc, runs_as_user, n)
              ), ins AS (
                  INSERT INTO jobs (id, portal_id, kind, code, event_token, workflow_id, document_id,
-                                   properties, timeout_duration, max_attempts, runs_as_user)
+                                   properties, timeout_duration, max_attempts, runs_as_user,
+                                   published_at)
                  SELECT id, portal_id, kind, code, event_token, workflow_id, document_id,
-                        properties, timeout_duration, max_attempts, runs_as_user
+                        properties, timeout_duration, max_attempts, runs_as_user, now()
                  FROM input ORDER BY n
                  ON CONFLICT DO NOTHING
                  RETURNING id
+             ), unconfirmed AS (
+                 INSERT INTO job_unconfirmed (job_id) SELECT id FROM ins
              ), ev AS (
                  INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
                  SELECT id, 0, NULL, 'queued', 'accepted' FROM ins
@@ -422,17 +426,12 @@ pub async fn mark_published(
     id: Uuid,
     attempt: i32,
 ) -> Result<(), DbError> {
-    client
-        .execute_prepared(
-            "UPDATE jobs SET published_at = now()
-             WHERE id = $1 AND state = 'queued' AND attempt = $2 AND published_at IS NULL",
-            &[&id, &attempt],
-        )
-        .await?;
-    Ok(())
+    mark_published_many(client, &[(id, attempt)]).await
 }
 
-/// [`mark_published`] for many `(job, attempt)` confirms in one statement.
+/// [`mark_published`] for many `(job, attempt)` confirms in one statement. A new job's
+/// confirm only takes it out of the outbox (a narrow row); the wide `jobs` row is written
+/// only for jobs the sweeper or an operator put back in the queue.
 pub async fn mark_published_many(
     client: &impl GenericClient,
     published: &[(Uuid, i32)],
@@ -443,14 +442,21 @@ pub async fn mark_published_many(
     let ids: Vec<Uuid> = published.iter().map(|p| p.0).collect();
     let attempts: Vec<i32> = published.iter().map(|p| p.1).collect();
     client
-        .execute_prepared(
+        .query_prepared(
             // A mark lost in a Postgres crash only makes the sweeper publish the job
             // again (a stale delivery), so its commit does not wait for the WAL flush.
-            "UPDATE jobs SET published_at = now()
-             FROM unnest($1::uuid[], $2::int4[]) AS p(id, attempt),
-                  set_config('synchronous_commit', 'off', true)
-             WHERE jobs.id = p.id AND jobs.state = 'queued' AND jobs.attempt = p.attempt
-               AND jobs.published_at IS NULL",
+            "WITH p AS (
+                 SELECT * FROM unnest($1::uuid[], $2::int4[]) AS p(id, attempt)
+             ), confirmed AS (
+                 DELETE FROM job_unconfirmed u USING p
+                 WHERE u.job_id = p.id AND p.attempt = 0
+             ), requeued AS (
+                 UPDATE jobs SET published_at = now()
+                 FROM p
+                 WHERE jobs.id = p.id AND jobs.state = 'queued' AND jobs.attempt = p.attempt
+                   AND jobs.published_at IS NULL
+             )
+             SELECT set_config('synchronous_commit', 'off', true)",
             &[&ids, &attempts],
         )
         .await?;
@@ -753,11 +759,18 @@ pub async fn due_for_publish(
 ) -> Result<Vec<(Uuid, i32)>, DbError> {
     let rows = client
         .query_prepared(
-            "SELECT id, attempt FROM jobs
-             WHERE state = 'queued' AND run_at <= now()
-               AND ((published_at IS NULL
-                     AND (attempt > 0 OR updated_at <= now() - make_interval(secs => $1)))
-                    OR published_at <= now() - make_interval(secs => $2))
+            "SELECT id, attempt FROM (
+                 SELECT j.id, j.attempt, j.run_at
+                 FROM job_unconfirmed u JOIN jobs j ON j.id = u.job_id
+                 WHERE u.stored_at <= now() - make_interval(secs => $1)
+                   AND j.state = 'queued' AND j.run_at <= now()
+                 UNION
+                 SELECT id, attempt, run_at FROM jobs
+                 WHERE state = 'queued' AND run_at <= now()
+                   AND ((published_at IS NULL
+                         AND (attempt > 0 OR updated_at <= now() - make_interval(secs => $1)))
+                        OR published_at <= now() - make_interval(secs => $2))
+             ) due
              ORDER BY run_at
              LIMIT $3",
             &[&grace.as_secs_f64(), &stale_after.as_secs_f64(), &limit],
@@ -766,6 +779,24 @@ pub async fn due_for_publish(
     rows.iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect()
+}
+
+/// Takes out of the outbox the jobs that are no longer queued although their confirm was
+/// never recorded (the ingress died between the broker's confirm and its mark, and a worker
+/// ran the job): nothing is left to publish for them.
+pub async fn forget_settled_unconfirmed(
+    client: &impl GenericClient,
+    grace: Duration,
+) -> Result<u64, DbError> {
+    client
+        .execute_prepared(
+            "DELETE FROM job_unconfirmed u
+             WHERE u.stored_at <= now() - make_interval(secs => $1)
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = u.job_id AND j.state = 'queued')",
+            &[&grace.as_secs_f64()],
+        )
+        .await
+        .map_err(Into::into)
 }
 
 /// Running attempts whose lease ran out (their worker died) go back to the queue.

@@ -41,6 +41,18 @@ impl DbError {
     }
 }
 
+impl DbError {
+    /// This error for each member of a group whose one statement failed (`DbError` is not
+    /// `Clone`): of the same kind, so each member retries or gives up as it would alone.
+    pub fn copy_for_group(&self, what: &'static str) -> DbError {
+        if self.is_unreachable() {
+            DbError::Timeout(what)
+        } else {
+            DbError::Config(format!("{what}: {self}"))
+        }
+    }
+}
+
 /// How long a connect to Postgres may take unless the URL says otherwise
 /// (`connect_timeout=`): a blackholed server must not hold a request for minutes.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

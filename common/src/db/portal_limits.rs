@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{DbError, GenericClient, Prepared};
+use super::{DbError, GenericClient, Pool, Prepared};
+use crate::gather::{GatherSettings, Gatherer};
 
 /// Where a plan change is announced to every process.
 pub const LIMITS_CHANGED_CHANNEL: &str = "b24flow_portal_limits_changed";
@@ -125,6 +126,79 @@ pub async fn acquire(
         wait_secs: row.get::<_, f64>(1).max(0.0),
         parked: row.get(2),
     })
+}
+
+/// Takes one request from each listed portal's bucket in one statement and one commit (a
+/// portal may be listed more than once): the answers in input order, each as
+/// [`acquire`] would give it.
+pub async fn acquire_many(
+    client: &impl GenericClient,
+    portal_ids: &[i64],
+    headroom: i32,
+) -> Result<Vec<Acquired>, DbError> {
+    let rows = client
+        .query_prepared(
+            "SELECT granted, wait_secs, parked FROM portal_limit_acquire_many($1, $2) ORDER BY n",
+            &[&portal_ids, &headroom],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Acquired {
+            granted: row.get(0),
+            wait_secs: row.get::<_, f64>(1).max(0.0),
+            parked: row.get(2),
+        })
+        .collect())
+}
+
+/// The grants of one process gathered (`crate::gather`): requests that ask while a group
+/// statement runs go out together in the next one, so a busy worker pays one commit for
+/// many grants instead of one each, and a lone request waits for nobody.
+#[derive(Clone)]
+pub struct GatheredGrants {
+    asks: Gatherer<i64, Result<Acquired, DbError>>,
+}
+
+const GATHER_GRANTS: GatherSettings = GatherSettings {
+    window: std::time::Duration::ZERO,
+    max_group: 256,
+    slots: 2,
+    queue: 16_384,
+};
+
+impl GatheredGrants {
+    /// Starts the gathering task (it ends when the last clone is dropped).
+    pub fn start(db: Pool, headroom: i32) -> Self {
+        let asks = Gatherer::start(GATHER_GRANTS, move |portal_ids: Vec<i64>| {
+            let db = db.clone();
+            async move {
+                let granted = match db.get().await {
+                    Ok(client) => acquire_many(&client, &portal_ids, headroom).await,
+                    Err(e) => Err(e.into()),
+                };
+                match granted {
+                    Ok(answers) => answers.into_iter().map(Ok).collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, requests = portal_ids.len(), "the limiter's bucket did not answer");
+                        portal_ids
+                            .iter()
+                            .map(|_| Err(e.copy_for_group("limiter grant")))
+                            .collect()
+                    }
+                }
+            }
+        });
+        Self { asks }
+    }
+
+    /// One request from the portal's bucket, or how long to wait; see [`acquire`].
+    pub async fn acquire(&self, portal_id: i64) -> Result<Acquired, DbError> {
+        self.asks
+            .submit(portal_id)
+            .await
+            .unwrap_or(Err(DbError::Config("the limiter stopped".into())))
+    }
 }
 
 /// The portal refused a request with `QUERY_LIMIT_EXCEEDED`: its bucket is full, whatever
