@@ -84,7 +84,10 @@ struct Report {
 #[derive(Serialize)]
 struct ProcessRow {
     process: String,
+    /// While the calls were fired and answered (the peak is reset after the install).
     peak_rss_mib: f64,
+    /// While the portals were installed and their registrations ran.
+    install_peak_rss_mib: f64,
     /// From the first call on (not the install).
     cpu_secs: f64,
 }
@@ -328,9 +331,11 @@ async fn measure(installation: &Installation, args: &E2eArgs) -> anyhow::Result<
         span_secs: span,
         processes: watched
             .readings()
-            .map(|(name, stats)| ProcessRow {
+            .zip(watched.setup_peaks())
+            .map(|((name, stats), (_, install_peak))| ProcessRow {
                 process: name.to_string(),
                 peak_rss_mib: stats.peak_rss_mib,
+                install_peak_rss_mib: install_peak,
                 cpu_secs: stats.cpu_secs,
             })
             .collect(),
@@ -399,11 +404,18 @@ fn print_table(report: &Report) {
         format!("{:.0}", report.p99_ms),
     ]);
     let mut processes = comfy_table::Table::new();
-    processes.set_header(vec!["process", "peak RSS MiB", "CPU s", "cores"]);
+    processes.set_header(vec![
+        "process",
+        "peak RSS MiB (calls)",
+        "peak RSS MiB (install)",
+        "CPU s",
+        "cores",
+    ]);
     for p in &report.processes {
         processes.add_row(vec![
             p.process.clone(),
             format!("{:.0}", p.peak_rss_mib),
+            format!("{:.0}", p.install_peak_rss_mib),
             format!("{:.1}", p.cpu_secs),
             format!(
                 "{:.2}",

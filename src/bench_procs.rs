@@ -147,6 +147,8 @@ struct WatchedProcess {
     last: ProcessStats,
     /// CPU time at [`Watched::mark`], so a setup phase is not counted.
     cpu_at_mark: f64,
+    /// Peak memory before the mark (the setup phase's); after it the peak starts afresh.
+    setup_peak_rss_mib: f64,
 }
 
 impl Watched {
@@ -159,6 +161,7 @@ impl Watched {
                     pid,
                     last: ProcessStats::default(),
                     cpu_at_mark: 0.0,
+                    setup_peak_rss_mib: 0.0,
                 })
                 .collect(),
         }
@@ -169,31 +172,48 @@ impl Watched {
         for p in self.processes.iter_mut() {
             if let Some(now) = ProcessStats::read(p.pid) {
                 p.last = ProcessStats {
-                    cpu_secs: now.cpu_secs,
                     peak_rss_mib: now.peak_rss_mib.max(p.last.peak_rss_mib),
+                    ..now
                 };
             }
         }
     }
 
-    /// From now on CPU time counts.
+    /// From now on CPU time and peak memory count; the peak so far is kept apart as the
+    /// setup's.
     pub(crate) fn mark(&mut self) {
         self.sample();
         for p in self.processes.iter_mut() {
             p.cpu_at_mark = p.last.cpu_secs;
+            p.setup_peak_rss_mib = p.last.peak_rss_mib;
+            if crate::proc_stats::reset_peak_rss(p.pid) {
+                p.last.peak_rss_mib = p.last.rss_mib;
+            } else {
+                eprintln!(
+                    "  (the peak memory of {} cannot be reset: its peak includes the setup)",
+                    p.name
+                );
+            }
         }
     }
 
-    /// Each process's name, peak memory so far and CPU time since the mark.
+    /// Each process's name, peak memory and CPU time since the mark.
     pub(crate) fn readings(&self) -> impl Iterator<Item = (&str, ProcessStats)> {
         self.processes.iter().map(|p| {
             (
                 p.name.as_str(),
                 ProcessStats {
                     cpu_secs: p.last.cpu_secs - p.cpu_at_mark,
-                    peak_rss_mib: p.last.peak_rss_mib,
+                    ..p.last
                 },
             )
         })
+    }
+
+    /// Each process's name and its peak memory before the mark.
+    pub(crate) fn setup_peaks(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.processes
+            .iter()
+            .map(|p| (p.name.as_str(), p.setup_peak_rss_mib))
     }
 }

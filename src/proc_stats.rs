@@ -7,8 +7,11 @@ const TICKS_PER_SEC: f64 = 100.0;
 pub struct ProcessStats {
     /// User + system CPU time so far.
     pub cpu_secs: f64,
-    /// Peak resident memory (VmHWM).
+    /// Peak resident memory (VmHWM) since the process started or its peak was last
+    /// reset ([`reset_peak_rss`]).
     pub peak_rss_mib: f64,
+    /// Resident memory now (VmRSS).
+    pub rss_mib: f64,
 }
 
 impl ProcessStats {
@@ -22,17 +25,27 @@ impl ProcessStats {
         let utime: f64 = fields.get(11)?.parse().ok()?;
         let stime: f64 = fields.get(12)?.parse().ok()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let peak_kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
+        let kib = |field: &str| -> f64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
         Some(Self {
             cpu_secs: (utime + stime) / TICKS_PER_SEC,
-            peak_rss_mib: peak_kib / 1024.0,
+            peak_rss_mib: kib("VmHWM:") / 1024.0,
+            rss_mib: kib("VmRSS:") / 1024.0,
         })
     }
+}
+
+/// Starts the process's peak resident memory afresh from what it holds now (Linux:
+/// `5` written to `/proc/<pid>/clear_refs`), so a setup phase's peak is not counted as the
+/// measured phase's. False when the kernel did not take it.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
 /// The machine's CPU counters (`/proc/stat`, first line).

@@ -106,6 +106,11 @@ impl Portal {
             .no_proxy()
             .user_agent("Bitrix24 Webhook Engine")
             .timeout(Duration::from_secs(60))
+            // Shorter than any server's keep-alive limit (an application's server may close
+            // an idle connection after a few seconds): a pooled connection the server is
+            // closing just as a call reuses it fails that call before it arrives
+            // ("connection closed before message completed", seen in `bench e2e`).
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()?;
         Ok(Portal {
             inner: Arc::new(PortalInner {
