@@ -529,3 +529,43 @@ async fn bench_e2e_answers_every_job_with_success() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_row_whose_job_already_ran_is_forgotten_without_a_publish() {
+    let app = spawn_app().await;
+    let token = warm_up(&app).await;
+    let id = app.job_id_of(&token).await;
+    // The ingress died after the broker's confirm and before its mark: the job ran, but
+    // its outbox row stayed.
+    let client = app.pool.get().await.expect("db");
+    client
+        .execute(
+            "INSERT INTO job_unconfirmed (job_id, stored_at) VALUES ($1, now() - interval '1 hour')",
+            &[&id],
+        )
+        .await
+        .expect("outbox row");
+    let publisher = b24flow_common::amqp::Publisher::new(
+        &app.config.amqp_url,
+        b24flow_common::amqp::Topology::new(&app.config.amqp_prefix),
+    );
+    let published = b24flow_worker::sweeper::sweep(&app.pool, &publisher)
+        .await
+        .expect("sweep");
+    assert_eq!(
+        published, 0,
+        "nothing is left to publish for a finished job"
+    );
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM job_unconfirmed WHERE job_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
+    assert_each_answered_once(&app, &[token]).await;
+    drop(client);
+    app.cleanup().await;
+}

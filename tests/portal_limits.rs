@@ -416,6 +416,77 @@ async fn the_shared_bucket_grants_its_burst_less_headroom_then_names_the_wait() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_asked_together_come_in_their_order_each_from_its_own_portals_bucket() {
+    let app = spawn_app().await;
+    let slow = portal_id(&app, &app.portal).await;
+    let client = app.pool.get().await.expect("db");
+    let others: Vec<i64> = client
+        .query(
+            "INSERT INTO portals (member_id, domain, client_endpoint)
+             SELECT 'grouped-' || g, 'g' || g || '.example', 'https://g' || g || '.example/rest/'
+               FROM generate_series(1, 2) g
+             RETURNING id",
+            &[],
+        )
+        .await
+        .expect("portals")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (roomy, unseen) = (others[0], others[1]);
+    // Burst 5 less 3 of headroom: two grants each, and nothing drains during the test.
+    for id in [slow, roomy] {
+        db::portal_limits::set_plan(
+            &client,
+            id,
+            Plan::Custom {
+                rate_per_sec: 0.01,
+                burst: 5,
+            },
+        )
+        .await
+        .expect("plan");
+    }
+    client
+        .execute(
+            "UPDATE portal_limits SET tat = now(), requests = 0 WHERE portal_id = ANY($1)",
+            &[&vec![slow, roomy]],
+        )
+        .await
+        .expect("empty buckets");
+    let asked = [slow, roomy, slow, slow, unseen, roomy];
+    let answers = db::portal_limits::acquire_many(&client, &asked, 3)
+        .await
+        .expect("grants");
+    let granted: Vec<bool> = answers.iter().map(|a| a.granted).collect();
+    assert_eq!(granted, [true, true, true, false, true, true]);
+    assert!(answers[3].wait_secs > 50.0, "{}", answers[3].wait_secs);
+    for (id, requests, plan) in [
+        (slow, 2, "custom"),
+        (roomy, 2, "custom"),
+        (unseen, 1, "standard"),
+    ] {
+        let state = db::portal_limits::get_state(&client, id)
+            .await
+            .expect("state")
+            .expect("portal");
+        assert_eq!(
+            (state.requests, state.plan.as_str()),
+            (requests, plan),
+            "portal {id}"
+        );
+    }
+    let setting: String = client
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(setting, "on");
+    drop(client);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_log_says_which_calls_shared_a_batch_and_with_how_many_commands() {
     use b24flow_common::bitrix::call_log::{CallLog, Outcome, Request};
     let app = spawn_app().await;
