@@ -523,10 +523,12 @@ async fn bench_e2e_answers_every_job_with_success() {
         .collect();
     assert_eq!(processes, ["ingress", "worker 1", "bench (simulator)"]);
     for process in report["processes"].as_array().into_iter().flatten() {
-        assert!(
-            process["peak_rss_mib"].as_f64().unwrap_or(0.0) > 0.0,
-            "{process}"
-        );
+        for peak in ["peak_rss_mib", "install_peak_rss_mib"] {
+            assert!(
+                process[peak].as_f64().unwrap_or(0.0) > 0.0,
+                "{peak}: {process}"
+            );
+        }
     }
 }
 
@@ -568,4 +570,25 @@ async fn an_outbox_row_whose_job_already_ran_is_forgotten_without_a_publish() {
     assert_each_answered_once(&app, &[token]).await;
     drop(client);
     app.cleanup().await;
+}
+
+/// A short run of `b24flow bench limiter`: both ways of asking the shared bucket grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_limiter_measures_single_and_gathered_grants() {
+    let report = run_bench(&[
+        "limiter",
+        "--portals",
+        "20",
+        "--seconds",
+        "0.5",
+        "--concurrency",
+        "4",
+    ])
+    .await;
+    let rows = report.as_array().expect("rows");
+    let modes: Vec<&str> = rows.iter().filter_map(|r| r["mode"].as_str()).collect();
+    assert_eq!(modes, ["one statement per request", "gathered"]);
+    for row in rows {
+        assert!(row["grants"].as_u64().unwrap_or(0) > 0, "{row}");
+    }
 }
