@@ -35,6 +35,17 @@ fn bitrix(app: &TestApp) -> Bitrix {
 }
 
 /// Waits until `n` consumers take jobs from the work queue.
+/// The unflushed commit of a grant is the grant's own: the connection's later statements
+/// commit as usual.
+async fn assert_later_commits_wait_for_the_flush(client: &impl db::GenericClient) {
+    let setting: String = client
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .expect("show")
+        .get(0);
+    assert_eq!(setting, "on");
+}
+
 async fn wait_for_consumers(app: &TestApp, n: u32) {
     let conn = b24flow_common::amqp::connect(AMQP_URL, "test-consumers")
         .await
@@ -389,14 +400,7 @@ async fn the_shared_bucket_grants_its_burst_less_headroom_then_names_the_wait() 
         .expect("state")
         .expect("portal");
     assert_eq!(state.requests, 2);
-    // The unflushed commit is the acquire's own: the connection's later statements commit
-    // as usual.
-    let setting: String = client
-        .query_one("SHOW synchronous_commit", &[])
-        .await
-        .expect("show")
-        .get(0);
-    assert_eq!(setting, "on");
+    assert_later_commits_wait_for_the_flush(&client).await;
     // A portal without a row gets one, on the standard plan, with its first grant.
     client
         .execute("DELETE FROM portal_limits WHERE portal_id = $1", &[&id])
@@ -476,12 +480,7 @@ async fn grants_asked_together_come_in_their_order_each_from_its_own_portals_buc
             "portal {id}"
         );
     }
-    let setting: String = client
-        .query_one("SHOW synchronous_commit", &[])
-        .await
-        .expect("show")
-        .get(0);
-    assert_eq!(setting, "on");
+    assert_later_commits_wait_for_the_flush(&client).await;
     drop(client);
     app.cleanup().await;
 }

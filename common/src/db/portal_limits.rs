@@ -121,11 +121,16 @@ pub async fn acquire(
             &[&portal_id, &headroom],
         )
         .await?;
-    Ok(Acquired {
+    Ok(acquired(&row))
+}
+
+/// A row of `granted, wait_secs, parked`.
+fn acquired(row: &tokio_postgres::Row) -> Acquired {
+    Acquired {
         granted: row.get(0),
         wait_secs: row.get::<_, f64>(1).max(0.0),
         parked: row.get(2),
-    })
+    }
 }
 
 /// Takes one request from each listed portal's bucket in one statement and one commit (a
@@ -142,14 +147,7 @@ pub async fn acquire_many(
             &[&portal_ids, &headroom],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| Acquired {
-            granted: row.get(0),
-            wait_secs: row.get::<_, f64>(1).max(0.0),
-            parked: row.get(2),
-        })
-        .collect())
+    Ok(rows.iter().map(acquired).collect())
 }
 
 /// The grants of one process gathered (`crate::gather`): requests that ask while a group
