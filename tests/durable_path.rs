@@ -547,10 +547,7 @@ async fn an_outbox_row_whose_job_already_ran_is_forgotten_without_a_publish() {
         )
         .await
         .expect("outbox row");
-    let publisher = b24flow_common::amqp::Publisher::new(
-        &app.config.amqp_url,
-        b24flow_common::amqp::Topology::new(&app.config.amqp_prefix),
-    );
+    let publisher = publisher_of(&app);
     let published = b24flow_worker::sweeper::sweep(&app.pool, &publisher)
         .await
         .expect("sweep");
@@ -591,4 +588,70 @@ async fn bench_limiter_measures_single_and_gathered_grants() {
     for row in rows {
         assert!(row["grants"].as_u64().unwrap_or(0) > 0, "{row}");
     }
+}
+
+fn publisher_of(app: &TestApp) -> b24flow_common::amqp::Publisher {
+    b24flow_common::amqp::Publisher::new(
+        &app.config.amqp_url,
+        b24flow_common::amqp::Topology::new(&app.config.amqp_prefix),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_whose_first_confirm_was_never_recorded_is_published_once() {
+    let app = spawn_app_with(AppOptions {
+        worker: false,
+        install: true,
+        ..Default::default()
+    })
+    .await;
+    let client = app.pool.get().await.expect("db");
+    let portal_id = portals::find_by_member_id(&client, &app.portal.member_id())
+        .await
+        .expect("lookup")
+        .expect("installed")
+        .id;
+    let job = b24flow_common::db::jobs::NewJob {
+        portal_id,
+        kind: b24flow_common::db::jobs::JobKind::Activity,
+        code: "user_info".into(),
+        event_token: Some("retry-outbox".into()),
+        workflow_id: None,
+        document_id: Value::Null,
+        properties: json!({ "user_id": "user_1" }),
+        timeout_duration: 0,
+        max_attempts: 3,
+        runs_as_user: false,
+    };
+    let id = b24flow_common::db::jobs::insert(&client, &job, None)
+        .await
+        .expect("job")
+        .id();
+    // Its first message went out unconfirmed and ran; the attempt failed and the job waits
+    // for its retry, due now, with the first publish's outbox row still there.
+    client
+        .execute(
+            "UPDATE jobs SET attempt = 1, published_at = NULL, run_at = now() WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("retry");
+    client
+        .execute(
+            "INSERT INTO job_unconfirmed (job_id, stored_at) VALUES ($1, now() - interval '1 hour')
+             ON CONFLICT (job_id) DO UPDATE SET stored_at = EXCLUDED.stored_at",
+            &[&id],
+        )
+        .await
+        .expect("outbox row");
+    let publisher = publisher_of(&app);
+    let sweep = || b24flow_worker::sweeper::sweep(&app.pool, &publisher);
+    assert_eq!(sweep().await.expect("sweep"), 1, "the retry is published");
+    assert_eq!(
+        sweep().await.expect("sweep"),
+        0,
+        "its confirm took it out of the outbox too: no second publish"
+    );
+    drop(client);
+    app.cleanup().await;
 }

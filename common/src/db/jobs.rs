@@ -239,10 +239,10 @@ pub struct NewRow<'a> {
 }
 
 /// Inserts many jobs, their history rows and their sealed secrets in one statement (one
-/// commit). Each new job is in the outbox (`job_unconfirmed`) until its publish is
-/// confirmed ([`mark_published_many`]) or the sweeper publishes it. Answers in input order: `New` for a row stored now, `Duplicate` with the
-/// existing job's id for a repeated `(portal, event_token)`, within the group too, or for
-/// an id already stored.
+/// commit). Each new job is in the outbox (`job_unconfirmed`) until a publish of it is
+/// confirmed ([`mark_published_many`]). Answers in input order: `New` for a row stored
+/// now, `Duplicate` with the existing job's id for a repeated `(portal, event_token)`,
+/// within the group too, or for an id already stored.
 pub async fn insert_many(
     client: &impl GenericClient,
     rows: &[NewRow<'_>],
@@ -429,9 +429,10 @@ pub async fn mark_published(
     mark_published_many(client, &[(id, attempt)]).await
 }
 
-/// [`mark_published`] for many `(job, attempt)` confirms in one statement. A new job's
-/// confirm only takes it out of the outbox (a narrow row); the wide `jobs` row is written
-/// only for jobs the sweeper or an operator put back in the queue.
+/// [`mark_published`] for many `(job, attempt)` confirms in one statement. Any confirmed
+/// message of a job takes it out of the outbox (a narrow row: the broker holds the job
+/// now, whichever attempt it names); the wide `jobs` row is written only for jobs the
+/// sweeper or an operator put back in the queue.
 pub async fn mark_published_many(
     client: &impl GenericClient,
     published: &[(Uuid, i32)],
@@ -449,7 +450,7 @@ pub async fn mark_published_many(
                  SELECT * FROM unnest($1::uuid[], $2::int4[]) AS p(id, attempt)
              ), confirmed AS (
                  DELETE FROM job_unconfirmed u USING p
-                 WHERE u.job_id = p.id AND p.attempt = 0
+                 WHERE u.job_id = p.id
              ), requeued AS (
                  UPDATE jobs SET published_at = now()
                  FROM p
