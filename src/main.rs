@@ -15,12 +15,12 @@ mod proc_stats;
 
 use anyhow::Context;
 use b24flow_common::{db, telemetry, Config};
+use clap::{Parser, Subcommand};
 
 /// Every role's allocator (see Cargo.toml for why).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
