@@ -11,19 +11,27 @@ use crate::support::*;
 
 const JOBS: usize = 40;
 
-/// (from_state, to_state, message) of the job, oldest first.
+/// (from_state, to_state, message) of the job as operators read it, oldest first.
 async fn history(app: &TestApp, id: Uuid) -> Vec<(Option<String>, String, Option<String>)> {
     let client = app.pool.get().await.expect("db");
-    client
-        .query(
-            "SELECT from_state, to_state, message FROM job_events WHERE job_id = $1 ORDER BY id",
-            &[&id],
-        )
+    b24flow_common::db::ops::job_detail(&client, id)
         .await
-        .expect("history")
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .expect("job detail")
+        .expect("job")
+        .history
+        .into_iter()
+        .map(|e| (e.from_state, e.to_state, e.message))
         .collect()
+}
+
+/// History rows stored for the job (the acceptance is the job row itself).
+async fn stored_history_rows(app: &TestApp, id: Uuid) -> i64 {
+    let client = app.pool.get().await.expect("db");
+    client
+        .query_one("SELECT count(*) FROM job_events WHERE job_id = $1", &[&id])
+        .await
+        .expect("history rows")
+        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,17 +90,18 @@ async fn many_jobs_ending_at_once_each_end_in_their_own_state_with_their_history
             vec![
                 (None, "queued".into(), Some("accepted".into())),
                 (Some("queued".into()), "running".into(), None),
-                (
-                    Some("running".into()),
-                    "running".into(),
-                    Some(format!(
-                        "ran: {}",
-                        if i % 2 == 0 { "success" } else { "error" }
-                    ))
-                ),
                 (Some("running".into()), expected.into(), Some(message)),
             ],
             "call {i}"
+        );
+        assert_eq!(
+            stored_history_rows(&app, id).await,
+            2,
+            "call {i}: a claim and an end"
+        );
+        assert!(
+            job.result.is_none(),
+            "call {i}: the outcome is the result, stored once"
         );
         let logs = b24flow_common::db::rest_calls::for_job(&client, id)
             .await
@@ -266,5 +275,31 @@ async fn jobs_taken_together_each_get_one_attempt_in_their_order_and_a_repeated_
             .collect();
         assert_eq!(steps, ["queued", "running"], "one history row per claim");
     }
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_accepted_before_v15_shows_its_stored_acceptance_once() {
+    let app = spawn_english_app().await;
+    let call = app.fire("user_info", json!({ "user_id": "user_1" })).await;
+    let id = app.job_id_of(&call.event_token).await;
+    let client = app.pool.get().await.expect("db");
+    client
+        .execute(
+            "INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
+             VALUES ($1, 0, NULL, 'queued', 'accepted')",
+            &[&id],
+        )
+        .await
+        .expect("an acceptance row as V14 wrote it");
+    let accepted: Vec<_> = history(&app, id)
+        .await
+        .into_iter()
+        .filter(|(from, _, _)| from.is_none())
+        .collect();
+    assert_eq!(
+        accepted,
+        [(None, "queued".to_string(), Some("accepted".to_string()))]
+    );
     app.cleanup().await;
 }

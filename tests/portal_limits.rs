@@ -35,6 +35,94 @@ fn bitrix(app: &TestApp) -> Bitrix {
 }
 
 /// Waits until `n` consumers take jobs from the work queue.
+/// A group's grants follow the one-request rule exactly: twin buckets in the same state,
+/// one asked by a group and the other by the same requests one at a time, grant the same
+/// requests, count the same, and tell the refused the same wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_grants_exactly_what_the_same_requests_one_at_a_time_would() {
+    let app = spawn_app().await;
+    let client = app.pool.get().await.expect("db");
+    let ids: Vec<i64> = client
+        .query(
+            "INSERT INTO portals (member_id, domain, client_endpoint)
+             SELECT 'twin-' || g, 't' || g || '.example', 'https://t' || g || '.example/rest/'
+               FROM generate_series(1, 6) g
+             RETURNING id",
+            &[],
+        )
+        .await
+        .expect("portals")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Three pairs: an empty bucket, one half full, one already over its limit. The rate is
+    // slow enough that nothing drains between the two ways of asking.
+    let pairs = [
+        (ids[0], ids[1], 0.0),
+        (ids[2], ids[3], 350.0),
+        (ids[4], ids[5], 900.0),
+    ];
+    for (grouped, single, ahead_secs) in pairs {
+        for id in [grouped, single] {
+            db::portal_limits::set_plan(
+                &client,
+                id,
+                Plan::Custom {
+                    rate_per_sec: 0.01,
+                    burst: 8,
+                },
+            )
+            .await
+            .expect("plan");
+        }
+        client
+            .execute(
+                "UPDATE portal_limits SET tat = now() + make_interval(secs => $2), requests = 0
+                 WHERE portal_id = ANY($1)",
+                &[&vec![grouped, single], &ahead_secs],
+            )
+            .await
+            .expect("bucket state");
+    }
+    let order = [0usize, 1, 0, 2, 0, 0, 1, 2, 0, 1, 0, 0];
+    let grouped_asks: Vec<i64> = order.iter().map(|&p| pairs[p].0).collect();
+    let grouped = db::portal_limits::acquire_many(&client, &grouped_asks, 2)
+        .await
+        .expect("grouped grants");
+    let mut single = Vec::new();
+    for &p in &order {
+        single.push(
+            db::portal_limits::acquire(&client, pairs[p].1, 2)
+                .await
+                .expect("single grant"),
+        );
+    }
+    for (i, (g, s)) in grouped.iter().zip(&single).enumerate() {
+        assert_eq!(g.granted, s.granted, "request {i}");
+        assert!(
+            (g.wait_secs - s.wait_secs).abs() < 5.0,
+            "request {i}: {} vs {}",
+            g.wait_secs,
+            s.wait_secs
+        );
+    }
+    assert!(grouped.iter().any(|a| a.granted) && grouped.iter().any(|a| !a.granted));
+    for (grouped, single, _) in pairs {
+        let requests = |id| {
+            let client = &client;
+            async move {
+                db::portal_limits::get_state(client, id)
+                    .await
+                    .expect("state")
+                    .expect("portal")
+                    .requests
+            }
+        };
+        assert_eq!(requests(grouped).await, requests(single).await);
+    }
+    app.cleanup().await;
+}
+
 /// The unflushed commit of a grant is the grant's own: the connection's later statements
 /// commit as usual.
 async fn assert_later_commits_wait_for_the_flush(client: &impl db::GenericClient) {

@@ -372,7 +372,7 @@ impl Runner {
         } else {
             JobState::Failed
         };
-        let result = serde_json::to_value(outcome).ok();
+        let result = told_apart(job, outcome);
         let error = (!outcome.success).then_some(outcome.error_text.as_str());
         let with_end = (stored == Stored::WithEnd).then_some(outcome);
         let Some(event_token) = job.event_token.as_deref() else {
@@ -534,6 +534,17 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// The job's result when it must be kept beside its outcome: only when what the workflow is
+/// told differs from the outcome the row already holds (an earlier attempt's or an
+/// operator's, completed with the activity's failure values). Otherwise the row's outcome,
+/// stored before the answer or with the end, is the result (operators read
+/// `result` or else `outcome`), and a second copy would only cost a wider row.
+fn told_apart(job: &Job, told: &Outcome) -> Option<Value> {
+    let stored = job.outcome.as_ref()?;
+    let told = serde_json::to_value(told).ok()?;
+    (serde_json::to_value(stored).ok().as_ref() != Some(&told)).then_some(told)
 }
 
 /// Where an activity's outcome is stored: before the answer (it must never run twice) or

@@ -1,6 +1,7 @@
 //! The job repository. Every state change is one guarded statement that also appends to
 //! `job_events`, so the history operators read can never disagree with the row, and a stale
-//! attempt (wrong `attempt` or no longer `running`) changes nothing.
+//! attempt (wrong `attempt` or no longer `running`) changes nothing. The first entry, the
+//! call accepted, is the job row itself (its `created_at`): no history row is written for it.
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -238,7 +239,7 @@ pub struct NewRow<'a> {
     pub secret_enc: Option<&'a [u8]>,
 }
 
-/// Inserts many jobs, their history rows and their sealed secrets in one statement (one
+/// Inserts many jobs and their sealed secrets in one statement (one
 /// commit). Each new job is in the outbox (`job_unconfirmed`) until a publish of it is
 /// confirmed ([`mark_published_many`]). Answers in input order: `New` for a row stored
 /// now, `Duplicate` with the existing job's id for a repeated `(portal, event_token)`,
@@ -286,9 +287,6 @@ pub async fn insert_many(
                  RETURNING id
              ), unconfirmed AS (
                  INSERT INTO job_unconfirmed (job_id) SELECT id FROM ins
-             ), ev AS (
-                 INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
-                 SELECT id, 0, NULL, 'queued', 'accepted' FROM ins
              ), sec AS (
                  INSERT INTO job_secrets (job_id, secret_enc)
                  SELECT i.id, i.secret_enc FROM input i JOIN ins USING (id)
@@ -662,18 +660,12 @@ pub async fn finish_many(
                  WHERE jobs.id = i.id AND jobs.attempt = i.attempt AND jobs.state = 'running'
                  RETURNING jobs.id
              ), ev AS (
-                 -- An outcome stored with the end keeps its own history row, as when it
-                 -- is stored before the answer (`record_outcome`), just ahead of the end.
+                 -- One history row per end. An outcome stored with the end gets none of its
+                 -- own (unlike one stored before the answer, `record_outcome`): the end's
+                 -- message already says how the run went and what the workflow was told.
                  INSERT INTO job_events (job_id, attempt, from_state, to_state, message)
-                 SELECT id, attempt, 'running', to_state, message FROM (
-                     SELECT i.n, 0 AS step, i.id, i.attempt, 'running' AS to_state,
-                            'ran: ' || CASE WHEN (i.outcome->>'success')::bool
-                                            THEN 'success' ELSE 'error' END AS message
-                     FROM input i JOIN upd USING (id) WHERE i.outcome IS NOT NULL
-                     UNION ALL
-                     SELECT i.n, 1, i.id, i.attempt, i.state, i.message
-                     FROM input i JOIN upd USING (id)
-                 ) rows ORDER BY n, step
+                 SELECT i.id, i.attempt, 'running', i.state, i.message
+                 FROM input i JOIN upd USING (id) ORDER BY i.n
              ), sec AS (
                  DELETE FROM job_secrets WHERE job_id IN (SELECT id FROM upd)
              ), log AS (",

@@ -89,9 +89,10 @@ pub(super) const ERROR_CLASS_SQL: &str = "CASE
 END";
 
 /// Jobs an operator may send round again: queued ones (run now), and failed ones whose
-/// workflow never got an answer. A workflow that got its answer has moved on.
+/// workflow never got an answer. A workflow that got its answer has moved on. A failed
+/// job without an error text is not actionable (true or false, never NULL).
 pub(super) const ACTIONABLE_SQL: &str = "(j.state = 'queued' OR (j.state = 'failed'
-    AND (j.kind = 'register' OR j.last_error LIKE 'bizproc.event.send:%')))";
+    AND (j.kind = 'register' OR COALESCE(j.last_error LIKE 'bizproc.event.send:%', false))))";
 
 /// Conditions over `jobs j JOIN portals p`; parameters `$1`..`$7` come from [`JobFilter::params`].
 pub(super) fn where_sql() -> String {

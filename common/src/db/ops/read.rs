@@ -242,8 +242,18 @@ pub async fn job_detail(
 async fn history(client: &impl GenericClient, id: Uuid) -> Result<Vec<HistoryEntry>, DbError> {
     let rows = client
         .query(
-            "SELECT at, attempt, from_state, to_state, message, actor FROM job_events
-             WHERE job_id = $1 ORDER BY id",
+            // The call's acceptance is the job row's own `created_at` (no history row is
+            // written for it); jobs stored before V15 have it as a row.
+            "SELECT at, attempt, from_state, to_state, message, actor FROM (
+                 SELECT j.created_at AS at, 0 AS attempt, NULL::text AS from_state,
+                        'queued' AS to_state, 'accepted' AS message, NULL::text AS actor, 0::int8 AS id
+                 FROM jobs j
+                 WHERE j.id = $1 AND NOT EXISTS (
+                     SELECT 1 FROM job_events e WHERE e.job_id = j.id AND e.from_state IS NULL)
+                 UNION ALL
+                 SELECT at, attempt, from_state, to_state, message, actor, id FROM job_events
+                 WHERE job_id = $1
+             ) history ORDER BY id",
             &[&id],
         )
         .await?;
