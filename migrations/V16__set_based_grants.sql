@@ -1,9 +1,9 @@
 -- The grouped grants of V13, set-based (issue 10). V13 called V11's `portal_limit_acquire`
 -- once per request in a PL/pgSQL loop: at two requests a job it was the busiest statement
 -- of `bench e2e` (~0.17 ms a request, most of it the per-call overhead, not the UPDATE).
--- Now a group costs three statements whatever its size: the missing rows, the row locks
--- in portal order (two groups sharing portals never wait on each other in a circle), and
--- one UPDATE that takes each portal's grants at once.
+-- Now a group costs two statements whatever its size: the row locks in portal order (two
+-- groups sharing portals never wait on each other in a circle; a portal's first use adds
+-- its row first), and one UPDATE that takes each portal's grants at once.
 --
 -- The rule is V11's, per request: the j-th request of a portal in the group (in input
 -- order) is granted while the bucket's theoretical arrival time after j-1 grants,
@@ -15,18 +15,26 @@ CREATE OR REPLACE FUNCTION portal_limit_acquire_many(p_portals BIGINT[], p_headr
 RETURNS TABLE (n BIGINT, granted BOOLEAN, wait_secs DOUBLE PRECISION, parked JSONB)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
+DECLARE
+    locked BIGINT;
 BEGIN
     -- The commit need not wait for the WAL flush; see V11 for why that is safe.
     PERFORM set_config('synchronous_commit', 'off', true);
-    -- First use of a portal: its row with the standard plan.
-    INSERT INTO portal_limits (portal_id)
-    SELECT DISTINCT t.portal_id FROM unnest(p_portals) AS t(portal_id)
-     WHERE NOT EXISTS (SELECT 1 FROM portal_limits l WHERE l.portal_id = t.portal_id)
-    ON CONFLICT DO NOTHING;
     PERFORM 1 FROM portal_limits l
      WHERE l.portal_id = ANY (p_portals)
      ORDER BY l.portal_id
        FOR UPDATE;
+    GET DIAGNOSTICS locked = ROW_COUNT;
+    IF locked < (SELECT count(DISTINCT t.portal_id) FROM unnest(p_portals) AS t(portal_id)) THEN
+        -- First use of a portal: its row with the standard plan, locked like the others.
+        INSERT INTO portal_limits (portal_id)
+        SELECT DISTINCT t.portal_id FROM unnest(p_portals) AS t(portal_id)
+        ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM portal_limits l
+         WHERE l.portal_id = ANY (p_portals)
+         ORDER BY l.portal_id
+           FOR UPDATE;
+    END IF;
     RETURN QUERY
     WITH asked AS (
         SELECT t.portal_id, t.n,

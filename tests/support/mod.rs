@@ -407,10 +407,15 @@ impl TestApp {
     }
 
     /// Stops the worker as SIGTERM would.
+    /// Stops the worker and waits for it; a worker that outlives its own shutdown deadline
+    /// by far fails the test (a hang there would otherwise hold the whole suite).
     pub async fn stop_worker(&mut self) {
         if let Some((stop, handle)) = self.worker.take() {
             stop.cancel();
-            let _ = handle.await;
+            let limit = self.config.shutdown_deadline + Duration::from_secs(30);
+            if tokio::time::timeout(limit, handle).await.is_err() {
+                panic!("the worker did not stop within {limit:?} of its shutdown");
+            }
         }
     }
 
