@@ -484,11 +484,16 @@ pub async fn claim_many(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    // The state is compared with IS NOT DISTINCT FROM (the same for a NOT NULL column) so
+    // no index on `state` can answer it: the planner would otherwise read every queued job
+    // and keep the asked ones, a plan it picks whenever its statistics (a young table, or
+    // one last analyzed while quiet) say few jobs are queued, just when a burst has queued
+    // thousands. The ids are the only way in: a few primary-key lookups whatever the queue.
     let sql = format!(
         "WITH upd AS (
              UPDATE jobs SET state = 'running', attempt = attempt + 1,
                  lease_until = now() + make_interval(secs => $2), updated_at = now()
-             WHERE id = ANY($1) AND state = 'queued' AND run_at <= now()
+             WHERE id = ANY($1) AND state IS NOT DISTINCT FROM 'queued' AND run_at <= now()
                AND NOT EXISTS (SELECT 1 FROM portals p WHERE p.id = jobs.portal_id AND p.paused_at IS NOT NULL)
              RETURNING {COLUMNS}
          ), ev AS (
@@ -657,7 +662,10 @@ pub async fn finish_many(
                      last_error = COALESCE(i.error, jobs.last_error),
                      lease_until = NULL, finished_at = now(), reported_at = now(), updated_at = now()
                  FROM input i
-                 WHERE jobs.id = i.id AND jobs.attempt = i.attempt AND jobs.state = 'running'
+                 -- By id only, as in `claim_many`: `jobs_running_lease` could answer
+                 -- `state = 'running'` and be read whole for every group of ends.
+                 WHERE jobs.id = i.id AND jobs.attempt = i.attempt
+                   AND jobs.state IS NOT DISTINCT FROM 'running'
                  RETURNING jobs.id
              ), ev AS (
                  -- One history row per end. An outcome stored with the end gets none of its
