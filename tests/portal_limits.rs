@@ -35,6 +35,34 @@ fn bitrix(app: &TestApp) -> Bitrix {
 }
 
 /// Waits until `n` consumers take jobs from the work queue.
+/// `n` portals stored without an install (only their limiter rows matter), by id.
+async fn bare_portals(client: &impl db::GenericClient, name: &str, n: i32) -> Vec<i64> {
+    client
+        .query(
+            "INSERT INTO portals (member_id, domain, client_endpoint)
+             SELECT $1 || '-' || g, $1 || g || '.example', 'https://' || $1 || g || '.example/rest/'
+               FROM generate_series(1, $2) g
+             RETURNING id",
+            &[&name, &n],
+        )
+        .await
+        .expect("portals")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A bucket so slow (one request per 100 s) that nothing drains while a test runs.
+async fn slow_bucket(client: &impl db::GenericClient, portal_id: i64, burst: i32) {
+    let plan = Plan::Custom {
+        rate_per_sec: 0.01,
+        burst,
+    };
+    db::portal_limits::set_plan(client, portal_id, plan)
+        .await
+        .expect("plan");
+}
+
 /// A group's grants follow the one-request rule exactly: twin buckets in the same state,
 /// one asked by a group and the other by the same requests one at a time, grant the same
 /// requests, count the same, and tell the refused the same wait.
@@ -42,19 +70,7 @@ fn bitrix(app: &TestApp) -> Bitrix {
 async fn a_group_grants_exactly_what_the_same_requests_one_at_a_time_would() {
     let app = spawn_app().await;
     let client = app.pool.get().await.expect("db");
-    let ids: Vec<i64> = client
-        .query(
-            "INSERT INTO portals (member_id, domain, client_endpoint)
-             SELECT 'twin-' || g, 't' || g || '.example', 'https://t' || g || '.example/rest/'
-               FROM generate_series(1, 6) g
-             RETURNING id",
-            &[],
-        )
-        .await
-        .expect("portals")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids = bare_portals(&client, "twin", 6).await;
     // Three pairs: an empty bucket, one half full, one already over its limit. The rate is
     // slow enough that nothing drains between the two ways of asking.
     let pairs = [
@@ -64,16 +80,7 @@ async fn a_group_grants_exactly_what_the_same_requests_one_at_a_time_would() {
     ];
     for (grouped, single, ahead_secs) in pairs {
         for id in [grouped, single] {
-            db::portal_limits::set_plan(
-                &client,
-                id,
-                Plan::Custom {
-                    rate_per_sec: 0.01,
-                    burst: 8,
-                },
-            )
-            .await
-            .expect("plan");
+            slow_bucket(&client, id, 8).await;
         }
         client
             .execute(
@@ -512,32 +519,11 @@ async fn grants_asked_together_come_in_their_order_each_from_its_own_portals_buc
     let app = spawn_app().await;
     let slow = portal_id(&app, &app.portal).await;
     let client = app.pool.get().await.expect("db");
-    let others: Vec<i64> = client
-        .query(
-            "INSERT INTO portals (member_id, domain, client_endpoint)
-             SELECT 'grouped-' || g, 'g' || g || '.example', 'https://g' || g || '.example/rest/'
-               FROM generate_series(1, 2) g
-             RETURNING id",
-            &[],
-        )
-        .await
-        .expect("portals")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let others = bare_portals(&client, "grouped", 2).await;
     let (roomy, unseen) = (others[0], others[1]);
     // Burst 5 less 3 of headroom: two grants each, and nothing drains during the test.
     for id in [slow, roomy] {
-        db::portal_limits::set_plan(
-            &client,
-            id,
-            Plan::Custom {
-                rate_per_sec: 0.01,
-                burst: 5,
-            },
-        )
-        .await
-        .expect("plan");
+        slow_bucket(&client, id, 5).await;
     }
     client
         .execute(
