@@ -94,20 +94,24 @@ async fn consume_once(
     slots: &Arc<Semaphore>,
 ) -> Result<(), AmqpError> {
     let conn = amqp::connect(&settings.amqp_url, "b24flow-worker").await?;
-    let channel = conn.create_channel().await?;
-    settings.topology.declare(&channel).await?;
+    let channel = amqp::step("opening a channel", conn.create_channel()).await?;
+    amqp::step("declaring the queues", settings.topology.declare(&channel)).await?;
     let prefetch = settings.prefetch.max(1);
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
+    amqp::step(
+        "setting the prefetch",
+        channel.basic_qos(prefetch, BasicQosOptions::default()),
+    )
+    .await?;
+    let mut consumer = amqp::step(
+        "starting the consumer",
+        channel.basic_consume(
             settings.topology.work_queue().into(),
             "".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
-        )
-        .await?;
+        ),
+    )
+    .await?;
     tracing::info!(queue = %settings.topology.work_queue(), prefetch, "consuming");
     let admission = Arc::new(Admission::<Arrival>::new());
     let stop_admitting = CancellationToken::new();
@@ -173,9 +177,11 @@ async fn consume_once(
     }
     // Stop receiving; in-flight jobs still need this channel to ack. What is left unacked
     // when the connection closes goes back to the queue, and the row decides who runs it.
-    let _ = channel
-        .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-        .await;
+    let _ = amqp::step(
+        "cancelling the consumer",
+        channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()),
+    )
+    .await;
     finish_in_flight(tracker, hand_back, settings.shutdown_deadline).await;
     b24flow_common::amqp::close(&conn, "shutdown").await;
     outcome
@@ -256,14 +262,15 @@ async fn handle_delivery(runner: &Runner, arrival: Arrival, hand_back: Cancellat
     let mut pause = Duration::from_millis(250);
     let acked = loop {
         match runner.handle(message.job_id, hand_back.clone()).await {
-            Disposition::Ack => break delivery.ack(BasicAckOptions::default()).await,
+            Disposition::Ack => {
+                break amqp::step("acking", delivery.ack(BasicAckOptions::default())).await
+            }
             Disposition::Requeue if hand_back.is_cancelled() => {
-                break delivery
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                };
+                break amqp::step("requeueing", delivery.nack(requeue)).await;
             }
             Disposition::Requeue => {
                 tokio::select! {

@@ -71,19 +71,23 @@ async fn consume_once(
     shutdown: &CancellationToken,
 ) -> Result<(), AmqpError> {
     let conn = amqp::connect(amqp_url, "b24flow-intake").await?;
-    let channel = conn.create_channel().await?;
-    topology.declare(&channel).await?;
-    channel
-        .basic_qos(PREFETCH, BasicQosOptions::default())
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
+    let channel = amqp::step("opening a channel", conn.create_channel()).await?;
+    amqp::step("declaring the queues", topology.declare(&channel)).await?;
+    amqp::step(
+        "setting the prefetch",
+        channel.basic_qos(PREFETCH, BasicQosOptions::default()),
+    )
+    .await?;
+    let mut consumer = amqp::step(
+        "starting the consumer",
+        channel.basic_consume(
             topology.intake_queue().into(),
             "".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
-        )
-        .await?;
+        ),
+    )
+    .await?;
     let outcome = loop {
         let next = tokio::select! {
             d = consumer.next() => d,

@@ -62,6 +62,23 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, AmqpError> {
 /// is simply dropped, which the broker handles like any lost client.
 pub const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long one step on a channel (open, declare, qos, consume, cancel) may wait for the
+/// broker. Like a close, lapin can leave such a step waiting forever when the socket went
+/// away under it (seen: a worker that never stopped after a broker cut, its consumer's
+/// cancel unanswered); past this the step fails and the caller reconnects or stops.
+pub const STEP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs one channel step within [`STEP_WAIT`].
+pub async fn step<T, E: Into<AmqpError>>(
+    what: &'static str,
+    step: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, AmqpError> {
+    tokio::time::timeout(STEP_WAIT, step)
+        .await
+        .map_err(|_| AmqpError::Timeout(what))?
+        .map_err(Into::into)
+}
+
 /// Closes `conn` politely, waiting at most [`CLOSE_WAIT`].
 pub async fn close(conn: &Connection, why: &str) {
     let _ = tokio::time::timeout(CLOSE_WAIT, conn.close(200, why.into())).await;
