@@ -406,9 +406,8 @@ impl TestApp {
         (child, address)
     }
 
-    /// Stops the worker as SIGTERM would.
-    /// Stops the worker and waits for it; a worker that outlives its own shutdown deadline
-    /// by far fails the test (a hang there would otherwise hold the whole suite).
+    /// Stops the worker as SIGTERM would and waits for it; a worker that outlives its own
+    /// shutdown deadline by far fails the test (a hang there would otherwise hold the suite).
     pub async fn stop_worker(&mut self) {
         if let Some((stop, handle)) = self.worker.take() {
             stop.cancel();

@@ -10,11 +10,7 @@ use b24flow_common::bitrix::slots;
 use b24flow_common::db::portal_limits::{self, JobPortal};
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -94,22 +90,12 @@ async fn consume_once(
     slots: &Arc<Semaphore>,
 ) -> Result<(), AmqpError> {
     let conn = amqp::connect(&settings.amqp_url, "b24flow-worker").await?;
-    let channel = amqp::step("opening a channel", conn.create_channel()).await?;
-    amqp::step("declaring the queues", settings.topology.declare(&channel)).await?;
     let prefetch = settings.prefetch.max(1);
-    amqp::step(
-        "setting the prefetch",
-        channel.basic_qos(prefetch, BasicQosOptions::default()),
-    )
-    .await?;
-    let mut consumer = amqp::step(
-        "starting the consumer",
-        channel.basic_consume(
-            settings.topology.work_queue().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        ),
+    let (channel, mut consumer) = amqp::consume(
+        &conn,
+        &settings.topology,
+        &settings.topology.work_queue(),
+        prefetch,
     )
     .await?;
     tracing::info!(queue = %settings.topology.work_queue(), prefetch, "consuming");

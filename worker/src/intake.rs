@@ -14,8 +14,7 @@ use b24flow_common::db::jobs::{self, Inserted, NewRow, Outcome};
 use b24flow_common::db::{DbError, Pool};
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::activities::Catalogue;
@@ -71,23 +70,8 @@ async fn consume_once(
     shutdown: &CancellationToken,
 ) -> Result<(), AmqpError> {
     let conn = amqp::connect(amqp_url, "b24flow-intake").await?;
-    let channel = amqp::step("opening a channel", conn.create_channel()).await?;
-    amqp::step("declaring the queues", topology.declare(&channel)).await?;
-    amqp::step(
-        "setting the prefetch",
-        channel.basic_qos(PREFETCH, BasicQosOptions::default()),
-    )
-    .await?;
-    let mut consumer = amqp::step(
-        "starting the consumer",
-        channel.basic_consume(
-            topology.intake_queue().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await?;
+    let (_channel, mut consumer) =
+        amqp::consume(&conn, topology, &topology.intake_queue(), PREFETCH).await?;
     let outcome = loop {
         let next = tokio::select! {
             d = consumer.next() => d,

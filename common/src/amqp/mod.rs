@@ -79,6 +79,35 @@ pub async fn step<T, E: Into<AmqpError>>(
         .map_err(Into::into)
 }
 
+/// Opens a channel on `conn`, declares the topology and consumes `queue` with at most
+/// `prefetch` unacked deliveries, each step within [`STEP_WAIT`].
+pub async fn consume(
+    conn: &Connection,
+    topology: &Topology,
+    queue: &str,
+    prefetch: u16,
+) -> Result<(lapin::Channel, lapin::Consumer), AmqpError> {
+    use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+    let channel = step("opening a channel", conn.create_channel()).await?;
+    step("declaring the queues", topology.declare(&channel)).await?;
+    step(
+        "setting the prefetch",
+        channel.basic_qos(prefetch, BasicQosOptions::default()),
+    )
+    .await?;
+    let consumer = step(
+        "starting the consumer",
+        channel.basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        ),
+    )
+    .await?;
+    Ok((channel, consumer))
+}
+
 /// Closes `conn` politely, waiting at most [`CLOSE_WAIT`].
 pub async fn close(conn: &Connection, why: &str) {
     let _ = tokio::time::timeout(CLOSE_WAIT, conn.close(200, why.into())).await;
