@@ -359,10 +359,12 @@ async fn fixed_rate(
 ) -> Sample {
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let count = (duration.as_secs_f64() * f64::from(rate.max(1))) as usize;
+    // Made before the clock starts: a simulated portal's calls take its lock to register
+    // their workflows, which would otherwise push every call past its due time.
+    let payloads: Vec<String> = (0..count).map(|_| body()).collect();
     let started = Instant::now();
-    let calls = (0..count).map(|i| {
+    let calls = payloads.into_iter().enumerate().map(|(i, payload)| {
         let due = started + interval * i as u32;
-        let payload = body();
         async move {
             tokio::time::sleep_until(due.into()).await;
             // From when it was due: a sender that falls behind counts against the target.

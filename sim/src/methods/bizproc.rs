@@ -1,6 +1,7 @@
 //! `bizproc.activity.*`, `bizproc.robot.*`, `bizproc.event.send`, `bizproc.activity.log`
 //! (protocol.md §3, §5), following the core's `Bitrix\Bizproc\RestService`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
@@ -218,12 +219,16 @@ fn add(ctx: &mut Ctx<'_>, params: Value, is_robot: bool) -> Result<Reply, RestEr
             .and_then(php::to_string)
             .unwrap_or_default(),
         name,
-        properties: isset(&data, "PROPERTIES")
-            .cloned()
-            .unwrap_or_else(|| json!({})),
-        return_properties: isset(&data, "RETURN_PROPERTIES")
-            .cloned()
-            .unwrap_or_else(|| json!({})),
+        properties: Arc::new(
+            isset(&data, "PROPERTIES")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+        ),
+        return_properties: Arc::new(
+            isset(&data, "RETURN_PROPERTIES")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+        ),
         document_type: get("DOCUMENT_TYPE"),
         filter: get("FILTER"),
     });
@@ -279,12 +284,12 @@ fn update(ctx: &mut Ctx<'_>, params: Value, is_robot: bool) -> Result<Reply, Res
     }
     if let Some(v) = isset(&fields, "PROPERTIES") {
         validate_properties(v)?;
-        next.properties = v.clone();
+        next.properties = Arc::new(v.clone());
         changed = true;
     }
     if let Some(v) = isset(&fields, "RETURN_PROPERTIES") {
         validate_properties(v)?;
-        next.return_properties = v.clone();
+        next.return_properties = Arc::new(v.clone());
         changed = true;
     }
     if let Some(v) = isset(&fields, "DOCUMENT_TYPE") {

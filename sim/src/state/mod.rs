@@ -16,7 +16,7 @@ pub(crate) mod operating;
 pub(crate) mod telephony_calendar;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -38,8 +38,9 @@ pub struct RegisteredActivity {
     pub auth_user_id: u64,
     pub use_subscription: String,
     pub name: Value,
-    pub properties: Value,
-    pub return_properties: Value,
+    /// Shared: every workflow instance of the activity reads them, none changes them.
+    pub properties: Arc<Value>,
+    pub return_properties: Arc<Value>,
     pub document_type: Value,
     pub filter: Value,
 }
@@ -62,7 +63,7 @@ pub(crate) struct Workflow {
     pub activity_name: String,
     pub event_id: String,
     pub event_token: String,
-    pub return_properties: Value,
+    pub return_properties: Arc<Value>,
     pub closed: bool,
     pub fired_at: Instant,
     pub logs: Vec<String>,
