@@ -136,18 +136,18 @@ pub struct BatchResult {
 }
 
 impl BatchResult {
-    pub(crate) fn from_result(result: Value) -> Self {
+    pub(crate) fn from_result(mut result: Value) -> Self {
         // Empty members come back as `[]` instead of `{}` (protocol.md §6.5).
-        let take = |v: Option<&Value>| match v {
-            Some(Value::Object(m)) => m.clone(),
+        let mut take = |member: &str| match result.get_mut(member).map(Value::take) {
+            Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
         Self {
-            results: take(result.get("result")),
-            errors: take(result.get("result_error")),
-            totals: take(result.get("result_total")),
-            nexts: take(result.get("result_next")),
-            times: take(result.get("result_time")),
+            results: take("result"),
+            errors: take("result_error"),
+            totals: take("result_total"),
+            nexts: take("result_next"),
+            times: take("result_time"),
             methods: Default::default(),
         }
     }
@@ -167,6 +167,12 @@ impl BatchResult {
             .get(key)
             .cloned()
             .unwrap_or_else(|| format!("batch[{key}]"))
+    }
+
+    /// [`BatchResult::get`], moving the result out (a shared batch hands each group its own).
+    pub(crate) fn take(&mut self, key: &str) -> Result<Value, B24Error> {
+        self.get(key)?;
+        Ok(self.results.remove(key).unwrap_or_default())
     }
 
     /// The result of one sub-call, or its error as a [`B24Error`].

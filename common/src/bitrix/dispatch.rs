@@ -507,7 +507,7 @@ async fn send_merged(client: &PortalClient, request: Vec<Pending>) {
     let answer = client
         .send_authed(&identity, "batch", encode_commands(false, wire.iter()))
         .await;
-    let result = match answer {
+    let mut result = match answer {
         Ok((response, _)) => BatchResult::from_result(response.result),
         Err(e) if rate_refusal(&e) => {
             throttled(client).await;
@@ -537,10 +537,10 @@ async fn send_merged(client: &PortalClient, request: Vec<Pending>) {
         match p.work {
             Work::Call { ref method, .. } => {
                 let key = format!("{prefix}call");
-                match result.get(&key) {
+                match result.take(&key) {
                     Ok(value) => {
                         let response = RestResponse {
-                            result: value.clone(),
+                            result: value,
                             total: result.totals.get(&key).and_then(Value::as_u64),
                             next: result.nexts.get(&key).and_then(Value::as_u64),
                         };
@@ -557,9 +557,10 @@ async fn send_merged(client: &PortalClient, request: Vec<Pending>) {
                 }
             }
             Work::Batch(_) => {
-                let _ = p
-                    .reply
-                    .send(Ok(Answer::Batch(Box::new(unprefixed(&result, &prefix)))));
+                let _ = p.reply.send(Ok(Answer::Batch(Box::new(unprefixed(
+                    &mut result,
+                    &prefix,
+                )))));
             }
         }
     }
@@ -581,19 +582,28 @@ fn rename(e: B24Error, method: &str) -> B24Error {
     }
 }
 
-/// One group's part of a shared batch's answer, under its own keys.
-fn unprefixed(result: &BatchResult, prefix: &str) -> BatchResult {
-    let part = |m: &Map<String, Value>| -> Map<String, Value> {
-        m.iter()
-            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
+/// One group's part of a shared batch's answer, under its own keys, moved out of it (no
+/// other group's prefix starts with this one: `j1_` and `j12_` differ at the `_`).
+fn unprefixed(result: &mut BatchResult, prefix: &str) -> BatchResult {
+    let part = |m: &mut Map<String, Value>| -> Map<String, Value> {
+        let own: Vec<String> = m
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        own.into_iter()
+            .filter_map(|k| {
+                let v = m.remove(&k)?;
+                Some((k[prefix.len()..].to_string(), v))
+            })
             .collect()
     };
     BatchResult {
-        results: part(&result.results),
-        errors: part(&result.errors),
-        totals: part(&result.totals),
-        nexts: part(&result.nexts),
-        times: part(&result.times),
+        results: part(&mut result.results),
+        errors: part(&mut result.errors),
+        totals: part(&mut result.totals),
+        nexts: part(&mut result.nexts),
+        times: part(&mut result.times),
         methods: Default::default(),
     }
 }
@@ -615,13 +625,20 @@ mod tests {
 
     #[test]
     fn a_groups_part_of_a_shared_answer_comes_back_under_its_own_keys() {
-        let shared = BatchResult::from_result(json!({
-            "result": {"j1_user": [1], "j2_user": [2]},
+        let mut shared = BatchResult::from_result(json!({
+            "result": {"j1_user": [1], "j2_user": [2], "j12_user": [12]},
             "result_error": {"j1_departments": {"error": "E", "error_description": "d"}},
         }));
-        let mine = unprefixed(&shared, "j1_");
+        let mine = unprefixed(&mut shared, "j1_");
         assert_eq!(mine.get("user").unwrap(), &json!([1]));
         assert_eq!(mine.get("departments").unwrap_err().code(), Some("E"));
         assert!(mine.results.get("j2_user").is_none());
+        // The other groups' parts stay for them.
+        let theirs = unprefixed(&mut shared, "j12_");
+        assert_eq!(theirs.get("user").unwrap(), &json!([12]));
+        assert_eq!(
+            unprefixed(&mut shared, "j2_").get("user").unwrap(),
+            &json!([2])
+        );
     }
 }
