@@ -12,8 +12,6 @@ use crate::support::proxy::Proxy;
 use crate::support::*;
 
 const LONG_WAIT: Duration = Duration::from_secs(90);
-/// The ingress's group commit stores this many groups at once (`group_commit::GATHER`).
-const FLUSH_SLOTS: i64 = 8;
 
 fn unlimited_portal() -> PortalConfig {
     PortalConfig {
@@ -150,10 +148,9 @@ async fn calls_arriving_together_are_stored_together_and_a_repeated_call_stays_o
     let mut commits_per_round = Vec::new();
     for _ in 0..GATHER_ROUNDS {
         let (tokens, commits) = burst_of_repeated_calls(&app, CALLS_A_ROUND).await;
-        let gathered = commits < tokens.len() as i64;
-        commits_per_round.push(commits);
         all_tokens.extend(tokens);
-        if gathered {
+        commits_per_round.push(commits);
+        if commits < CALLS_A_ROUND as i64 {
             break;
         }
     }
@@ -203,7 +200,7 @@ async fn burst_of_repeated_calls(app: &TestApp, n: usize) -> (Vec<String>, i64) 
         // the next group. Released well within the 1.5 s after which a waiting group
         // goes to the broker instead (a legal path too, see below).
         let first_waiter = tokio::time::Instant::now();
-        while waiting_inserts().await < FLUSH_SLOTS
+        while waiting_inserts().await < b24flow_ingress::FLUSH_SLOTS as i64
             && first_waiter.elapsed() < Duration::from_millis(900)
         {
             tokio::time::sleep(Duration::from_millis(20)).await;

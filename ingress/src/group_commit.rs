@@ -26,12 +26,14 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
+/// Groups (Postgres connections) stored at once.
+pub const FLUSH_SLOTS: usize = 8;
 /// How calls are grouped: the first call of a group waits a millisecond for others, a
-/// group holds at most 64 calls, and 8 groups (8 Postgres connections) are stored at once.
+/// group holds at most 64 calls, and [`FLUSH_SLOTS`] groups are stored at once.
 const GATHER: GatherSettings = GatherSettings {
     window: Duration::from_millis(1),
     max_group: 64,
-    slots: 8,
+    slots: FLUSH_SLOTS,
     // Calls waiting to be gathered; beyond it callers wait to hand theirs over.
     queue: 16_384,
 };

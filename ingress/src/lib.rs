@@ -13,6 +13,8 @@ mod portal_gate;
 mod routes;
 mod server;
 
+pub use group_commit::FLUSH_SLOTS;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
