@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use b24flow_common::bitrix::call_log::{self, CallLog};
+use b24flow_common::bitrix::slots;
 use b24flow_common::bitrix::{B24Error, Bitrix, ErrorKind, PortalClient};
 use b24flow_common::crypto::SecretBox;
 use b24flow_common::db::jobs::{self, Finish, Job, JobKind, JobState, Outcome};
@@ -512,6 +513,7 @@ impl Runner {
             outcome: outcome.cloned(),
             rest_calls: log.as_ref().map(CallLog::snapshot),
         };
+        slots::give_back();
         let ended = self.finisher.finish(end).await?;
         if let Some(log) = log {
             log.mark_stored();
