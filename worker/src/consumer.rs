@@ -32,6 +32,14 @@ pub struct ConsumerSettings {
     pub shutdown_deadline: Duration,
 }
 
+/// The worker's slots, and the admission tickets of received jobs that do not hold one yet
+/// (they claim their row meanwhile, see `common::bitrix::slots`); `concurrency` of each.
+#[derive(Clone)]
+struct Capacity {
+    slots: Arc<Semaphore>,
+    tickets: Arc<Semaphore>,
+}
+
 /// Deliveries looked up together (one query for their portals).
 const ARRIVALS_PER_LOOKUP: usize = 500;
 
@@ -45,10 +53,17 @@ struct Arrival {
 pub async fn run(runner: Arc<Runner>, settings: ConsumerSettings, shutdown: CancellationToken) {
     let tracker = &TaskTracker::new();
     let hand_back = CancellationToken::new();
-    let slots = Arc::new(Semaphore::new(settings.concurrency));
+    let capacity = Capacity {
+        slots: Arc::new(Semaphore::new(settings.concurrency)),
+        tickets: Arc::new(Semaphore::new(settings.concurrency)),
+    };
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
-        match consume_once(&runner, &settings, &shutdown, tracker, &hand_back, &slots).await {
+        match consume_once(
+            &runner, &settings, &shutdown, tracker, &hand_back, &capacity,
+        )
+        .await
+        {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
@@ -87,7 +102,7 @@ async fn consume_once(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
     hand_back: &CancellationToken,
-    slots: &Arc<Semaphore>,
+    capacity: &Capacity,
 ) -> Result<(), AmqpError> {
     let conn = amqp::connect(&settings.amqp_url, "b24flow-worker").await?;
     let prefetch = settings.prefetch.max(1);
@@ -104,7 +119,7 @@ async fn consume_once(
     let admitter = tokio::spawn(admit(
         runner.clone(),
         admission.clone(),
-        slots.clone(),
+        capacity.clone(),
         tracker.clone(),
         hand_back.clone(),
         stop_admitting.clone(),
@@ -173,18 +188,18 @@ async fn consume_once(
     outcome
 }
 
-/// Starts received jobs as slots free up, portals taking turns.
+/// Starts received jobs as tickets free up, portals taking turns.
 async fn admit(
     runner: Arc<Runner>,
     admission: Arc<Admission<Arrival>>,
-    slots: Arc<Semaphore>,
+    capacity: Capacity,
     tracker: TaskTracker,
     hand_back: CancellationToken,
     stop: CancellationToken,
 ) {
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        let ticket = tokio::select! {
+            t = capacity.tickets.clone().acquire_owned() => match t { Ok(t) => t, Err(_) => return },
             _ = stop.cancelled() => return,
         };
         let (portal, arrival) = tokio::select! {
@@ -194,11 +209,11 @@ async fn admit(
         let (runner, admission, slots, hand_back) = (
             runner.clone(),
             admission.clone(),
-            slots.clone(),
+            capacity.slots.clone(),
             hand_back.clone(),
         );
         tracker.spawn(async move {
-            slots::hold(slots, permit, handle_delivery(&runner, arrival, hand_back)).await;
+            slots::hold(slots, ticket, handle_delivery(&runner, arrival, hand_back)).await;
             admission.done(portal);
         });
     }

@@ -94,7 +94,10 @@ impl Runner {
         let rest_calls = CallLog::new(self.config.rest_calls_per_attempt);
         let attempt = AssertUnwindSafe(
             rest_calls
-                .record(self.execute(&job))
+                .record(async {
+                    slots::take_slot().await;
+                    self.execute(&job).await
+                })
                 .instrument(span.clone()),
         )
         .catch_unwind();
