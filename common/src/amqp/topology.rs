@@ -55,7 +55,9 @@ impl Topology {
         let conn = connect(amqp_url, "b24flow-setup").await?;
         let declare = async {
             let channel = conn.create_channel().await?;
-            self.declare(&channel).await
+            let declared = self.declare(&channel).await;
+            close_channel(&channel).await;
+            declared
         };
         let declared = tokio::time::timeout(SETUP_WAIT, declare)
             .await
@@ -70,7 +72,9 @@ impl Topology {
         let conn = connect(amqp_url, "b24flow-cleanup").await?;
         let delete = async {
             let channel = conn.create_channel().await?;
-            self.delete(&channel).await
+            let deleted = self.delete(&channel).await;
+            close_channel(&channel).await;
+            deleted
         };
         let deleted = tokio::time::timeout(SETUP_WAIT, delete)
             .await
@@ -194,4 +198,13 @@ impl Topology {
 
 fn string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+/// Closes a setup channel before its connection. A channel dropped open is closed in the
+/// background, and when that close races the connection's, lapin logs "invalid channel
+/// state: Closing" as an error (seen at the start of `b24flow all`), which an operator
+/// would take for a fault. A channel the broker already closed (a failed step) just
+/// answers an error here, which says nothing new.
+async fn close_channel(channel: &lapin::Channel) {
+    let _ = tokio::time::timeout(super::CLOSE_WAIT, channel.close(200, "done".into())).await;
 }
