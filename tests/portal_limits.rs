@@ -603,3 +603,101 @@ async fn a_call_log_says_which_calls_shared_a_batch_and_with_how_many_commands()
     assert_eq!(failed.status, Some(404));
     app.cleanup().await;
 }
+
+/// A group takes requests ahead only for a portal whose asks were all granted, and only
+/// while its bucket stays at most half full with them counted; each is counted as granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_taken_ahead_only_from_a_bucket_at_most_half_full() {
+    let app = spawn_app().await;
+    let client = app.pool.get().await.expect("db");
+    let ids = bare_portals(&client, "ahead", 5).await;
+    // One request per 100 s and burst 9 less 2 of headroom: full at 600 s of requests
+    // queued, half full at 300 s. Nothing drains during the test.
+    let (empty, twice, over_half, over_limit, nearly_full) =
+        (ids[0], ids[1], ids[2], ids[3], ids[4]);
+    for (id, queued_secs) in [
+        (empty, 0.0),
+        (twice, 0.0),
+        (over_half, 350.0),
+        (over_limit, 650.0),
+        (nearly_full, 550.0),
+    ] {
+        slow_bucket(&client, id, 9).await;
+        client
+            .execute(
+                "UPDATE portal_limits SET tat = now() + make_interval(secs => $2), requests = 0
+                 WHERE portal_id = $1",
+                &[&id, &queued_secs],
+            )
+            .await
+            .expect("bucket state");
+    }
+    let asked = [empty, over_half, over_limit, nearly_full, nearly_full];
+    let answers = db::portal_limits::acquire_ahead(&client, &asked, 2, 1)
+        .await
+        .expect("grants");
+    let seen: Vec<(bool, u32)> = answers.iter().map(|(a, n)| (a.granted, *n)).collect();
+    assert_eq!(
+        seen,
+        [(true, 1), (true, 0), (false, 0), (true, 0), (false, 0)],
+        "granted and taken ahead, per ask"
+    );
+    assert!(answers[2].0.wait_secs > 0.0 && answers[4].0.wait_secs > 0.0);
+    // Two asks, five ahead each allowed: the half-full mark stops it at two more.
+    let answers = db::portal_limits::acquire_ahead(&client, &[twice, twice], 2, 5)
+        .await
+        .expect("grants");
+    let seen: Vec<(bool, u32)> = answers.iter().map(|(a, n)| (a.granted, *n)).collect();
+    assert_eq!(seen, [(true, 2), (true, 2)]);
+    for (id, requests) in [
+        (empty, 2),
+        (twice, 4),
+        (over_half, 1),
+        (over_limit, 0),
+        (nearly_full, 1),
+    ] {
+        let state = db::portal_limits::get_state(&client, id)
+            .await
+            .expect("state")
+            .expect("portal");
+        assert_eq!(state.requests, requests, "portal {id}");
+    }
+    drop(client);
+    app.cleanup().await;
+}
+
+/// A process's next request to a portal spends what its last grant took ahead, without a
+/// statement; what lapses or is forgotten is asked for again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_request_spends_the_grant_taken_ahead() {
+    let app = spawn_app().await;
+    let client = app.pool.get().await.expect("db");
+    let portal = bare_portals(&client, "spend", 1).await[0];
+    let grants = db::portal_limits::GatheredGrants::start(app.pool.clone(), 3);
+    let counted = || {
+        let client = &client;
+        async move {
+            db::portal_limits::get_state(client, portal)
+                .await
+                .expect("state")
+                .expect("portal")
+                .requests
+        }
+    };
+    let acquire = || async { grants.acquire(portal).await.expect("grant").granted };
+    // The standard plan's bucket is empty: one request and one ahead, then the one ahead.
+    assert!(acquire().await);
+    assert_eq!(counted().await, 2);
+    assert!(acquire().await);
+    assert_eq!(counted().await, 2, "spent without asking the bucket");
+    assert!(acquire().await);
+    assert_eq!(counted().await, 4);
+    grants.forget(portal);
+    assert!(acquire().await);
+    assert_eq!(counted().await, 6, "forgotten: asked again");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(acquire().await);
+    assert_eq!(counted().await, 8, "lapsed: asked again");
+    drop(client);
+    app.cleanup().await;
+}

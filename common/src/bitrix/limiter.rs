@@ -46,6 +46,7 @@ impl Limiter {
 
     /// Some portal's plan changed: waiting requests ask the bucket again now.
     pub(crate) fn plans_changed(&self) {
+        self.grants.forget_all();
         self.plans_changed.notify_waiters();
     }
 
@@ -73,6 +74,7 @@ impl Limiter {
     }
 
     pub(crate) async fn throttled(&self, portal_id: i64) -> Result<(), DbError> {
+        self.grants.forget(portal_id);
         let client = self.db.get().await?;
         portal_limits::note_throttled(&client, portal_id).await
     }

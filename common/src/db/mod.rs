@@ -1,4 +1,5 @@
 //! Postgres: the pool, migrations, and the repositories of portals and jobs.
+mod grants_ahead;
 pub mod jobs;
 mod migrate;
 pub mod ops;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::grants_ahead::GrantedAhead;
 use super::{DbError, GenericClient, Pool, Prepared};
 use crate::gather::{GatherSettings, Gatherer};
 
@@ -150,12 +151,40 @@ pub async fn acquire_many(
     Ok(rows.iter().map(acquired).collect())
 }
 
+/// Like [`acquire_many`], and each portal whose asks were all granted also gets up to
+/// `ahead` more requests per ask while its bucket stays at most half full (migration V17):
+/// the answers in input order, each with its portal's requests granted ahead (the same on
+/// each of the portal's rows, so counted once per portal).
+pub async fn acquire_ahead(
+    client: &impl GenericClient,
+    portal_ids: &[i64],
+    headroom: i32,
+    ahead: i32,
+) -> Result<Vec<(Acquired, u32)>, DbError> {
+    let rows = client
+        .query_prepared(
+            "SELECT granted, wait_secs, parked, ahead
+             FROM portal_limit_acquire_ahead($1, $2, $3) ORDER BY n",
+            &[&portal_ids, &headroom, &ahead],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let ahead = u32::try_from(row.try_get::<_, i64>(3)?).unwrap_or(0);
+            Ok((acquired(row), ahead))
+        })
+        .collect()
+}
+
 /// The grants of one process gathered (`crate::gather`): requests that ask while a group
 /// statement runs go out together in the next one, so a busy worker pays one commit for
-/// many grants instead of one each, and a lone request waits for nobody.
+/// many grants instead of one each, and a lone request waits for nobody. Each group also
+/// takes requests ahead ([`acquire_ahead`]), which the next requests to the same portal
+/// spend without asking Postgres at all.
 #[derive(Clone)]
 pub struct GatheredGrants {
     asks: Gatherer<i64, Result<Acquired, DbError>>,
+    ahead: GrantedAhead,
 }
 
 const GATHER_GRANTS: GatherSettings = GatherSettings {
@@ -165,18 +194,30 @@ const GATHER_GRANTS: GatherSettings = GatherSettings {
     queue: 16_384,
 };
 
+/// Requests taken ahead per request asked: a job's next request (at the least its
+/// `bizproc.event.send`) then finds its grant waiting.
+const AHEAD_PER_ASK: i32 = 1;
+
 impl GatheredGrants {
     /// Starts the gathering task (it ends when the last clone is dropped).
     pub fn start(db: Pool, headroom: i32) -> Self {
+        let ahead = GrantedAhead::default();
+        let keep = ahead.clone();
         let asks = Gatherer::start(GATHER_GRANTS, move |portal_ids: Vec<i64>| {
             let db = db.clone();
+            let keep = keep.clone();
             async move {
                 let granted = match db.get().await {
-                    Ok(client) => acquire_many(&client, &portal_ids, headroom).await,
+                    Ok(client) => {
+                        acquire_ahead(&client, &portal_ids, headroom, AHEAD_PER_ASK).await
+                    }
                     Err(e) => Err(e.into()),
                 };
                 match granted {
-                    Ok(answers) => answers.into_iter().map(Ok).collect(),
+                    Ok(answers) => {
+                        keep.keep(&portal_ids, &answers);
+                        answers.into_iter().map(|(a, _)| Ok(a)).collect()
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, requests = portal_ids.len(), "the limiter's bucket did not answer");
                         portal_ids
@@ -187,15 +228,30 @@ impl GatheredGrants {
                 }
             }
         });
-        Self { asks }
+        Self { asks, ahead }
     }
 
-    /// One request from the portal's bucket, or how long to wait; see [`acquire`].
+    /// One request from the portal's bucket, or how long to wait; see [`acquire`]. A request
+    /// granted ahead for this portal, while fresh, answers without a statement.
     pub async fn acquire(&self, portal_id: i64) -> Result<Acquired, DbError> {
+        if let Some(granted) = self.ahead.spend(portal_id) {
+            return Ok(granted);
+        }
         self.asks
             .submit(portal_id)
             .await
             .unwrap_or(Err(DbError::Config("the limiter stopped".into())))
+    }
+
+    /// The portal's bucket is not what we counted (it refused a request): what was granted
+    /// ahead for it is dropped.
+    pub fn forget(&self, portal_id: i64) {
+        self.ahead.forget(portal_id);
+    }
+
+    /// Plans changed: everything granted ahead under the old ones is dropped.
+    pub fn forget_all(&self) {
+        self.ahead.forget_all();
     }
 }
 
@@ -294,7 +350,8 @@ pub struct LimitState {
     pub level: f64,
     /// Methods parked now, with the unix time they are parked until.
     pub parked: Value,
-    /// Requests granted and `QUERY_LIMIT_EXCEEDED` answers seen since the row was made.
+    /// Requests granted (those taken ahead counted when taken, spent or not) and
+    /// `QUERY_LIMIT_EXCEEDED` answers seen since the row was made.
     pub requests: i64,
     pub throttled: i64,
     pub last_throttled_at: Option<DateTime<Utc>>,
