@@ -605,24 +605,24 @@ async fn a_call_log_says_which_calls_shared_a_batch_and_with_how_many_commands()
 }
 
 /// A group takes requests ahead only for a portal whose asks were all granted, and only
-/// while its bucket stays at most half full with them counted; each is counted as granted.
+/// while its bucket stays at most a quarter full with them counted; each is counted as granted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_are_taken_ahead_only_from_a_bucket_at_most_half_full() {
+async fn requests_are_taken_ahead_only_from_a_bucket_at_most_a_quarter_full() {
     let app = spawn_app().await;
     let client = app.pool.get().await.expect("db");
     let ids = bare_portals(&client, "ahead", 5).await;
-    // One request per 100 s and burst 9 less 2 of headroom: full at 600 s of requests
-    // queued, half full at 300 s. Nothing drains during the test.
-    let (empty, twice, over_half, over_limit, nearly_full) =
+    // One request per 100 s and burst 17 less 2 of headroom: full at 1,400 s of requests
+    // queued, a quarter full at 350 s. Nothing drains during the test.
+    let (empty, twice, over_a_quarter, over_limit, nearly_full) =
         (ids[0], ids[1], ids[2], ids[3], ids[4]);
     for (id, queued_secs) in [
         (empty, 0.0),
         (twice, 0.0),
-        (over_half, 350.0),
-        (over_limit, 650.0),
-        (nearly_full, 550.0),
+        (over_a_quarter, 350.0),
+        (over_limit, 1450.0),
+        (nearly_full, 1350.0),
     ] {
-        slow_bucket(&client, id, 9).await;
+        slow_bucket(&client, id, 17).await;
         client
             .execute(
                 "UPDATE portal_limits SET tat = now() + make_interval(secs => $2), requests = 0
@@ -632,7 +632,7 @@ async fn requests_are_taken_ahead_only_from_a_bucket_at_most_half_full() {
             .await
             .expect("bucket state");
     }
-    let asked = [empty, over_half, over_limit, nearly_full, nearly_full];
+    let asked = [empty, over_a_quarter, over_limit, nearly_full, nearly_full];
     let answers = db::portal_limits::acquire_ahead(&client, &asked, 2, 1)
         .await
         .expect("grants");
@@ -643,7 +643,7 @@ async fn requests_are_taken_ahead_only_from_a_bucket_at_most_half_full() {
         "granted and taken ahead, per ask"
     );
     assert!(answers[2].0.wait_secs > 0.0 && answers[4].0.wait_secs > 0.0);
-    // Two asks, five ahead each allowed: the half-full mark stops it at two more.
+    // Two asks, five ahead each allowed: the quarter mark stops it at two more.
     let answers = db::portal_limits::acquire_ahead(&client, &[twice, twice], 2, 5)
         .await
         .expect("grants");
@@ -652,7 +652,7 @@ async fn requests_are_taken_ahead_only_from_a_bucket_at_most_half_full() {
     for (id, requests) in [
         (empty, 2),
         (twice, 4),
-        (over_half, 1),
+        (over_a_quarter, 1),
         (over_limit, 0),
         (nearly_full, 1),
     ] {

@@ -1,7 +1,7 @@
 //! Requests one process took ahead from portals' shared buckets (migration V17), spent by
 //! its next requests to the same portal. Each was already counted in the bucket when it
 //! was taken, so spending it needs no statement, and one that lapses unspent only leaves
-//! the portal a little less of a bucket that was at most half full.
+//! the portal a little less of a bucket that was at most a quarter full.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

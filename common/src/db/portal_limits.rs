@@ -152,7 +152,7 @@ pub async fn acquire_many(
 }
 
 /// Like [`acquire_many`], and each portal whose asks were all granted also gets up to
-/// `ahead` more requests per ask while its bucket stays at most half full (migration V17):
+/// `ahead` more requests per ask while its bucket stays at most a quarter full (migration V17):
 /// the answers in input order, each with its portal's requests granted ahead (the same on
 /// each of the portal's rows, so counted once per portal).
 pub async fn acquire_ahead(
