@@ -3,6 +3,7 @@
 //! was taken, so spending it needs no statement, and one that lapses unspent only leaves
 //! the portal a little less of a bucket that was at most a quarter full.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,13 @@ const MAX_PORTALS: usize = 10_000;
 #[derive(Clone, Default)]
 pub(crate) struct GrantedAhead {
     portals: Arc<Mutex<HashMap<i64, Ahead>>>,
+    /// Moves on with every forget, so a group asked before one keeps nothing after it.
+    forgets: Arc<AtomicU64>,
 }
+
+/// When a group was asked, as [`GrantedAhead::keep`] needs to know it.
+#[derive(Clone, Copy)]
+pub(crate) struct Asked(u64);
 
 struct Ahead {
     left: u32,
@@ -50,11 +57,20 @@ impl GrantedAhead {
         Some(granted)
     }
 
+    /// Called before a group's statement, for its [`GrantedAhead::keep`].
+    pub(crate) fn asking(&self) -> Asked {
+        Asked(self.forgets.load(Ordering::Acquire))
+    }
+
     /// Keeps what a group took ahead: each answer carries its portal's count, so only a
-    /// portal's first answer is read.
-    pub(crate) fn keep(&self, portal_ids: &[i64], answers: &[(Acquired, u32)]) {
+    /// portal's first answer is read. Nothing is kept when something was forgotten since
+    /// the group was asked: its bucket may have answered under a plan or a state now gone.
+    pub(crate) fn keep(&self, asked: Asked, portal_ids: &[i64], answers: &[(Acquired, u32)]) {
         let taken = Instant::now();
         let mut portals = self.lock();
+        if self.forgets.load(Ordering::Acquire) != asked.0 {
+            return;
+        }
         if portals.len() >= MAX_PORTALS {
             portals.retain(|_, a| a.taken.elapsed() <= LIFETIME);
         }
@@ -76,11 +92,15 @@ impl GrantedAhead {
     }
 
     pub(crate) fn forget(&self, portal_id: i64) {
-        self.lock().remove(&portal_id);
+        let mut portals = self.lock();
+        self.forgets.fetch_add(1, Ordering::AcqRel);
+        portals.remove(&portal_id);
     }
 
     pub(crate) fn forget_all(&self) {
-        self.lock().clear();
+        let mut portals = self.lock();
+        self.forgets.fetch_add(1, Ordering::AcqRel);
+        portals.clear();
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<i64, Ahead>> {
@@ -109,6 +129,7 @@ mod tests {
         // Portal 7 asked twice in the group (2 taken ahead, on both of its rows), 8 once
         // with none left to take.
         ahead.keep(
+            ahead.asking(),
             &[7, 8, 7],
             &[
                 (granted(parked.clone()), 2),
@@ -128,14 +149,23 @@ mod tests {
     #[test]
     fn what_was_taken_ahead_lapses_and_can_be_forgotten() {
         let ahead = GrantedAhead::default();
-        ahead.keep(&[1, 2, 3], &vec![(granted(Value::Null), 3); 3]);
+        ahead.keep(
+            ahead.asking(),
+            &[1, 2, 3],
+            &vec![(granted(Value::Null), 3); 3],
+        );
         ahead.forget(1);
         assert!(ahead.spend(1).is_none());
         assert!(ahead.spend(2).is_some());
         ahead.forget_all();
         assert!(ahead.spend(2).is_none());
-        ahead.keep(&[4], &[(granted(Value::Null), 1)]);
+        ahead.keep(ahead.asking(), &[4], &[(granted(Value::Null), 1)]);
         std::thread::sleep(LIFETIME + Duration::from_millis(20));
         assert!(ahead.spend(4).is_none(), "lapsed");
+        // A group asked before a forget keeps nothing: its answer may be from before it.
+        let asked = ahead.asking();
+        ahead.forget(9);
+        ahead.keep(asked, &[5], &[(granted(Value::Null), 1)]);
+        assert!(ahead.spend(5).is_none(), "asked before the forget");
     }
 }

@@ -207,6 +207,7 @@ impl GatheredGrants {
             let db = db.clone();
             let keep = keep.clone();
             async move {
+                let asked = keep.asking();
                 let granted = match db.get().await {
                     Ok(client) => {
                         acquire_ahead(&client, &portal_ids, headroom, AHEAD_PER_ASK).await
@@ -215,7 +216,7 @@ impl GatheredGrants {
                 };
                 match granted {
                     Ok(answers) => {
-                        keep.keep(&portal_ids, &answers);
+                        keep.keep(asked, &portal_ids, &answers);
                         answers.into_iter().map(|(a, _)| Ok(a)).collect()
                     }
                     Err(e) => {
