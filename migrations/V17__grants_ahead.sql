@@ -12,7 +12,8 @@
 -- burst gives (50 less the headroom) shrink to about 41 at worst.
 -- The rule per portal is V16's, with the extra requests counted like grants:
 -- e = clamp(floor((now + tau/4 - (start + g·T)) / T) + 1, 0, p_ahead·k) when g = k.
--- `portal_limit_acquire_many` stays as it was for processes still running the older code.
+-- `portal_limit_acquire_many` keeps its signature for processes still running the older code,
+-- and is now this rule without anything ahead (the end of this file).
 CREATE FUNCTION portal_limit_acquire_ahead(p_portals BIGINT[], p_headroom INT, p_ahead INT)
 RETURNS TABLE (n BIGINT, granted BOOLEAN, wait_secs DOUBLE PRECISION, parked JSONB, ahead BIGINT)
 LANGUAGE plpgsql AS $$
@@ -81,3 +82,10 @@ BEGIN
       FROM asked a JOIN ahead d ON d.portal_id = a.portal_id
      ORDER BY a.n;
 END $$;
+
+CREATE OR REPLACE FUNCTION portal_limit_acquire_many(p_portals BIGINT[], p_headroom INT)
+RETURNS TABLE (n BIGINT, granted BOOLEAN, wait_secs DOUBLE PRECISION, parked JSONB)
+LANGUAGE sql AS $$
+    SELECT a.n, a.granted, a.wait_secs, a.parked
+      FROM portal_limit_acquire_ahead(p_portals, p_headroom, 0) a
+$$;

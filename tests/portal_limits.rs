@@ -63,6 +63,15 @@ async fn slow_bucket(client: &impl db::GenericClient, portal_id: i64, burst: i32
         .expect("plan");
 }
 
+/// The requests the portal's bucket has granted so far.
+async fn requests_counted(client: &impl db::GenericClient, portal_id: i64) -> i64 {
+    db::portal_limits::get_state(client, portal_id)
+        .await
+        .expect("state")
+        .expect("portal")
+        .requests
+}
+
 /// A group's grants follow the one-request rule exactly: twin buckets in the same state,
 /// one asked by a group and the other by the same requests one at a time, grant the same
 /// requests, count the same, and tell the refused the same wait.
@@ -115,17 +124,10 @@ async fn a_group_grants_exactly_what_the_same_requests_one_at_a_time_would() {
     }
     assert!(grouped.iter().any(|a| a.granted) && grouped.iter().any(|a| !a.granted));
     for (grouped, single, _) in pairs {
-        let requests = |id| {
-            let client = &client;
-            async move {
-                db::portal_limits::get_state(client, id)
-                    .await
-                    .expect("state")
-                    .expect("portal")
-                    .requests
-            }
-        };
-        assert_eq!(requests(grouped).await, requests(single).await);
+        assert_eq!(
+            requests_counted(&client, grouped).await,
+            requests_counted(&client, single).await
+        );
     }
     app.cleanup().await;
 }
@@ -656,11 +658,7 @@ async fn requests_are_taken_ahead_only_from_a_bucket_at_most_a_quarter_full() {
         (over_limit, 0),
         (nearly_full, 1),
     ] {
-        let state = db::portal_limits::get_state(&client, id)
-            .await
-            .expect("state")
-            .expect("portal");
-        assert_eq!(state.requests, requests, "portal {id}");
+        assert_eq!(requests_counted(&client, id).await, requests, "portal {id}");
     }
     drop(client);
     app.cleanup().await;
@@ -674,16 +672,7 @@ async fn the_next_request_spends_the_grant_taken_ahead() {
     let client = app.pool.get().await.expect("db");
     let portal = bare_portals(&client, "spend", 1).await[0];
     let grants = db::portal_limits::GatheredGrants::start(app.pool.clone(), 3);
-    let counted = || {
-        let client = &client;
-        async move {
-            db::portal_limits::get_state(client, portal)
-                .await
-                .expect("state")
-                .expect("portal")
-                .requests
-        }
-    };
+    let counted = || requests_counted(&client, portal);
     let acquire = || async { grants.acquire(portal).await.expect("grant").granted };
     // The standard plan's bucket is empty: one request and one ahead, then the one ahead.
     assert!(acquire().await);
