@@ -3,7 +3,6 @@
 //! was taken, so spending it needs no statement, and one that lapses unspent only leaves
 //! the portal a little less of a bucket that was at most a quarter full.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,9 +19,14 @@ const MAX_PORTALS: usize = 10_000;
 
 #[derive(Clone, Default)]
 pub(crate) struct GrantedAhead {
-    portals: Arc<Mutex<HashMap<i64, Ahead>>>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    portals: HashMap<i64, Ahead>,
     /// Moves on with every forget, so a group asked before one keeps nothing after it.
-    forgets: Arc<AtomicU64>,
+    forgets: u64,
 }
 
 /// When a group was asked, as [`GrantedAhead::keep`] needs to know it.
@@ -39,7 +43,7 @@ struct Ahead {
 impl GrantedAhead {
     /// A request granted ahead for the portal, while one is fresh.
     pub(crate) fn spend(&self, portal_id: i64) -> Option<Acquired> {
-        let mut portals = self.lock();
+        let portals = &mut self.lock().portals;
         let ahead = portals.get_mut(&portal_id)?;
         if ahead.taken.elapsed() > LIFETIME {
             portals.remove(&portal_id);
@@ -59,24 +63,25 @@ impl GrantedAhead {
 
     /// Called before a group's statement, for its [`GrantedAhead::keep`].
     pub(crate) fn asking(&self) -> Asked {
-        Asked(self.forgets.load(Ordering::Acquire))
+        Asked(self.lock().forgets)
     }
 
-    /// Keeps what a group took ahead: each answer carries its portal's count, so only a
-    /// portal's first answer is read. Nothing is kept when something was forgotten since
-    /// the group was asked: its bucket may have answered under a plan or a state now gone.
+    /// Keeps what a group took ahead. Each answer carries its portal's count, so a portal
+    /// asked twice is written twice with the same. Nothing is kept when something was
+    /// forgotten since the group was asked: its bucket may have answered under a plan or a
+    /// state now gone.
     pub(crate) fn keep(&self, asked: Asked, portal_ids: &[i64], answers: &[(Acquired, u32)]) {
         let taken = Instant::now();
-        let mut portals = self.lock();
-        if self.forgets.load(Ordering::Acquire) != asked.0 {
+        let mut inner = self.lock();
+        if inner.forgets != asked.0 {
             return;
         }
+        let portals = &mut inner.portals;
         if portals.len() >= MAX_PORTALS {
             portals.retain(|_, a| a.taken.elapsed() <= LIFETIME);
         }
-        let mut seen = std::collections::HashSet::new();
         for (portal_id, (answer, ahead)) in portal_ids.iter().zip(answers) {
-            if !seen.insert(*portal_id) || *ahead == 0 {
+            if *ahead == 0 {
                 continue;
             }
             // Replaces what is left of an earlier take: left over, it would only lapse.
@@ -92,19 +97,19 @@ impl GrantedAhead {
     }
 
     pub(crate) fn forget(&self, portal_id: i64) {
-        let mut portals = self.lock();
-        self.forgets.fetch_add(1, Ordering::AcqRel);
-        portals.remove(&portal_id);
+        let mut inner = self.lock();
+        inner.forgets += 1;
+        inner.portals.remove(&portal_id);
     }
 
     pub(crate) fn forget_all(&self) {
-        let mut portals = self.lock();
-        self.forgets.fetch_add(1, Ordering::AcqRel);
-        portals.clear();
+        let mut inner = self.lock();
+        inner.forgets += 1;
+        inner.portals.clear();
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<i64, Ahead>> {
-        self.portals
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
