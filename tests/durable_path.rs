@@ -687,3 +687,161 @@ async fn a_retry_whose_first_confirm_was_never_recorded_is_published_once() {
     drop(client);
     app.cleanup().await;
 }
+
+/// The ids the work queue holds now, message by message (taken off the queue).
+async fn drain_work_queue(app: &TestApp) -> Vec<Vec<uuid::Uuid>> {
+    let conn = b24flow_common::amqp::connect(AMQP_URL, "test-drain")
+        .await
+        .expect("broker");
+    let channel = conn.create_channel().await.expect("channel");
+    let queue = b24flow_common::amqp::Topology::new(&app.config.amqp_prefix).work_queue();
+    let mut messages = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            queue.as_str().into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+    {
+        let carried: b24flow_common::amqp::JobMessage =
+            serde_json::from_slice(&message.delivery.data).expect("a work message");
+        messages.push(carried.job_ids().collect());
+    }
+    let _ = conn.close(200, "ok".into()).await;
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_ids_are_published_many_to_a_message_in_their_order() {
+    let app = spawn_app_with(AppOptions {
+        worker: false,
+        install: false,
+        ..Default::default()
+    })
+    .await;
+    let ids: Vec<uuid::Uuid> = (0..130).map(|_| uuid::Uuid::new_v4()).collect();
+    let publisher = publisher_of(&app);
+    let grouped = publisher.publish_many(&ids).await;
+    assert_eq!(grouped.len(), ids.len(), "one answer per id");
+    assert!(grouped.iter().all(Result::is_ok));
+    let messages = drain_work_queue(&app).await;
+    let sizes: Vec<usize> = messages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [64, 64, 2]);
+    assert_eq!(messages.concat(), ids);
+    assert!(publisher
+        .publish_each(&ids[..3])
+        .await
+        .iter()
+        .all(Result::is_ok));
+    assert_eq!(
+        drain_work_queue(&app).await,
+        ids[..3].iter().map(|&id| vec![id]).collect::<Vec<_>>()
+    );
+    // An older worker reads only `job_id`: the first job of a message, the form it wrote.
+    #[derive(serde::Deserialize)]
+    struct OlderJobMessage {
+        job_id: uuid::Uuid,
+    }
+    let message = b24flow_common::amqp::JobMessage::carrying(&ids[..2]).expect("a message");
+    let older: OlderJobMessage =
+        serde_json::from_slice(&serde_json::to_vec(&message).unwrap()).expect("older form");
+    assert_eq!(older.job_id, ids[0]);
+    let single: b24flow_common::amqp::JobMessage =
+        serde_json::from_value(json!({ "job_id": ids[0] })).expect("older message");
+    assert_eq!(single.job_ids().collect::<Vec<_>>(), [ids[0]]);
+    publisher.close().await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_message_of_several_jobs_is_split_and_each_job_runs_once() {
+    // The worker registers the activities, then stops until the message is ready.
+    let mut app = spawn_app().await;
+    app.stop_worker().await;
+    let client = app.pool.get().await.expect("db");
+    let portal_id = portals::find_by_member_id(&client, &app.portal.member_id())
+        .await
+        .expect("lookup")
+        .expect("installed")
+        .id;
+    // Calls the portal's workflows made, stored as their jobs without the ingress.
+    let tokens = tokens_of(&prepare(&app, 3));
+    let mut ids = Vec::new();
+    for token in &tokens {
+        let job = b24flow_common::db::jobs::NewJob {
+            portal_id,
+            kind: b24flow_common::db::jobs::JobKind::Activity,
+            code: "user_info".into(),
+            event_token: Some(token.clone()),
+            workflow_id: None,
+            document_id: Value::Null,
+            properties: json!({ "user_id": "user_1" }),
+            timeout_duration: 0,
+            max_attempts: 3,
+            runs_as_user: false,
+        };
+        let id = b24flow_common::db::jobs::insert(&client, &job, None)
+            .await
+            .expect("job")
+            .id();
+        ids.push((id, 0));
+    }
+    // As if their message was confirmed: only the one below carries them.
+    b24flow_common::db::jobs::mark_published_many(&client, &ids)
+        .await
+        .expect("marked");
+    drain_work_queue(&app).await;
+    let job_ids: Vec<uuid::Uuid> = ids.iter().map(|(id, _)| *id).collect();
+    let publisher = publisher_of(&app);
+    assert!(publisher
+        .publish_many(&job_ids)
+        .await
+        .iter()
+        .all(Result::is_ok));
+    // A consumer takes the message and goes away without settling it: it comes again,
+    // marked redelivered, with one delivery counted against all three jobs.
+    let conn = b24flow_common::amqp::connect(AMQP_URL, "test-taker")
+        .await
+        .expect("broker");
+    let channel = conn.create_channel().await.expect("channel");
+    let queue = b24flow_common::amqp::Topology::new(&app.config.amqp_prefix).work_queue();
+    let taken = channel
+        .basic_get(
+            queue.as_str().into(),
+            lapin::options::BasicGetOptions { no_ack: false },
+        )
+        .await
+        .expect("get")
+        .expect("the message");
+    let carried: b24flow_common::amqp::JobMessage =
+        serde_json::from_slice(&taken.delivery.data).expect("a work message");
+    assert_eq!(carried.job_count(), 3);
+    let _ = conn.close(200, "gone".into()).await;
+
+    let split_before = b24flow_common::metrics::REDELIVERED_SPLIT.get();
+    app.start_worker();
+    for token in &tokens {
+        app.portal
+            .wait_event_send(token, LONG_WAIT)
+            .await
+            .expect("answered");
+    }
+    assert!(
+        b24flow_common::metrics::REDELIVERED_SPLIT.get() >= split_before + 3,
+        "the redelivered message's jobs went out one per message"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for token in &tokens {
+        let answers = app
+            .portal
+            .event_sends()
+            .iter()
+            .filter(|s| &s.event_token == token)
+            .count();
+        assert_eq!(answers, 1, "{token} answered once");
+    }
+    drop(client);
+    publisher.close().await;
+    app.cleanup().await;
+}

@@ -163,7 +163,7 @@ async fn an_accepted_call_is_committed_before_the_answer_and_then_published() {
             Some(message) => {
                 let job: b24flow_common::amqp::JobMessage =
                     serde_json::from_slice(&message.delivery.data).unwrap();
-                queued.push(job.job_id);
+                queued.extend(job.job_ids());
             }
             None => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
         }

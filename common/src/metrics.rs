@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec,
-    IntCounterVec, IntGauge,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 
 /// Activity calls answered by the ingress, by `outcome` (accepted, duplicate, or a rejection code).
@@ -80,6 +80,17 @@ pub static SWEPT: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "b24flow_sweeper_jobs_total",
         "Jobs handled by the sweeper",
         &["action"]
+    )
+    .expect("metric registers once")
+});
+
+/// Jobs of redelivered messages that carried several, published again one per message
+/// (see the worker's consumer): a count that grows after every worker that stopped with
+/// jobs unacked.
+pub static REDELIVERED_SPLIT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "b24flow_worker_redelivered_jobs_split_total",
+        "Jobs of redelivered multi-job messages published again one per message"
     )
     .expect("metric registers once")
 });

@@ -1,13 +1,16 @@
-//! The RabbitMQ consumer: manual acks, prefetch = concurrency, reconnect with backoff, and
-//! a shutdown that stops taking work, lets in-flight jobs finish until a deadline, then
-//! hands the rest back.
+//! The RabbitMQ consumer: manual acks, a large prefetch, reconnect with backoff, and a
+//! shutdown that stops taking work, lets in-flight jobs finish until a deadline, then hands
+//! the rest back. A message may carry several jobs (`JobMessage`); it is settled once the
+//! last of them is done.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use b24flow_common::amqp::{self, AmqpError, JobMessage, Topology};
+use b24flow_common::amqp::{self, AmqpError, JobMessage, Publisher, Topology};
 use b24flow_common::bitrix::slots;
 use b24flow_common::db::portal_limits::{self, JobPortal};
+use b24flow_common::metrics;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
@@ -30,6 +33,8 @@ pub struct ConsumerSettings {
     /// that one portal's flood is taken off the queue and cannot stand before other portals.
     pub prefetch: u16,
     pub shutdown_deadline: Duration,
+    /// Publishes the jobs of a redelivered message one by one (see [`split`]).
+    pub publisher: Arc<Publisher>,
 }
 
 /// The worker's slots, and the admission tickets of received jobs that do not hold one yet
@@ -40,13 +45,56 @@ struct Capacity {
     tickets: Arc<Semaphore>,
 }
 
-/// Deliveries looked up together (one query for their portals).
+/// Received jobs looked up together (one query for their portals).
 const ARRIVALS_PER_LOOKUP: usize = 500;
 
 /// A received job.
 struct Arrival {
-    delivery: Delivery,
+    carrier: Arc<Carrier>,
     job_id: uuid::Uuid,
+}
+
+/// The delivery that brought one or more jobs. It is settled when the last of them is
+/// done: acked, or handed back to the queue when any of them was handed back (the others
+/// then come again and the row says they are done). Dropped unsettled (the consumer
+/// stopped before a job started), it goes back to the queue with the connection.
+struct Carrier {
+    delivery: Delivery,
+    open: AtomicUsize,
+    hand_back: AtomicBool,
+}
+
+impl Carrier {
+    fn new(delivery: Delivery, jobs: usize) -> Arc<Self> {
+        Arc::new(Self {
+            delivery,
+            open: AtomicUsize::new(jobs),
+            hand_back: AtomicBool::new(false),
+        })
+    }
+
+    /// One of its jobs is done (`hand_back`: it goes back to the queue).
+    async fn settle(&self, hand_back: bool) -> Result<(), AmqpError> {
+        if hand_back {
+            self.hand_back.store(true, Ordering::Release);
+        }
+        if self.open.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return Ok(());
+        }
+        if self.hand_back.load(Ordering::Acquire) {
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            };
+            amqp::step("requeueing", self.delivery.nack(requeue))
+                .await
+                .map(drop)
+        } else {
+            amqp::step("acking", self.delivery.ack(BasicAckOptions::default()))
+                .await
+                .map(drop)
+        }
+    }
 }
 
 /// Consumes until `shutdown`, reconnecting whenever the broker goes away.
@@ -129,28 +177,36 @@ async fn consume_once(
             d = consumer.next() => d,
             _ = shutdown.cancelled() => break Ok(()),
         };
-        let mut received = vec![next];
-        // Whatever else has already arrived joins this lookup.
-        while received.len() < ARRIVALS_PER_LOOKUP {
-            match consumer.next().now_or_never() {
-                Some(d) => received.push(d),
-                None => break,
-            }
-        }
-        let mut arrivals = Vec::with_capacity(received.len());
+        let mut arrivals = Vec::new();
+        let mut redelivered = Vec::new();
+        let mut taken = 0;
         let mut failure = None;
-        for next in received {
-            match next {
-                Some(Ok(delivery)) => {
-                    if let Some(arrival) = read(delivery).await {
-                        arrivals.push(arrival);
+        let mut next = Some(next);
+        // Whatever else has already arrived joins this lookup.
+        while let Some(received) = next.take() {
+            match received {
+                Some(Ok(delivery)) => match read(delivery).await {
+                    Some(Read::Jobs(jobs)) => {
+                        taken += jobs.len();
+                        arrivals.extend(jobs);
                     }
-                }
+                    Some(Read::Redelivered(message)) => {
+                        taken += message.1.job_count();
+                        redelivered.push(*message);
+                    }
+                    None => {}
+                },
                 Some(Err(e)) => failure = Some(AmqpError::from(e)),
                 None => {
                     failure = Some(AmqpError::Nacked("consumer cancelled by the broker".into()))
                 }
             }
+            if taken < ARRIVALS_PER_LOOKUP && failure.is_none() {
+                next = consumer.next().now_or_never();
+            }
+        }
+        if !redelivered.is_empty() {
+            tracker.spawn(split(settings.publisher.clone(), redelivered));
         }
         let portals = portals_of(runner, &arrivals).await;
         for arrival in arrivals {
@@ -219,18 +275,59 @@ async fn admit(
     }
 }
 
-/// The job id of a delivery; a message nobody can read goes to the dead-letter queue, not
+/// What a delivery brought.
+enum Read {
+    Jobs(Vec<Arrival>),
+    /// Several jobs that were delivered before (see [`split`]).
+    Redelivered(Box<(Delivery, JobMessage)>),
+}
+
+/// The jobs of a delivery; a message nobody can read goes to the dead-letter queue, not
 /// back to work.
-async fn read(delivery: Delivery) -> Option<Arrival> {
+async fn read(delivery: Delivery) -> Option<Read> {
     match serde_json::from_slice::<JobMessage>(&delivery.data) {
-        Ok(m) => Some(Arrival {
-            job_id: m.job_id,
-            delivery,
-        }),
+        Ok(m) if delivery.redelivered && m.job_count() > 1 => {
+            Some(Read::Redelivered(Box::new((delivery, m))))
+        }
+        Ok(m) => {
+            let carrier = Carrier::new(delivery, m.job_count());
+            let jobs = m.job_ids().map(|job_id| Arrival {
+                carrier: carrier.clone(),
+                job_id,
+            });
+            Some(Read::Jobs(jobs.collect()))
+        }
         Err(e) => {
             tracing::error!(error = %e, "unreadable message dead-lettered");
             let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
             None
+        }
+    }
+}
+
+/// Publishes each job of redelivered messages on its own, then acks those messages. A
+/// redelivery counts towards the queue's delivery limit for the whole message, and it
+/// follows a worker that stopped (perhaps killed by one of its jobs): apart, a job that
+/// keeps killing workers reaches the dead-letter queue alone instead of taking the jobs
+/// that shared its message along. Whatever is not published stays unacked and comes again.
+async fn split(publisher: Arc<Publisher>, redelivered: Vec<(Delivery, JobMessage)>) {
+    let ids: Vec<uuid::Uuid> = redelivered.iter().flat_map(|(_, m)| m.job_ids()).collect();
+    let mut published = publisher.publish_each(&ids).await.into_iter();
+    for (delivery, message) in redelivered {
+        let sent: Vec<_> = published.by_ref().take(message.job_count()).collect();
+        if sent.iter().all(Result::is_ok) {
+            metrics::REDELIVERED_SPLIT.inc_by(message.job_count() as u64);
+            let _ = amqp::step("acking", delivery.ack(BasicAckOptions::default())).await;
+        } else {
+            tracing::warn!(
+                jobs = message.job_count(),
+                "could not split a redelivered message; handing it back"
+            );
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            };
+            let _ = amqp::step("requeueing", delivery.nack(requeue)).await;
         }
     }
 }
@@ -256,23 +353,14 @@ async fn portals_of(runner: &Runner, arrivals: &[Arrival]) -> HashMap<uuid::Uuid
 }
 
 async fn handle_delivery(runner: &Runner, arrival: Arrival, hand_back: CancellationToken) {
-    let Arrival { delivery, job_id } = arrival;
-    let message = JobMessage { job_id };
+    let Arrival { carrier, job_id } = arrival;
     // While Postgres is unreachable the delivery is held, not requeued: requeueing would
     // spin it towards the delivery limit and the dead-letter queue.
     let mut pause = Duration::from_millis(250);
     let acked = loop {
-        match runner.handle(message.job_id, hand_back.clone()).await {
-            Disposition::Ack => {
-                break amqp::step("acking", delivery.ack(BasicAckOptions::default())).await
-            }
-            Disposition::Requeue if hand_back.is_cancelled() => {
-                let requeue = BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                };
-                break amqp::step("requeueing", delivery.nack(requeue)).await;
-            }
+        match runner.handle(job_id, hand_back.clone()).await {
+            Disposition::Ack => break carrier.settle(false).await,
+            Disposition::Requeue if hand_back.is_cancelled() => break carrier.settle(true).await,
             Disposition::Requeue => {
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
@@ -284,6 +372,6 @@ async fn handle_delivery(runner: &Runner, arrival: Arrival, hand_back: Cancellat
     };
     if let Err(e) = acked {
         // The channel is gone; RabbitMQ redelivers and the row decides who runs it.
-        tracing::debug!(job.id = %message.job_id, error = %e, "could not settle delivery");
+        tracing::debug!(job.id = %job_id, error = %e, "could not settle delivery");
     }
 }

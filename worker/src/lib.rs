@@ -125,6 +125,7 @@ pub async fn run_with_activities(
             per_portal_ceiling: PER_PORTAL_RUNNING_CEILING,
             prefetch: PREFETCH,
             shutdown_deadline: config.shutdown_deadline,
+            publisher: publisher.clone(),
         },
         shutdown,
     )

@@ -28,10 +28,42 @@ pub enum AmqpError {
     Unavailable,
 }
 
-/// What a message carries: only the job id; the job itself stays in Postgres.
+/// What a work message carries: the ids of jobs stored together (one ingress group, one
+/// sweep), at most [`JOBS_PER_MESSAGE`]; the jobs themselves stay in Postgres. One message
+/// per group instead of per job spares the broker, the publisher and the consumer most of
+/// their per-message work.
+///
+/// The first id is written as `job_id`, the form of one job per message that older
+/// processes read: an older worker runs that job and ignores the others, which stay queued
+/// until the sweeper publishes them again (stale publishes), so a rolling upgrade delays
+/// jobs but loses none.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JobMessage {
     pub job_id: Uuid,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_job_ids: Vec<Uuid>,
+}
+
+/// Job ids carried by one work message, at most.
+pub const JOBS_PER_MESSAGE: usize = 64;
+
+impl JobMessage {
+    /// The message carrying `ids` (none is not a message).
+    pub fn carrying(ids: &[Uuid]) -> Option<Self> {
+        let (&job_id, more) = ids.split_first()?;
+        Some(Self {
+            job_id,
+            more_job_ids: more.to_vec(),
+        })
+    }
+
+    pub fn job_ids(&self) -> impl Iterator<Item = Uuid> + '_ {
+        std::iter::once(self.job_id).chain(self.more_job_ids.iter().copied())
+    }
+
+    pub fn job_count(&self) -> usize {
+        1 + self.more_job_ids.len()
+    }
 }
 
 /// A whole activity call the ingress could not store in Postgres, handed to RabbitMQ

@@ -7,7 +7,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::topology::{INTAKE_ROUTING_KEY, WORK_ROUTING_KEY};
-use super::{connect, AmqpError, IntakeMessage, JobMessage, Topology};
+use super::{connect, AmqpError, IntakeMessage, JobMessage, Topology, JOBS_PER_MESSAGE};
 
 /// One queue's depth as RabbitMQ reports it.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -173,14 +173,43 @@ impl Publisher {
             .unwrap_or(Err(AmqpError::Unavailable))
     }
 
-    /// Publishes many job ids with pipelined confirms: every message is sent before the
-    /// first confirm is awaited. One answer per id, in order.
+    /// Publishes job ids with pipelined confirms, [`JOBS_PER_MESSAGE`] to a message: every
+    /// message is sent before the first confirm is awaited. One answer per id, in order (a
+    /// message's answer is that of each id it carries).
     pub async fn publish_many(&self, job_ids: &[Uuid]) -> Vec<Result<(), AmqpError>> {
-        let messages = job_ids.iter().map(|&job_id| {
-            let payload = serde_json::to_vec(&JobMessage { job_id }).unwrap_or_default();
-            (job_id, WORK_ROUTING_KEY, payload)
+        self.publish_carried(job_ids, JOBS_PER_MESSAGE).await
+    }
+
+    /// Like [`Publisher::publish_many`], one message per id: for jobs that must not share
+    /// a message's delivery count (see the consumer's redeliveries).
+    pub async fn publish_each(&self, job_ids: &[Uuid]) -> Vec<Result<(), AmqpError>> {
+        self.publish_carried(job_ids, 1).await
+    }
+
+    async fn publish_carried(
+        &self,
+        job_ids: &[Uuid],
+        per_message: usize,
+    ) -> Vec<Result<(), AmqpError>> {
+        let chunks: Vec<&[Uuid]> = job_ids.chunks(per_message.max(1)).collect();
+        let messages = chunks.iter().filter_map(|ids| {
+            let message = JobMessage::carrying(ids)?;
+            let payload = serde_json::to_vec(&message).unwrap_or_default();
+            Some((message.job_id, WORK_ROUTING_KEY, payload))
         });
-        self.publish_confirmed(messages.collect()).await
+        let settled = self.publish_confirmed(messages.collect()).await;
+        chunks
+            .iter()
+            .zip(settled)
+            .flat_map(|(ids, result)| {
+                let copies = ids.len() - 1;
+                let again = result.as_ref().err().map(ToString::to_string);
+                std::iter::once(result).chain((0..copies).map(move |_| match &again {
+                    None => Ok(()),
+                    Some(why) => Err(AmqpError::Nacked(why.clone())),
+                }))
+            })
+            .collect()
     }
 
     /// Hands whole calls to the intake queue (Postgres did not take them); a worker
